@@ -1,0 +1,444 @@
+//! Tenant identification (SPEC section 3): which tenant does a request name?
+//!
+//! Every configured source is read. The first that yields an id names the tenant. A second
+//! source yielding a different id makes the request ambiguous, and a malformed id in any
+//! source makes it invalid: a client must never be able to steer another tenant's routing.
+
+use thiserror::Error;
+
+use crate::decision::BlockCode;
+use crate::tenant::TenantId;
+
+const PLACEHOLDER: &str = "{tenant}";
+
+/// Which kind of source named the tenant; logged with every decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Host,
+    Header,
+    Path,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Host => "host",
+            SourceKind::Header => "header",
+            SourceKind::Path => "path",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum PatternError {
+    #[error("the pattern must contain `{PLACEHOLDER}` exactly once")]
+    Placeholder,
+    #[error("`{PLACEHOLDER}` must be a whole DNS label: write it as `{PLACEHOLDER}.example.com` or `api.{PLACEHOLDER}.example.com`")]
+    HostLabel,
+    #[error("a path pattern must start with `/` and end with `{PLACEHOLDER}/` or `{PLACEHOLDER}`, e.g. `/t/{PLACEHOLDER}/`")]
+    PathShape,
+    #[error("a header name must be a non-empty HTTP token such as `x-tenant-id`")]
+    HeaderName,
+}
+
+/// `{tenant}.app.example.com`: the tenant is one DNS label of the Host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPattern {
+    prefix: String,
+    suffix: String,
+}
+
+impl HostPattern {
+    pub fn parse(pattern: &str) -> Result<Self, PatternError> {
+        let (prefix, suffix) = split_placeholder(&pattern.to_ascii_lowercase())?;
+        if !(prefix.is_empty() || prefix.ends_with('.'))
+            || !(suffix.is_empty() || suffix.starts_with('.'))
+        {
+            return Err(PatternError::HostLabel);
+        }
+        Ok(HostPattern { prefix, suffix })
+    }
+
+    /// `None` when the host does not have the pattern's shape; otherwise the label, checked.
+    /// `host` must already be normalized (no port, no trailing dot).
+    pub fn extract(&self, host: &str) -> Option<Result<TenantId, crate::InvalidTenantId>> {
+        let bytes = host.as_bytes();
+        let (p, s) = (self.prefix.as_bytes(), self.suffix.as_bytes());
+        if bytes.len() < p.len() + s.len()
+            || !bytes[..p.len()].eq_ignore_ascii_case(p)
+            || !bytes[bytes.len() - s.len()..].eq_ignore_ascii_case(s)
+        {
+            return None;
+        }
+        // A label containing dots, or an empty one, is malformed rather than "no match": the
+        // client clearly addressed the tenant pattern, so fail closed with invalid_tenant.
+        Some(TenantId::parse(&bytes[p.len()..bytes.len() - s.len()]))
+    }
+}
+
+/// `/t/{tenant}/`: the tenant is one path segment after a fixed prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathPattern {
+    prefix: String,
+    /// Remove `prefix` + tenant segment before proxying (the rest of the path is kept).
+    pub strip: bool,
+}
+
+impl PathPattern {
+    pub fn parse(pattern: &str, strip: bool) -> Result<Self, PatternError> {
+        let (prefix, suffix) = split_placeholder(pattern)?;
+        if !prefix.starts_with('/')
+            || !prefix.ends_with('/')
+            || !(suffix.is_empty() || suffix == "/")
+        {
+            return Err(PatternError::PathShape);
+        }
+        Ok(PathPattern { prefix, strip })
+    }
+
+    /// `None` when the path does not start with the prefix; otherwise the segment, checked,
+    /// and the number of leading path bytes that hold prefix and tenant.
+    fn extract(&self, path: &str) -> Option<(Result<TenantId, crate::InvalidTenantId>, usize)> {
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        let segment = rest.split('/').next().unwrap_or_default();
+        Some((
+            TenantId::parse(segment.as_bytes()),
+            self.prefix.len() + segment.len(),
+        ))
+    }
+}
+
+fn split_placeholder(pattern: &str) -> Result<(String, String), PatternError> {
+    let (prefix, suffix) = pattern
+        .split_once(PLACEHOLDER)
+        .ok_or(PatternError::Placeholder)?;
+    if suffix.contains(PLACEHOLDER) {
+        return Err(PatternError::Placeholder);
+    }
+    Ok((prefix.to_owned(), suffix.to_owned()))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantSource {
+    Host(HostPattern),
+    /// A header name, lowercased.
+    Header(String),
+    Path(PathPattern),
+}
+
+impl TenantSource {
+    pub fn header(name: &str) -> Result<Self, PatternError> {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid {
+            return Err(PatternError::HeaderName);
+        }
+        Ok(TenantSource::Header(name.to_ascii_lowercase()))
+    }
+
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            TenantSource::Host(_) => SourceKind::Host,
+            TenantSource::Header(_) => SourceKind::Header,
+            TenantSource::Path(_) => SourceKind::Path,
+        }
+    }
+}
+
+/// The values a request carries for one header name.
+#[derive(Clone, Copy, Debug)]
+pub enum HeaderValues<'a> {
+    Absent,
+    One(&'a [u8]),
+    /// The header appears more than once: treated as ambiguous.
+    Repeated,
+}
+
+/// Result of a successful identification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identified {
+    /// `None` when no source named a tenant.
+    pub tenant: Option<(TenantId, SourceKind)>,
+    /// Bytes to drop from the front of the path before proxying (a stripping path source).
+    pub strip_path_prefix: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum IdentifyError {
+    #[error("malformed tenant id in the {} source", .0.as_str())]
+    Invalid(SourceKind),
+    #[error("tenant sources disagree")]
+    Ambiguous,
+}
+
+impl IdentifyError {
+    pub fn code(self) -> BlockCode {
+        match self {
+            IdentifyError::Invalid(_) => BlockCode::InvalidTenant,
+            IdentifyError::Ambiguous => BlockCode::AmbiguousTenant,
+        }
+    }
+}
+
+/// The configured, ordered tenant sources.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantIdentifier {
+    sources: Vec<TenantSource>,
+}
+
+impl TenantIdentifier {
+    pub fn new(sources: Vec<TenantSource>) -> Self {
+        TenantIdentifier { sources }
+    }
+
+    pub fn sources(&self) -> &[TenantSource] {
+        &self.sources
+    }
+
+    /// Reads every source of one request.
+    ///
+    /// `tenant_host` is the normalized Host, or `None` when the Host is a region host (a region
+    /// hint is never a tenant id). `path` excludes the query string.
+    pub fn identify<'r>(
+        &self,
+        tenant_host: Option<&str>,
+        path: &str,
+        header: impl Fn(&str) -> HeaderValues<'r>,
+    ) -> Result<Identified, IdentifyError> {
+        let mut found: Option<(TenantId, SourceKind)> = None;
+        let mut strip_path_prefix = None;
+        let mut ambiguous = false;
+        for source in &self.sources {
+            let kind = source.kind();
+            let candidate = match source {
+                TenantSource::Host(pattern) => tenant_host.and_then(|h| pattern.extract(h)),
+                TenantSource::Header(name) => match header(name) {
+                    HeaderValues::Absent => None,
+                    HeaderValues::One(value) => Some(TenantId::parse(value)),
+                    HeaderValues::Repeated => {
+                        ambiguous = true;
+                        None
+                    }
+                },
+                TenantSource::Path(pattern) => pattern.extract(path).map(|(id, consumed)| {
+                    if pattern.strip {
+                        strip_path_prefix = Some(consumed);
+                    }
+                    id
+                }),
+            };
+            match candidate {
+                None => {}
+                Some(Err(_)) => return Err(IdentifyError::Invalid(kind)),
+                Some(Ok(id)) => match found {
+                    None => found = Some((id, kind)),
+                    Some((first, _)) if first != id => ambiguous = true,
+                    Some(_) => {}
+                },
+            }
+        }
+        if ambiguous {
+            return Err(IdentifyError::Ambiguous);
+        }
+        Ok(Identified {
+            tenant: found,
+            strip_path_prefix,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo_identifier() -> TenantIdentifier {
+        TenantIdentifier::new(vec![
+            TenantSource::header("X-Tenant-Id").unwrap(),
+            TenantSource::Host(HostPattern::parse("{tenant}.app.example.com").unwrap()),
+            TenantSource::Path(PathPattern::parse("/t/{tenant}/", false).unwrap()),
+        ])
+    }
+
+    fn no_headers(_: &str) -> HeaderValues<'static> {
+        HeaderValues::Absent
+    }
+
+    fn tenant(result: Result<Identified, IdentifyError>) -> Option<(String, SourceKind)> {
+        result
+            .unwrap()
+            .tenant
+            .map(|(id, kind)| (id.to_string(), kind))
+    }
+
+    #[test]
+    fn each_source_alone_names_the_tenant() {
+        let ident = demo_identifier();
+        let header = |name: &str| {
+            assert_eq!(name, "x-tenant-id");
+            HeaderValues::One(b"Acme")
+        };
+        assert_eq!(
+            tenant(ident.identify(None, "/", header)),
+            Some(("acme".into(), SourceKind::Header))
+        );
+        assert_eq!(
+            tenant(ident.identify(Some("ACME.App.Example.com"), "/", no_headers)),
+            Some(("acme".into(), SourceKind::Host))
+        );
+        assert_eq!(
+            tenant(ident.identify(None, "/t/acme/orders", no_headers)),
+            Some(("acme".into(), SourceKind::Path))
+        );
+        assert_eq!(
+            tenant(ident.identify(None, "/t/acme", no_headers)),
+            Some(("acme".into(), SourceKind::Path))
+        );
+    }
+
+    #[test]
+    fn nothing_matching_names_no_tenant() {
+        let ident = demo_identifier();
+        for (host, path) in [
+            (Some("localhost"), "/"),
+            (Some("app.example.com"), "/t"),
+            (None, "/tx/acme/"),
+            (None, "/api/t/acme/"),
+        ] {
+            assert_eq!(
+                tenant(ident.identify(host, path, no_headers)),
+                None,
+                "{host:?} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn agreeing_sources_are_fine_and_the_first_one_is_reported() {
+        let ident = demo_identifier();
+        let header = |_: &str| HeaderValues::One(b"acme");
+        assert_eq!(
+            tenant(ident.identify(Some("acme.app.example.com"), "/t/ACME/x", header)),
+            Some(("acme".into(), SourceKind::Header))
+        );
+    }
+
+    #[test]
+    fn disagreeing_sources_are_ambiguous() {
+        let ident = demo_identifier();
+        let header = |_: &str| HeaderValues::One(b"acme");
+        assert_eq!(
+            ident.identify(Some("globex.app.example.com"), "/", header),
+            Err(IdentifyError::Ambiguous)
+        );
+        assert_eq!(
+            ident.identify(None, "/t/globex/", header),
+            Err(IdentifyError::Ambiguous)
+        );
+        assert_eq!(
+            ident.identify(None, "/", |_: &str| HeaderValues::Repeated),
+            Err(IdentifyError::Ambiguous)
+        );
+        assert_eq!(IdentifyError::Ambiguous.code(), BlockCode::AmbiguousTenant);
+    }
+
+    #[test]
+    fn malformed_ids_are_invalid_in_every_source() {
+        let ident = demo_identifier();
+        assert_eq!(
+            ident.identify(None, "/", |_: &str| HeaderValues::One(b"ac_me")),
+            Err(IdentifyError::Invalid(SourceKind::Header))
+        );
+        assert_eq!(
+            ident.identify(None, "/", |_: &str| HeaderValues::One(b"")),
+            Err(IdentifyError::Invalid(SourceKind::Header))
+        );
+        assert_eq!(
+            ident.identify(Some("a.b.app.example.com"), "/", no_headers),
+            Err(IdentifyError::Invalid(SourceKind::Host))
+        );
+        assert_eq!(
+            ident.identify(None, "/t//x", no_headers),
+            Err(IdentifyError::Invalid(SourceKind::Path))
+        );
+        let long = format!("/t/{}/", "a".repeat(65));
+        assert_eq!(
+            ident.identify(None, &long, no_headers),
+            Err(IdentifyError::Invalid(SourceKind::Path))
+        );
+        // Invalid wins over a valid id elsewhere: fail closed.
+        assert_eq!(
+            ident.identify(None, "/t/a%20b/", |_: &str| HeaderValues::One(b"acme")),
+            Err(IdentifyError::Invalid(SourceKind::Path))
+        );
+        assert_eq!(
+            IdentifyError::Invalid(SourceKind::Path).code(),
+            BlockCode::InvalidTenant
+        );
+    }
+
+    #[test]
+    fn stripping_path_source_reports_how_much_to_strip() {
+        let ident = TenantIdentifier::new(vec![TenantSource::Path(
+            PathPattern::parse("/t/{tenant}/", true).unwrap(),
+        )]);
+        let found = ident
+            .identify(None, "/t/acme/orders/1", no_headers)
+            .unwrap();
+        assert_eq!(found.strip_path_prefix, Some("/t/acme".len()));
+        let kept = demo_identifier()
+            .identify(None, "/t/acme/orders/1", no_headers)
+            .unwrap();
+        assert_eq!(kept.strip_path_prefix, None);
+    }
+
+    #[test]
+    fn patterns_are_checked() {
+        assert_eq!(
+            HostPattern::parse("app.example.com"),
+            Err(PatternError::Placeholder)
+        );
+        assert_eq!(
+            HostPattern::parse("{tenant}.{tenant}.example.com"),
+            Err(PatternError::Placeholder)
+        );
+        assert_eq!(
+            HostPattern::parse("api-{tenant}.example.com"),
+            Err(PatternError::HostLabel)
+        );
+        assert!(HostPattern::parse("api.{tenant}.example.com").is_ok());
+        assert_eq!(
+            PathPattern::parse("t/{tenant}/", false),
+            Err(PatternError::PathShape)
+        );
+        assert_eq!(
+            PathPattern::parse("/t{tenant}/", false),
+            Err(PatternError::PathShape)
+        );
+        assert_eq!(
+            PathPattern::parse("/t/{tenant}x", false),
+            Err(PatternError::PathShape)
+        );
+        assert!(PathPattern::parse("/t/{tenant}", false).is_ok());
+        assert_eq!(
+            TenantSource::header("x tenant"),
+            Err(PatternError::HeaderName)
+        );
+        assert_eq!(TenantSource::header(""), Err(PatternError::HeaderName));
+    }
+
+    #[test]
+    fn host_pattern_with_inner_placeholder() {
+        let pattern = HostPattern::parse("api.{tenant}.example.com").unwrap();
+        assert_eq!(
+            pattern
+                .extract("api.acme.example.com")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "acme"
+        );
+        assert!(pattern.extract("web.acme.example.com").is_none());
+    }
+}

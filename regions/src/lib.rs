@@ -1,0 +1,30 @@
+//! The residency engine: who lives where, and where a request may go.
+//!
+//! Everything here is pure: no I/O, no clocks, no Pingora. The router feeds it facts about a
+//! request (tenant record, method, region hint, site health, the current time) and gets back a
+//! [`Decision`]: either an ordered list of sites, every one of them allowed by the residency rule,
+//! or a [`Block`] with the error code the client sees.
+//!
+//! The residency rule (SPEC section 2): a request of tenant T only ever goes to region R when
+//! R is T's home region, or R is a replica region of T whose replication is enabled, unexpired
+//! and whose mode allows the request method. [`decide`] is the only place that turns a tenant
+//! into regions, so the rule lives in one function and its property test.
+
+mod decision;
+mod identify;
+mod tenant;
+mod topology;
+
+pub use decision::{
+    decide, Block, BlockCode, Decision, MethodClass, Route, RouteReason, RoutedSite, SiteHealth,
+    TenantLookup, UnknownTenantPolicy, MAX_INLINE_ROUTE,
+};
+pub use identify::{
+    HeaderValues, HostPattern, Identified, IdentifyError, PathPattern, PatternError, SourceKind,
+    TenantIdentifier, TenantSource,
+};
+pub use tenant::{
+    InvalidTenantId, RegionSet, Replication, ReplicationMode, TenantId, TenantRecord, UnixTime,
+    MAX_TENANT_ID_LEN,
+};
+pub use topology::{normalize_host, Region, RegionId, Site, SiteId, Topology, TopologyError};
