@@ -1,1 +1,25 @@
+//! The router's configuration: a TOML file and the JSON tenant registry it points to.
+//!
+//! Three layers, each with one job:
+//! - [`file`]: the on-disk format, `serde(deny_unknown_fields)` structs and nothing else;
+//! - `validate`: turns file structs into a [`Snapshot`], collecting *every* problem with its
+//!   location and a fix instead of stopping at the first;
+//! - [`Snapshot`]: the immutable, validated configuration the data plane serves from. It is
+//!   built once per (re)load and shared behind an `Arc`, so swapping it is one pointer store.
 
+mod error;
+pub mod file;
+mod registry;
+mod snapshot;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use registry::Registry;
+pub use snapshot::{Backend, Listen, ProxySettings, ServerSettings, Snapshot};
+
+use std::path::Path;
+
+/// Reads, parses and validates a config file and the registry it names.
+pub fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
+    validate::load(config_path)
+}

@@ -59,9 +59,11 @@ impl Topology {
 
     /// Builds a topology from `(region name, hosts, sites)` triples.
     /// Config validation reports these problems with locations first; this is the last guard.
-    pub fn new<'a, I>(regions: I) -> Result<Self, TopologyError>
+    pub fn new<'a, I, H>(regions: I) -> Result<Self, TopologyError>
     where
-        I: IntoIterator<Item = (&'a str, &'a [String], Vec<(String, f64, f64)>)>,
+        I: IntoIterator<Item = (&'a str, H, Vec<(String, f64, f64)>)>,
+        H: IntoIterator,
+        H::Item: AsRef<str>,
     {
         let mut topology = Topology::default();
         for (name, hosts, sites) in regions {
@@ -72,9 +74,9 @@ impl Topology {
                 return Err(TopologyError::DuplicateRegion(name.to_owned()));
             }
             let region_id = RegionId(topology.regions.len() as u8);
-            let mut normalized_hosts = Vec::with_capacity(hosts.len());
+            let mut normalized_hosts = Vec::new();
             for host in hosts {
-                let host = host.to_ascii_lowercase();
+                let host = host.as_ref().to_ascii_lowercase();
                 if let Some(other) = topology.region_for_host(&host) {
                     return Err(TopologyError::DuplicateHost {
                         host,

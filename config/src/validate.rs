@@ -1,0 +1,646 @@
+//! File structs -> [`Snapshot`], collecting every problem instead of stopping at the first.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use regions::{
+    HostPattern, PathPattern, RegionSet, Replication, ReplicationMode, TenantId, TenantIdentifier,
+    TenantRecord, TenantSource, Topology, UnixTime, UnknownTenantPolicy,
+};
+use serde::de::DeserializeOwned;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::line_column;
+use crate::file::{
+    ConfigFile, ProxyFile, RegistryFile, ReplicationModeFile, ServerFile, SourceFile, UnknownFile,
+};
+use crate::snapshot::{Backend, Listen, ProxySettings, ServerSettings};
+use crate::{ConfigError, ConfigErrors, Registry, Snapshot};
+
+/// Accumulates problems for one file.
+struct Problems<'a> {
+    file: &'a Path,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, at: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) {
+        self.errors.push(ConfigError::Invalid {
+            file: self.file.to_owned(),
+            at: at.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let file: ConfigFile = read_toml(config_path).map_err(|e| ConfigErrors(vec![e]))?;
+    let registry_path = config_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&file.tenancy.registry);
+
+    let mut errors = Vec::new();
+    let mut problems = Problems {
+        file: config_path,
+        errors: &mut errors,
+    };
+    let listen = listen(&file, &mut problems);
+    let (topology, backends) = topology(&file, &mut problems);
+    let identifier = identifier(&file.tenancy.sources, &topology, &mut problems);
+    let unknown = unknown_policy(&file.tenancy.unknown, &topology, &mut problems);
+    let proxy = proxy_settings(&file.proxy, &mut problems);
+    let server = server_settings(&file.server, &mut problems);
+
+    // The registry is checked even when the config has problems, so one run reports both.
+    let registry = match read_json::<RegistryFile>(&registry_path) {
+        Ok(registry_file) => registry(&registry_file, &topology, &registry_path, &mut errors),
+        Err(e) => {
+            errors.push(e);
+            Registry::default()
+        }
+    };
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Snapshot {
+        config_path: config_path.to_owned(),
+        registry_path,
+        listen: listen.expect("no listen errors were reported"),
+        topology,
+        identifier,
+        unknown,
+        registry,
+        backends,
+        proxy,
+        server,
+    })
+}
+
+fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = read(path)?;
+    toml::from_str(&text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map_or((1, 1), |span| line_column(&text, span.start));
+        ConfigError::Parse {
+            file: path.to_owned(),
+            line,
+            column,
+            message: e.message().to_owned(),
+        }
+    })
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = read(path)?;
+    serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+        file: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })
+}
+
+fn socket_addr(value: &str, at: &str, problems: &mut Problems<'_>) -> Option<SocketAddr> {
+    match value.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(addr)) => Some(addr),
+        Ok(None) | Err(_) => {
+            problems.add(
+                at,
+                format!("`{value}` is not a resolvable `host:port` address"),
+                "write an address such as `127.0.0.1:9101` or `backend.internal:8080`",
+            );
+            None
+        }
+    }
+}
+
+fn listen(file: &ConfigFile, problems: &mut Problems<'_>) -> Option<Listen> {
+    let http = socket_addr(&file.listen.http, "listen.http", problems);
+    let mut optional = |value: &Option<String>, at: &str| {
+        value.as_deref().and_then(|v| socket_addr(v, at, problems))
+    };
+    let admin = optional(&file.listen.admin, "listen.admin");
+    let metrics = optional(&file.listen.metrics, "listen.metrics");
+    Some(Listen {
+        http: http?,
+        admin,
+        metrics,
+    })
+}
+
+fn topology(file: &ConfigFile, problems: &mut Problems<'_>) -> (Topology, Vec<Vec<Backend>>) {
+    if file.regions.is_empty() {
+        problems.add(
+            "regions",
+            "no region is configured",
+            "add at least one [[regions]] table with one site",
+        );
+    }
+    if file.regions.len() > Topology::MAX_REGIONS {
+        problems.add(
+            "regions",
+            format!("{} regions configured", file.regions.len()),
+            format!("configure at most {} regions", Topology::MAX_REGIONS),
+        );
+        return (Topology::default(), Vec::new());
+    }
+
+    let mut region_index: HashMap<&str, usize> = HashMap::new();
+    let mut site_owner: HashMap<&str, &str> = HashMap::new();
+    let mut host_owner: HashMap<String, &str> = HashMap::new();
+    let mut backend_owner: HashMap<SocketAddr, String> = HashMap::new();
+    // What goes into the topology: a problem is reported once and the offending item is left
+    // out, never its whole region, so later checks (tenants naming the region) stay accurate.
+    let mut accepted = Vec::new();
+    let mut backends_by_site: Vec<Vec<Backend>> = Vec::new();
+
+    for (r, region) in file.regions.iter().enumerate() {
+        let at = format!("regions[{r}]");
+        let name = region.name.as_str();
+        let mut region_ok = true;
+        if !is_name(name) {
+            problems.add(
+                format!("{at}.name"),
+                format!("`{name}` is not a valid region name"),
+                "use 1 to 32 characters of a-z, 0-9 and '-'",
+            );
+            region_ok = false;
+        } else if let Some(first) = region_index.get(name) {
+            problems.add(
+                format!("{at}.name"),
+                format!("region `{name}` is already defined at regions[{first}]"),
+                "give every region a unique name, or merge the two tables",
+            );
+            region_ok = false;
+        } else {
+            region_index.insert(name, r);
+        }
+
+        let mut hosts = Vec::new();
+        for (h, host) in region.hosts.iter().enumerate() {
+            let host = host.to_ascii_lowercase();
+            if !is_hostname(&host) {
+                problems.add(
+                    format!("{at}.hosts[{h}]"),
+                    format!("`{host}` is not a host name"),
+                    "write a bare host name such as `eu.api.example.com` (no scheme, port or path)",
+                );
+            } else if let Some(owner) = host_owner.get(&host) {
+                problems.add(
+                    format!("{at}.hosts[{h}]"),
+                    format!("host `{host}` already names region `{owner}`"),
+                    "a region host must name exactly one region",
+                );
+            } else {
+                host_owner.insert(host.clone(), name);
+                hosts.push(host);
+            }
+        }
+
+        if region.sites.is_empty() {
+            problems.add(
+                format!("{at}.sites"),
+                format!("region `{name}` has no site"),
+                "add at least one [[regions.sites]] table with backends",
+            );
+        }
+        let mut sites = Vec::new();
+        let mut site_backends = Vec::new();
+        for (s, site) in region.sites.iter().enumerate() {
+            let at = format!("{at}.sites[{s}]");
+            let mut site_ok = true;
+            if !is_name(&site.name) {
+                problems.add(
+                    format!("{at}.name"),
+                    format!("`{}` is not a valid site name", site.name),
+                    "use 1 to 32 characters of a-z, 0-9 and '-'",
+                );
+                site_ok = false;
+            } else if let Some(owner) = site_owner.get(site.name.as_str()) {
+                problems.add(
+                    format!("{at}.name"),
+                    format!(
+                        "site `{}` is already defined in region `{owner}`",
+                        site.name
+                    ),
+                    "a site belongs to exactly one region: rename one of them",
+                );
+                site_ok = false;
+            } else {
+                site_owner.insert(&site.name, name);
+            }
+            if !(-90.0..=90.0).contains(&site.lat) {
+                problems.add(
+                    format!("{at}.lat"),
+                    format!("latitude {} is out of range", site.lat),
+                    "use a latitude between -90 and 90",
+                );
+            }
+            if !(-180.0..=180.0).contains(&site.lon) {
+                problems.add(
+                    format!("{at}.lon"),
+                    format!("longitude {} is out of range", site.lon),
+                    "use a longitude between -180 and 180",
+                );
+            }
+            if site.backends.is_empty() {
+                problems.add(
+                    format!("{at}.backends"),
+                    format!("site `{}` has no backend", site.name),
+                    "list at least one `ip:port` in backends",
+                );
+            }
+            let mut backends = Vec::new();
+            for (b, configured) in site.backends.iter().enumerate() {
+                let at = format!("{at}.backends[{b}]");
+                let Some(addr) = socket_addr(configured, &at, problems) else {
+                    continue;
+                };
+                if let Some(first) = backend_owner.get(&addr) {
+                    problems.add(
+                        at,
+                        format!("backend {addr} is already a backend of site `{first}`"),
+                        "a backend belongs to exactly one site: remove one of the entries",
+                    );
+                    continue;
+                }
+                backend_owner.insert(addr, format!("{name}/{}", site.name));
+                backends.push(Backend {
+                    configured: configured.clone(),
+                    addr,
+                });
+            }
+            if site_ok {
+                sites.push((site.name.clone(), site.lat, site.lon));
+                site_backends.push(backends);
+            }
+        }
+        if region_ok {
+            // Site ids are assigned in this same order, so backends stay aligned with them.
+            backends_by_site.extend(site_backends);
+            accepted.push((name, hosts, sites));
+        }
+    }
+
+    match Topology::new(accepted) {
+        Ok(topology) => (topology, backends_by_site),
+        Err(e) => {
+            problems.add(
+                "regions",
+                e.to_string(),
+                "fix the regions and sites named above",
+            );
+            (Topology::default(), Vec::new())
+        }
+    }
+}
+
+fn is_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_hostname(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn identifier(
+    sources: &[SourceFile],
+    topology: &Topology,
+    problems: &mut Problems<'_>,
+) -> TenantIdentifier {
+    if sources.is_empty() {
+        problems.add(
+            "tenancy.sources",
+            "no tenant source is configured",
+            "add at least one of { host = \"{tenant}.app.example.com\" }, { header = \"x-tenant-id\" }, { path = \"/t/{tenant}/\" }",
+        );
+    }
+    let mut parsed = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        let at = format!("tenancy.sources[{i}]");
+        let kinds = [&source.host, &source.header, &source.path]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        if kinds != 1 {
+            problems.add(
+                at,
+                format!(
+                    "a source must have exactly one of `host`, `header` or `path`, found {kinds}"
+                ),
+                "split it into one source per table entry",
+            );
+            continue;
+        }
+        if source.strip.is_some() && source.path.is_none() {
+            problems.add(
+                format!("{at}.strip"),
+                "`strip` only applies to a path source",
+                "remove `strip`, or use it with `path`",
+            );
+        }
+        let result = if let Some(pattern) = &source.host {
+            HostPattern::parse(pattern).map(|p| {
+                for (_, region) in topology.regions() {
+                    for host in &region.hosts {
+                        if p.extract(host).is_some() {
+                            problems.add(
+                                format!("{at}.host"),
+                                format!("pattern `{pattern}` matches region host `{host}` of region `{}`", region.name),
+                                "a region host is a region hint, never a tenant: use a tenant pattern under another domain, e.g. `{tenant}.app.example.com`",
+                            );
+                        }
+                    }
+                }
+                TenantSource::Host(p)
+            })
+        } else if let Some(name) = &source.header {
+            TenantSource::header(name)
+        } else {
+            let pattern = source.path.as_deref().unwrap_or_default();
+            PathPattern::parse(pattern, source.strip.unwrap_or(false)).map(TenantSource::Path)
+        };
+        match result {
+            Ok(source) if parsed.contains(&source) => problems.add(
+                at,
+                "the same tenant source is listed twice",
+                "remove the duplicate",
+            ),
+            Ok(source) => parsed.push(source),
+            Err(e) => problems.add(
+                at,
+                e.to_string(),
+                "see the example in config/examples/router.toml",
+            ),
+        }
+    }
+    TenantIdentifier::new(parsed)
+}
+
+fn unknown_policy(
+    unknown: &UnknownFile,
+    topology: &Topology,
+    problems: &mut Problems<'_>,
+) -> UnknownTenantPolicy {
+    match unknown {
+        UnknownFile::Keyword(k) if k == "reject" => UnknownTenantPolicy::Reject,
+        UnknownFile::Keyword(k) => {
+            problems.add(
+                "tenancy.unknown",
+                format!("`{k}` is not a policy"),
+                "write `unknown = \"reject\"` or `unknown = { region = \"NAME\" }`",
+            );
+            UnknownTenantPolicy::Reject
+        }
+        UnknownFile::Fallback { region } => match topology.region_by_name(region) {
+            Some(id) => UnknownTenantPolicy::Fallback(id),
+            None => {
+                problems.add(
+                    "tenancy.unknown.region",
+                    format!("region `{region}` is not defined"),
+                    format!("use one of: {}", region_list(topology)),
+                );
+                UnknownTenantPolicy::Reject
+            }
+        },
+    }
+}
+
+fn region_list(topology: &Topology) -> String {
+    let names: Vec<&str> = topology.regions().map(|(_, r)| r.name.as_str()).collect();
+    names.join(", ")
+}
+
+fn millis(
+    value: Option<u64>,
+    default: Duration,
+    at: &str,
+    problems: &mut Problems<'_>,
+) -> Duration {
+    match value {
+        Some(0) => {
+            problems.add(
+                at,
+                "must be greater than 0",
+                "use a positive number of milliseconds",
+            );
+            default
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => default,
+    }
+}
+
+fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> ProxySettings {
+    let d = ProxySettings::default();
+    let max_attempts = match file.max_attempts {
+        Some(0) => {
+            problems.add(
+                "proxy.max_attempts",
+                "must be at least 1",
+                "1 means no retry",
+            );
+            d.max_attempts
+        }
+        Some(n) => n,
+        None => d.max_attempts,
+    };
+    ProxySettings {
+        expose_decision: file.expose_decision.unwrap_or(d.expose_decision),
+        connect_timeout: millis(
+            file.connect_timeout_ms,
+            d.connect_timeout,
+            "proxy.connect_timeout_ms",
+            problems,
+        ),
+        read_timeout: millis(
+            file.read_timeout_ms,
+            d.read_timeout,
+            "proxy.read_timeout_ms",
+            problems,
+        ),
+        write_timeout: millis(
+            file.write_timeout_ms,
+            d.write_timeout,
+            "proxy.write_timeout_ms",
+            problems,
+        ),
+        idle_timeout: millis(
+            file.idle_timeout_ms,
+            d.idle_timeout,
+            "proxy.idle_timeout_ms",
+            problems,
+        ),
+        max_attempts,
+        failed_backend_cooldown: millis(
+            file.failed_backend_cooldown_ms,
+            d.failed_backend_cooldown,
+            "proxy.failed_backend_cooldown_ms",
+            problems,
+        ),
+    }
+}
+
+fn server_settings(file: &ServerFile, problems: &mut Problems<'_>) -> ServerSettings {
+    let d = ServerSettings::default();
+    let threads = match file.threads {
+        Some(0) => {
+            problems.add(
+                "server.threads",
+                "must be at least 1",
+                "omit it to use one thread per core",
+            );
+            d.threads
+        }
+        Some(n) => n,
+        None => d.threads,
+    };
+    ServerSettings {
+        threads,
+        shutdown_grace: file
+            .shutdown_grace_seconds
+            .map_or(d.shutdown_grace, Duration::from_secs),
+    }
+}
+
+fn registry(
+    file: &RegistryFile,
+    topology: &Topology,
+    path: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Registry {
+    let mut problems = Problems { file: path, errors };
+    let mut registry = Registry::default();
+    let mut first_index: HashMap<TenantId, usize> = HashMap::new();
+    let region = |name: &str, at: String, problems: &mut Problems<'_>| {
+        let id = topology.region_by_name(name);
+        if id.is_none() {
+            problems.add(
+                at,
+                format!("region `{name}` is not defined in the config"),
+                format!("use one of: {}", region_list(topology)),
+            );
+        }
+        id
+    };
+
+    for (i, tenant) in file.tenants.iter().enumerate() {
+        let at = format!("tenants[{i}]");
+        let id = match TenantId::parse(tenant.id.as_bytes()) {
+            Ok(id) if id.as_str() == tenant.id => Some(id),
+            Ok(id) => {
+                problems.add(
+                    format!("{at}.id"),
+                    format!("tenant id `{}` is not lowercase", tenant.id),
+                    format!("write it as `{id}`: ids are compared lowercased"),
+                );
+                None
+            }
+            Err(e) => {
+                problems.add(
+                    format!("{at}.id"),
+                    format!("`{}`: {e}", tenant.id),
+                    "use 1 to 64 characters of a-z, 0-9 and '-'",
+                );
+                None
+            }
+        };
+        let home = region(&tenant.region, format!("{at}.region"), &mut problems);
+        let replication = tenant.replication.as_ref().and_then(|r| {
+            let at = format!("{at}.replication");
+            let mut regions = RegionSet::EMPTY;
+            let mut ok = true;
+            if r.regions.is_empty() {
+                problems.add(
+                    format!("{at}.regions"),
+                    "no replica region is listed",
+                    "list at least one region, or remove `replication`",
+                );
+                ok = false;
+            }
+            for (j, name) in r.regions.iter().enumerate() {
+                let at = format!("{at}.regions[{j}]");
+                match region(name, at.clone(), &mut problems) {
+                    Some(replica) if Some(replica) == home => {
+                        problems.add(
+                            at,
+                            format!("`{name}` is the tenant's home region"),
+                            "replicate only to other regions",
+                        );
+                        ok = false;
+                    }
+                    Some(replica) if regions.contains(replica) => {
+                        problems.add(
+                            at,
+                            format!("`{name}` is listed twice"),
+                            "remove the duplicate",
+                        );
+                        ok = false;
+                    }
+                    Some(replica) => regions.insert(replica),
+                    None => ok = false,
+                }
+            }
+            let expires_at = match &r.expires_at {
+                None => None,
+                Some(text) => match OffsetDateTime::parse(text, &Rfc3339) {
+                    Ok(t) => Some(UnixTime(t.unix_timestamp())),
+                    Err(e) => {
+                        problems.add(
+                            format!("{at}.expires_at"),
+                            format!("`{text}` is not an RFC 3339 time: {e}"),
+                            "write e.g. `2027-01-01T00:00:00Z`",
+                        );
+                        ok = false;
+                        None
+                    }
+                },
+            };
+            ok.then_some(Replication {
+                regions,
+                mode: match r.mode {
+                    ReplicationModeFile::ReadReplica => ReplicationMode::ReadReplica,
+                    ReplicationModeFile::Active => ReplicationMode::Active,
+                },
+                expires_at,
+            })
+        });
+        let (Some(id), Some(home)) = (id, home) else {
+            continue;
+        };
+        if let Some(first) = first_index.insert(id, i) {
+            problems.add(
+                format!("{at}.id"),
+                format!("tenant `{id}` is already defined at tenants[{first}]"),
+                "keep one record per tenant",
+            );
+            continue;
+        }
+        registry.insert(id, TenantRecord { home, replication });
+    }
+    registry
+}
