@@ -1,0 +1,195 @@
+//! A site backend: answers any request with 200 and JSON naming its site and region, echoing
+//! the residency headers it received. `/sse` streams server-sent events, `/ws` echoes WebSocket
+//! messages and `/sleep?ms=N` answers late. The tests run several of these as real sites.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Json};
+use axum::routing::{any, get};
+use axum::Router;
+use futures_util::stream::{self, Stream, StreamExt};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+#[derive(Clone)]
+struct Identity {
+    site: &'static str,
+    region: &'static str,
+    requests: Arc<AtomicU64>,
+}
+
+pub struct SiteBackend {
+    identity: Identity,
+    addr: SocketAddr,
+    /// Accept loop and connection tasks; aborting them closes every socket (a "killed" site).
+    tasks: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl SiteBackend {
+    /// Starts on an OS-chosen loopback port.
+    pub async fn start(site: &'static str, region: &'static str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let identity = Identity {
+            site,
+            region,
+            requests: Arc::new(AtomicU64::new(0)),
+        };
+        let app = Router::new()
+            .route("/sse", get(sse))
+            .route("/ws", get(ws))
+            .route("/sleep", any(sleep))
+            .fallback(echo)
+            .with_state(identity.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let service = TowerToHyperService::new(app.clone());
+                        connections.spawn(async move {
+                            let _ = auto::Builder::new(TokioExecutor::new())
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+            // Dropping the listener and aborting connections closes every socket at once.
+            connections.abort_all();
+        });
+        Ok(SiteBackend {
+            identity,
+            addr,
+            tasks: std::sync::Mutex::new(Some(stop)),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn site(&self) -> &'static str {
+        self.identity.site
+    }
+
+    pub fn region(&self) -> &'static str {
+        self.identity.region
+    }
+
+    /// Requests this backend has answered (WebSocket and SSE included).
+    pub fn requests(&self) -> u64 {
+        self.identity.requests.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and closes every open connection, like a crashed site.
+    pub fn kill(&self) {
+        if let Some(stop) = self.tasks.lock().expect("not poisoned").take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for SiteBackend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn echo(
+    State(id): State<Identity>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    id.requests.fetch_add(1, Ordering::SeqCst);
+    let echoed: BTreeMap<&str, &str> = headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            name.starts_with("x-residency-")
+                || matches!(name, "x-request-id" | "x-forwarded-for" | "x-forwarded-proto" | "host")
+        })
+        .map(|(name, value)| (name.as_str(), value.to_str().unwrap_or("<binary>")))
+        .collect();
+    Json(serde_json::json!({
+        "site": id.site,
+        "region": id.region,
+        "method": method.as_str(),
+        "path": uri.path_and_query().map_or("/", |p| p.as_str()),
+        "body_bytes": body.len(),
+        "headers": echoed,
+    }))
+}
+
+#[derive(Deserialize)]
+struct SseParams {
+    n: Option<u32>,
+    ms: Option<u64>,
+}
+
+async fn sse(
+    State(id): State<Identity>,
+    Query(params): Query<SseParams>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    id.requests.fetch_add(1, Ordering::SeqCst);
+    let n = params.n.unwrap_or(3);
+    let gap = Duration::from_millis(params.ms.unwrap_or(200));
+    let site = id.site;
+    Sse::new(stream::iter(0..n).then(move |i| async move {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        Ok(Event::default().data(format!("{site} event {i}")))
+    }))
+}
+
+async fn ws(State(id): State<Identity>, upgrade: WebSocketUpgrade) -> impl IntoResponse {
+    id.requests.fetch_add(1, Ordering::SeqCst);
+    let site = id.site;
+    upgrade.on_upgrade(move |socket| echo_socket(socket, site))
+}
+
+async fn echo_socket(mut socket: WebSocket, site: &'static str) {
+    while let Some(Ok(message)) = socket.recv().await {
+        let reply = match message {
+            Message::Text(text) => Message::Text(format!("{site}: {}", text.as_str()).into()),
+            Message::Binary(data) => Message::Binary(data),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        if socket.send(reply).await.is_err() {
+            break;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SleepParams {
+    ms: u64,
+}
+
+async fn sleep(State(id): State<Identity>, Query(params): Query<SleepParams>) -> impl IntoResponse {
+    id.requests.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(params.ms)).await;
+    Json(serde_json::json!({ "site": id.site, "region": id.region, "slept_ms": params.ms }))
+}

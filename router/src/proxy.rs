@@ -1,0 +1,503 @@
+//! The Pingora `ProxyHttp` implementation.
+//!
+//! Per request: load the state once, identify the tenant, ask the engine for a [`Route`], then
+//! walk the route's sites in order, round-robin inside a site, skipping backends in cooldown and
+//! backends already tried by this request. Every backend handed to Pingora comes from the route,
+//! so retries and failover can never leave the regions the engine allowed.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use http::header::HOST;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
+use regions::{
+    decide, normalize_host, Block, BlockCode, Decision, HeaderValues, MethodClass, Route,
+    RoutedSite, TenantId, TenantLookup, UnixTime,
+};
+use smallvec::SmallVec;
+
+use crate::request_id;
+use crate::respond::{write_error, ErrorBody, ErrorCode};
+use crate::state::{RouterState, SharedState};
+
+const RESIDENCY_HEADER_PREFIX: &str = "x-residency-";
+
+pub struct ResidencyProxy {
+    state: SharedState,
+}
+
+impl ResidencyProxy {
+    pub fn new(state: SharedState) -> Self {
+        ResidencyProxy { state }
+    }
+}
+
+/// One backend attempt: the index into the route's sites and the backend inside that site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Attempt {
+    route_index: usize,
+    backend: usize,
+}
+
+#[derive(Default)]
+pub struct RequestCtx {
+    state: Option<Arc<RouterState>>,
+    request_id: String,
+    tenant: Option<TenantId>,
+    route: Option<Route>,
+    strip_path_prefix: Option<usize>,
+    tried: SmallVec<[Attempt; 8]>,
+    current: Option<Attempt>,
+    /// Response headers went downstream: no retry or error page is possible any more.
+    response_started: bool,
+    /// Every allowed backend was tried or is cooling down.
+    exhausted: bool,
+}
+
+impl RequestCtx {
+    fn state(&self) -> &RouterState {
+        self.state
+            .as_deref()
+            .expect("state is loaded in request_filter before any other hook")
+    }
+
+    fn current_site(&self) -> Option<RoutedSite> {
+        let attempt = self.current?;
+        Some(self.route.as_ref()?.sites[attempt.route_index])
+    }
+
+    fn error_body(&self, code: ErrorCode, requested: Option<regions::RegionId>) -> ErrorBody<'_> {
+        let topology = &self.state().snapshot.topology;
+        ErrorBody {
+            error: code.as_str(),
+            message: code.message(),
+            tenant: self.tenant.as_ref().map(TenantId::as_str),
+            home_region: self
+                .route
+                .as_ref()
+                .map(|r| topology.region(r.home_region).name.as_str()),
+            requested_region: requested.map(|r| topology.region(r).name.as_str()),
+            request_id: &self.request_id,
+        }
+    }
+}
+
+fn now() -> UnixTime {
+    UnixTime(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+}
+
+fn header_values<'r>(req: &'r RequestHeader, name: &str) -> HeaderValues<'r> {
+    let mut values = req.headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => HeaderValues::Absent,
+        (Some(v), None) => HeaderValues::One(v.as_bytes()),
+        (Some(_), Some(_)) => HeaderValues::Repeated,
+    }
+}
+
+/// Host header, else the request target's authority (absolute-form / HTTP/2 :authority).
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+impl ResidencyProxy {
+    /// Identification + registry + engine. Returns the block to answer with, if any.
+    fn decide(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Route, Block> {
+        let state = ctx.state();
+        let snapshot = &state.snapshot;
+        let req = session.req_header();
+        let host = request_host(req).map(normalize_host);
+        let hint = host.and_then(|h| snapshot.topology.region_for_host(h));
+        let tenant_host = if hint.is_some() { None } else { host };
+
+        let identified = snapshot
+            .identifier
+            .identify(tenant_host, req.uri.path(), |name| header_values(req, name))
+            .map_err(|e| Block {
+                requested_region: hint,
+                ..Block::new(e.code())
+            })?;
+        let lookup = match identified.tenant {
+            None => TenantLookup::Absent,
+            Some((id, _)) => match snapshot.registry.get(&id) {
+                Some(record) => TenantLookup::Known(id, record),
+                None => TenantLookup::Unknown(id),
+            },
+        };
+        let tenant = identified.tenant.map(|(id, _)| id);
+        let decision = decide(
+            &snapshot.topology,
+            snapshot.unknown,
+            lookup,
+            MethodClass::of(req.method.as_str()),
+            hint,
+            &state.pools.view(),
+            now(),
+        );
+        ctx.tenant = tenant;
+        ctx.strip_path_prefix = identified.strip_path_prefix;
+        match decision {
+            Decision::Route(route) => Ok(route),
+            Decision::Block(block) => Err(block),
+        }
+    }
+
+    async fn respond_block(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        block: Block,
+    ) -> Result<()> {
+        let state = ctx.state();
+        let topology = &state.snapshot.topology;
+        let retry_after = (block.code == BlockCode::RegionUnavailable)
+            .then(|| state.snapshot.proxy.failed_backend_cooldown.as_secs().max(1));
+        let mut body = ctx.error_body(ErrorCode::Block(block.code), block.requested_region);
+        body.home_region = block.home_region.map(|r| topology.region(r).name.as_str());
+        tracing::debug!(
+            request_id = %ctx.request_id,
+            tenant = body.tenant,
+            code = block.code.as_str(),
+            "request blocked"
+        );
+        write_error(session, ErrorCode::Block(block.code), &body, retry_after).await
+    }
+
+    /// The next backend to try: first untried, available backend in route order.
+    fn next_attempt(&self, ctx: &RequestCtx) -> Option<Attempt> {
+        let state = ctx.state();
+        let route = ctx.route.as_ref()?;
+        if ctx.tried.len() >= state.snapshot.proxy.max_attempts as usize {
+            return None;
+        }
+        route
+            .sites
+            .iter()
+            .enumerate()
+            .find_map(|(route_index, routed)| {
+                let tried = |backend| {
+                    ctx.tried.contains(&Attempt {
+                        route_index,
+                        backend,
+                    })
+                };
+                state
+                    .pools
+                    .pick(routed.site, tried)
+                    .map(|backend| Attempt {
+                        route_index,
+                        backend,
+                    })
+            })
+    }
+
+    fn mark_current_failed(&self, ctx: &RequestCtx) {
+        if let (Some(attempt), Some(site)) = (ctx.current, ctx.current_site()) {
+            let state = ctx.state();
+            state.pools.mark_failed(
+                site.site,
+                attempt.backend,
+                state.snapshot.proxy.failed_backend_cooldown,
+            );
+        }
+    }
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
+}
+
+/// The backend never got the request: the site is unreachable, not slow.
+fn is_connect_failure(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::SocketError
+    )
+}
+
+#[async_trait]
+impl ProxyHttp for ResidencyProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.state = Some(self.state.load_full());
+        ctx.request_id = match session.req_header().headers.get("x-request-id") {
+            Some(v) if request_id::is_acceptable(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => request_id::generate(),
+        };
+        match self.decide(session, ctx) {
+            Ok(route) => {
+                ctx.route = Some(route);
+                // Bodies of idempotent requests are buffered (up to Pingora's limit) so that a
+                // retry after a timeout can resend them.
+                if session.req_header().method.is_idempotent() {
+                    session.as_mut().enable_retry_buffering();
+                }
+                Ok(false)
+            }
+            Err(block) => {
+                self.respond_block(session, ctx, block).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(attempt) = self.next_attempt(ctx) else {
+            ctx.exhausted = true;
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no allowed backend left to try",
+            ));
+        };
+        ctx.tried.push(attempt);
+        ctx.current = Some(attempt);
+        let state = ctx.state();
+        let site = ctx.current_site().expect("attempt was just set").site;
+        let proxy = &state.snapshot.proxy;
+        let mut peer = HttpPeer::new(
+            state.pools.addr(site, attempt.backend),
+            false,
+            String::new(),
+        );
+        peer.options.connection_timeout = Some(proxy.connect_timeout);
+        peer.options.read_timeout = Some(proxy.read_timeout);
+        peer.options.write_timeout = Some(proxy.write_timeout);
+        peer.options.idle_timeout = Some(proxy.idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.mark_current_failed(ctx);
+        // Nothing reached the backend, so any method may go to the next allowed backend.
+        e.set_retry(true);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        let replayable = !ctx.response_started
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if *e.esource() == ErrorSource::Upstream && is_timeout(&e) {
+            self.mark_current_failed(ctx);
+            e.set_retry(replayable);
+        } else if replayable {
+            // e.g. a pooled keep-alive connection the backend had closed: safe to resend.
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Clients must never inject residency decisions: drop every x-residency-* they sent.
+        let spoofed: SmallVec<[http::HeaderName; 2]> = upstream
+            .headers
+            .keys()
+            .filter(|name| name.as_str().starts_with(RESIDENCY_HEADER_PREFIX))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            upstream.remove_header(&name);
+        }
+
+        let state = ctx.state();
+        let topology = &state.snapshot.topology;
+        let site = ctx
+            .current_site()
+            .expect("upstream_peer picked a site before the request is sent");
+        if let Some(tenant) = &ctx.tenant {
+            upstream.insert_header("x-residency-tenant", tenant.as_str())?;
+        }
+        upstream.insert_header(
+            "x-residency-region",
+            topology.region(site.region).name.as_str(),
+        )?;
+        upstream.insert_header("x-residency-site", topology.site(site.site).name.as_str())?;
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = client.ip().to_string();
+            append_list_header(upstream, "x-forwarded-for", &ip)?;
+        }
+        append_list_header(upstream, "x-forwarded-proto", "http")?;
+
+        if let Some(strip) = ctx.strip_path_prefix {
+            let uri = &upstream.uri;
+            let rest = &uri.path()[strip..];
+            let path = if rest.is_empty() { "/" } else { rest };
+            let path_and_query = match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            };
+            let new_uri = http::Uri::builder()
+                .path_and_query(path_and_query)
+                .build()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewriting path", e))?;
+            upstream.set_uri(new_uri);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.response_started = true;
+        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let state = ctx.state();
+        if state.snapshot.proxy.expose_decision {
+            if let Some(site) = ctx.current_site() {
+                let topology = &state.snapshot.topology;
+                response.insert_header(
+                    "x-residency-region",
+                    topology.region(site.region).name.as_str(),
+                )?;
+                response.insert_header("x-residency-site", topology.site(site.site).name.as_str())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let no_reuse = |error_code| FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        };
+        // The client is gone, or the response is half-written: nothing useful can be sent.
+        if ctx.response_started
+            || ctx.state.is_none()
+            || matches!(
+                e.etype(),
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+            ) && *e.esource() == ErrorSource::Downstream
+        {
+            return no_reuse(0);
+        }
+        let code = if ctx.route.is_none() {
+            // Failed before a decision (e.g. an unparsable request): a plain 400.
+            return match session.respond_error(400).await {
+                Ok(()) => no_reuse(400),
+                Err(_) => no_reuse(0),
+            };
+        } else if ctx.exhausted || is_connect_failure(e) {
+            ErrorCode::Block(BlockCode::RegionUnavailable)
+        } else if is_timeout(e) {
+            ErrorCode::UpstreamTimeout
+        } else {
+            ErrorCode::UpstreamError
+        };
+        let state = ctx.state();
+        let retry_after = (code == ErrorCode::Block(BlockCode::RegionUnavailable))
+            .then(|| state.snapshot.proxy.failed_backend_cooldown.as_secs().max(1));
+        let body = ctx.error_body(code, None);
+        match write_error(session, code, &body, retry_after).await {
+            Ok(()) => no_reuse(code.status()),
+            Err(_) => no_reuse(0),
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let Some(state) = ctx.state.as_deref() else {
+            return;
+        };
+        let topology = &state.snapshot.topology;
+        let route: Vec<&str> = ctx
+            .route
+            .iter()
+            .flat_map(|r| r.sites.iter())
+            .map(|s| topology.site(s.site).name.as_str())
+            .collect();
+        let served = ctx.current_site().map(|s| {
+            (
+                topology.region(s.region).name.as_str(),
+                topology.site(s.site).name.as_str(),
+                s.reason,
+            )
+        });
+        let backend = ctx
+            .current
+            .zip(ctx.current_site())
+            .map(|(a, s)| state.pools.addr(s.site, a.backend).to_string());
+        tracing::debug!(
+            request_id = %ctx.request_id,
+            tenant = ctx.tenant.as_ref().map(TenantId::as_str),
+            home_region = ctx.route.as_ref().map(|r| topology.region(r.home_region).name.as_str()),
+            site_order = ?route,
+            served = ?served,
+            backend = backend.as_deref(),
+            attempts = ctx.tried.len(),
+            status = session.response_written().map(|r| r.status.as_u16()),
+            error = e.map(|e| e.to_string()),
+            "request done"
+        );
+    }
+}
+
+/// Appends `value` to a comma-separated list header (`x-forwarded-for: a, b`).
+fn append_list_header(req: &mut RequestHeader, name: &'static str, value: &str) -> Result<()> {
+    let combined = match req.headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
+        _ => value.to_owned(),
+    };
+    req.insert_header(name, combined)
+}

@@ -1,0 +1,68 @@
+//! Pingora server wiring: one HTTP proxy service, signals, graceful shutdown.
+
+use async_trait::async_trait;
+use config::Snapshot;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::proxy::ResidencyProxy;
+use crate::state;
+
+/// Pingora treats SIGINT as an immediate stop. Operators (and Ctrl-C in the demo) expect both
+/// SIGTERM and SIGINT to drain in-flight requests, so both map to a graceful terminate.
+/// SIGQUIT keeps Pingora's meaning: hand the listeners to an upgraded process.
+struct DrainOnTermOrInt;
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainOnTermOrInt {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
+        tokio::select! {
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::GracefulTerminate,
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+        }
+    }
+}
+
+/// Runs the router until SIGTERM/SIGINT, then drains for `shutdown_grace` and returns.
+pub fn run(snapshot: Snapshot) {
+    let listen = snapshot.listen.clone();
+    for (name, addr) in [("admin", listen.admin), ("metrics", listen.metrics)] {
+        if let Some(addr) = addr {
+            tracing::warn!(%addr, "listen.{name} is configured but not served yet by this version");
+        }
+    }
+
+    let conf = ServerConf {
+        threads: snapshot.server.threads,
+        // Pingora keeps serving in-flight requests for the grace period after the signal, then
+        // gives its runtimes one more second before the process exits.
+        grace_period_seconds: Some(snapshot.server.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        // Retries are bounded per request by `proxy.max_attempts`; this is only a backstop.
+        max_retries: snapshot.proxy.max_attempts as usize + 1,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let shared = state::shared(snapshot);
+    let mut proxy = http_proxy_service_with_name(
+        &server.configuration,
+        ResidencyProxy::new(shared),
+        "residency-proxy",
+    );
+    proxy.add_tcp(&listen.http.to_string());
+    server.add_service(proxy);
+
+    tracing::info!(http = %listen.http, "residency-router listening");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainOnTermOrInt),
+    });
+    tracing::info!("residency-router stopped");
+}
