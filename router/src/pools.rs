@@ -75,9 +75,9 @@ impl Pools {
         }
         let now = self.now_ms();
         let start = pool.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| (start + i) % n).find(|&i| {
-            !skip(i) && pool.backends[i].down_until_ms.load(Ordering::Relaxed) <= now
-        })
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| !skip(i) && pool.backends[i].down_until_ms.load(Ordering::Relaxed) <= now)
     }
 
     pub fn mark_failed(&self, site: SiteId, backend: usize, cooldown: Duration) {

@@ -162,8 +162,14 @@ impl ResidencyProxy {
     ) -> Result<()> {
         let state = ctx.state();
         let topology = &state.snapshot.topology;
-        let retry_after = (block.code == BlockCode::RegionUnavailable)
-            .then(|| state.snapshot.proxy.failed_backend_cooldown.as_secs().max(1));
+        let retry_after = (block.code == BlockCode::RegionUnavailable).then(|| {
+            state
+                .snapshot
+                .proxy
+                .failed_backend_cooldown
+                .as_secs()
+                .max(1)
+        });
         let mut body = ctx.error_body(ErrorCode::Block(block.code), block.requested_region);
         body.home_region = block.home_region.map(|r| topology.region(r).name.as_str());
         tracing::debug!(
@@ -193,13 +199,10 @@ impl ResidencyProxy {
                         backend,
                     })
                 };
-                state
-                    .pools
-                    .pick(routed.site, tried)
-                    .map(|backend| Attempt {
-                        route_index,
-                        backend,
-                    })
+                state.pools.pick(routed.site, tried).map(|backend| Attempt {
+                    route_index,
+                    backend,
+                })
             })
     }
 
@@ -404,7 +407,8 @@ impl ProxyHttp for ResidencyProxy {
                     "x-residency-region",
                     topology.region(site.region).name.as_str(),
                 )?;
-                response.insert_header("x-residency-site", topology.site(site.site).name.as_str())?;
+                response
+                    .insert_header("x-residency-site", topology.site(site.site).name.as_str())?;
             }
         }
         Ok(())
@@ -444,8 +448,14 @@ impl ProxyHttp for ResidencyProxy {
             ErrorCode::UpstreamError
         };
         let state = ctx.state();
-        let retry_after = (code == ErrorCode::Block(BlockCode::RegionUnavailable))
-            .then(|| state.snapshot.proxy.failed_backend_cooldown.as_secs().max(1));
+        let retry_after = (code == ErrorCode::Block(BlockCode::RegionUnavailable)).then(|| {
+            state
+                .snapshot
+                .proxy
+                .failed_backend_cooldown
+                .as_secs()
+                .max(1)
+        });
         let body = ctx.error_body(code, None);
         match write_error(session, code, &body, retry_after).await {
             Ok(()) => no_reuse(code.status()),

@@ -1,6 +1,6 @@
 //! A site backend: answers any request with 200 and JSON naming its site and region, echoing
 //! the residency headers it received. `/sse` streams server-sent events, `/ws` echoes WebSocket
-//! messages and `/sleep?ms=N` answers late. The tests run several of these as real sites.
+//! messages. The tests run several of these as real sites.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -14,7 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Json};
-use axum::routing::{any, get};
+use axum::routing::get;
 use axum::Router;
 use futures_util::stream::{self, Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -29,6 +29,8 @@ struct Identity {
     site: &'static str,
     region: &'static str,
     requests: Arc<AtomicU64>,
+    /// Added before every echo answer (ms); lets tests make a site slow.
+    delay_ms: Arc<AtomicU64>,
 }
 
 pub struct SiteBackend {
@@ -47,11 +49,11 @@ impl SiteBackend {
             site,
             region,
             requests: Arc::new(AtomicU64::new(0)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
         };
         let app = Router::new()
             .route("/sse", get(sse))
             .route("/ws", get(ws))
-            .route("/sleep", any(sleep))
             .fallback(echo)
             .with_state(identity.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -100,6 +102,13 @@ impl SiteBackend {
         self.identity.requests.load(Ordering::SeqCst)
     }
 
+    /// Delays every later echo answer by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.identity
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Stops accepting and closes every open connection, like a crashed site.
     pub fn kill(&self) {
         if let Some(stop) = self.tasks.lock().expect("not poisoned").take() {
@@ -122,12 +131,19 @@ async fn echo(
     body: axum::body::Bytes,
 ) -> impl IntoResponse {
     id.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = id.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let echoed: BTreeMap<&str, &str> = headers
         .iter()
         .filter(|(name, _)| {
             let name = name.as_str();
             name.starts_with("x-residency-")
-                || matches!(name, "x-request-id" | "x-forwarded-for" | "x-forwarded-proto" | "host")
+                || matches!(
+                    name,
+                    "x-request-id" | "x-forwarded-for" | "x-forwarded-proto" | "host"
+                )
         })
         .map(|(name, value)| (name.as_str(), value.to_str().unwrap_or("<binary>")))
         .collect();
@@ -181,15 +197,4 @@ async fn echo_socket(mut socket: WebSocket, site: &'static str) {
             break;
         }
     }
-}
-
-#[derive(Deserialize)]
-struct SleepParams {
-    ms: u64,
-}
-
-async fn sleep(State(id): State<Identity>, Query(params): Query<SleepParams>) -> impl IntoResponse {
-    id.requests.fetch_add(1, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(params.ms)).await;
-    Json(serde_json::json!({ "site": id.site, "region": id.region, "slept_ms": params.ms }))
 }

@@ -89,7 +89,12 @@ pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     snapshot.server.shutdown_grace = std::time::Duration::from_secs(1);
 
     for b in &backends {
-        println!("site backend {:<9} ({}) on http://{}", b.site(), b.region(), b.addr());
+        println!(
+            "site backend {:<9} ({}) on http://{}",
+            b.site(),
+            b.region(),
+            b.addr()
+        );
     }
     println!("config written to {}", config_path.display());
     print_curl_commands(listen);

@@ -1,0 +1,191 @@
+//! A real cluster on loopback: site backends in this process (one server per backend, each on
+//! an OS-chosen port) and the real `residency-router` binary as a child process.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use residency_router::demo::{write_config, SiteBackend, DEMO_SITES};
+
+/// The registry most tests use. Expiry dates are far from today so the tests do not age.
+pub const TEST_TENANTS: &str = r#"{ "tenants": [
+  { "id": "acme",     "region": "us" },
+  { "id": "globex",   "region": "eu", "replication": { "regions": ["us"], "mode": "read-replica" } },
+  { "id": "initech",  "region": "eu", "replication": { "regions": ["us"], "mode": "active", "expires_at": "2099-01-01T00:00:00Z" } },
+  { "id": "umbrella", "region": "eu", "replication": { "regions": ["us"], "mode": "active", "expires_at": "2020-01-01T00:00:00Z" } }
+] }"#;
+
+pub struct Options {
+    /// Backends per site, in `DEMO_SITES` order (virginia, oregon, frankfurt, dublin).
+    pub backends_per_site: [usize; 4],
+    /// Extra `[proxy]` lines.
+    pub proxy: &'static str,
+    /// Extra `[server]` table.
+    pub server: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            backends_per_site: [2, 1, 1, 1],
+            proxy: "",
+            server: "[server]\nshutdown_grace_seconds = 0\nthreads = 2",
+        }
+    }
+}
+
+pub struct Cluster {
+    /// Backends per site, in `DEMO_SITES` order.
+    pub sites: Vec<Vec<SiteBackend>>,
+    pub router: RouterProcess,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let mut sites = Vec::new();
+        for ((region, site, _, _), count) in DEMO_SITES.iter().zip(options.backends_per_site) {
+            let mut backends = Vec::new();
+            for _ in 0..count {
+                backends.push(SiteBackend::start(site, region).await.unwrap());
+            }
+            sites.push(backends);
+        }
+        let addrs: Vec<Vec<SocketAddr>> = sites
+            .iter()
+            .map(|backends| backends.iter().map(SiteBackend::addr).collect())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let extra = format!("{}\n\n{}", options.proxy, options.server);
+        // Pingora binds the listener itself, so probe a free port and retry on the rare clash.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let listen = free_port();
+            let config = write_config(dir.path(), listen, &addrs, TEST_TENANTS, &extra).unwrap();
+            match RouterProcess::start(&config, listen, dir.path().join("router.log")) {
+                Ok(router) => {
+                    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+                    return Cluster {
+                        sites,
+                        router,
+                        client,
+                        dir,
+                    };
+                }
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("router did not start:\n{last_log}");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.router.addr)
+    }
+
+    pub fn site(&self, name: &str) -> &[SiteBackend] {
+        let i = DEMO_SITES
+            .iter()
+            .position(|s| s.1 == name)
+            .expect("known site");
+        &self.sites[i]
+    }
+
+    pub fn kill_site(&self, name: &str) {
+        self.site(name).iter().for_each(SiteBackend::kill);
+    }
+
+    /// Requests answered by every backend of `region`.
+    pub fn region_requests(&self, region: &str) -> u64 {
+        DEMO_SITES
+            .iter()
+            .zip(&self.sites)
+            .filter(|(s, _)| s.0 == region)
+            .flat_map(|(_, backends)| backends.iter().map(SiteBackend::requests))
+            .sum()
+    }
+
+    pub fn get(&self, path: &str, tenant: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(self.url(path))
+            .header("x-tenant-id", tenant)
+    }
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+pub struct RouterProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl RouterProcess {
+    /// Starts `residency-router run` and waits until it accepts connections.
+    /// `Err` carries the log when it did not come up (e.g. the port was taken meanwhile).
+    pub fn start(config: &std::path::Path, addr: SocketAddr, log: PathBuf) -> Result<Self, String> {
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_residency-router"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,residency_router=debug")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let mut router = RouterProcess { child, addr, log };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if router.child.try_wait().unwrap().is_some() {
+                return Err(router.log_text());
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(router);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(router.log_text())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a JSON response, returning status, one header and the body.
+pub async fn json(
+    response: reqwest::Response,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap();
+    (status, headers, body)
+}
