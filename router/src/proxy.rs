@@ -71,6 +71,15 @@ impl RequestCtx {
         Some(self.route.as_ref()?.sites[attempt.route_index])
     }
 
+    /// `Retry-After` for 503s: a client retrying sooner than a backend's cooldown would only
+    /// meet the same cooled-down backends.
+    fn retry_after(&self, code: ErrorCode) -> Option<u64> {
+        (code == ErrorCode::Block(BlockCode::RegionUnavailable)).then(|| {
+            let cooldown = self.state().snapshot.proxy.failed_backend_cooldown;
+            cooldown.as_secs().max(1)
+        })
+    }
+
     fn error_body(&self, code: ErrorCode, requested: Option<regions::RegionId>) -> ErrorBody<'_> {
         let topology = &self.state().snapshot.topology;
         ErrorBody {
@@ -162,14 +171,7 @@ impl ResidencyProxy {
     ) -> Result<()> {
         let state = ctx.state();
         let topology = &state.snapshot.topology;
-        let retry_after = (block.code == BlockCode::RegionUnavailable).then(|| {
-            state
-                .snapshot
-                .proxy
-                .failed_backend_cooldown
-                .as_secs()
-                .max(1)
-        });
+        let retry_after = ctx.retry_after(ErrorCode::Block(block.code));
         let mut body = ctx.error_body(ErrorCode::Block(block.code), block.requested_region);
         body.home_region = block.home_region.map(|r| topology.region(r).name.as_str());
         tracing::debug!(
@@ -434,12 +436,9 @@ impl ProxyHttp for ResidencyProxy {
         {
             return no_reuse(0);
         }
-        let code = if ctx.route.is_none() {
-            // Failed before a decision (e.g. an unparsable request): a plain 400.
-            return match session.respond_error(400).await {
-                Ok(()) => no_reuse(400),
-                Err(_) => no_reuse(0),
-            };
+        let code = if *e.esource() == ErrorSource::Downstream || ctx.route.is_none() {
+            // The request itself could not be read or handled (e.g. a malformed body).
+            ErrorCode::BadRequest
         } else if ctx.exhausted || is_connect_failure(e) {
             ErrorCode::Block(BlockCode::RegionUnavailable)
         } else if is_timeout(e) {
@@ -447,15 +446,7 @@ impl ProxyHttp for ResidencyProxy {
         } else {
             ErrorCode::UpstreamError
         };
-        let state = ctx.state();
-        let retry_after = (code == ErrorCode::Block(BlockCode::RegionUnavailable)).then(|| {
-            state
-                .snapshot
-                .proxy
-                .failed_backend_cooldown
-                .as_secs()
-                .max(1)
-        });
+        let retry_after = ctx.retry_after(code);
         let body = ctx.error_body(code, None);
         match write_error(session, code, &body, retry_after).await {
             Ok(()) => no_reuse(code.status()),

@@ -6,10 +6,12 @@ use pingora::prelude::*;
 use regions::BlockCode;
 use serde::Serialize;
 
-/// Error codes beyond SPEC 4's table, for upstream failures on an allowed backend.
+/// SPEC 4's block codes, plus codes for a broken request or a failing allowed backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     Block(BlockCode),
+    /// 400: the request could not be read (malformed framing or body).
+    BadRequest,
     /// 502: the backend answered with something that is not valid HTTP, or reset mid-response.
     UpstreamError,
     /// 504: the backend accepted the request but did not answer in time.
@@ -20,6 +22,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Block(code) => code.as_str(),
+            ErrorCode::BadRequest => "bad_request",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
         }
@@ -28,6 +31,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::Block(code) => code.http_status(),
+            ErrorCode::BadRequest => 400,
             ErrorCode::UpstreamError => 502,
             ErrorCode::UpstreamTimeout => 504,
         }
@@ -36,6 +40,7 @@ impl ErrorCode {
     pub fn message(self) -> &'static str {
         match self {
             ErrorCode::Block(code) => code.message(),
+            ErrorCode::BadRequest => "the request could not be read",
             ErrorCode::UpstreamError => "the backend sent an invalid or incomplete response",
             ErrorCode::UpstreamTimeout => "the backend did not answer in time",
         }

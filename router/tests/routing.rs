@@ -337,3 +337,25 @@ async fn region_hints_serve_home_and_allowed_replicas_only() {
         (400, Some("tenant_required"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_body_gets_a_json_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::start().await;
+    let mut stream = tokio::net::TcpStream::connect(cluster.router.addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nx-tenant-id: acme\r\nTransfer-Encoding: chunked\r\n\r\nnot-a-chunk-size\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut response),
+    )
+    .await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains(r#""error":"bad_request""#), "{response}");
+}

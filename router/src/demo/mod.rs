@@ -100,6 +100,7 @@ pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     print_curl_commands(listen);
 
     crate::server::run(snapshot);
+    let _ = std::fs::remove_dir_all(&dir);
     drop(runtime);
     Ok(())
 }

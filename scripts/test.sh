@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every shipped config validated by the binary, and
+# every test of the workspace. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/prereqs.sh
+ensure_build_tools
+ensure_rust_components
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== validate shipped configs with the binary"
+cargo build --locked --quiet -p residency-router
+for config in config/examples/*.toml; do
+    ./target/debug/residency-router validate --config "$config"
+done
+echo "== cargo test"
+cargo test --workspace --locked
