@@ -435,71 +435,76 @@ fn region_list(topology: &Topology) -> String {
     names.join(", ")
 }
 
+/// `value` when set and non-zero, else `default`. Zero is reported: every such setting is a
+/// count or a duration where zero would silently disable the proxy.
+fn positive<T: Copy + PartialEq + From<u8>>(
+    value: Option<T>,
+    default: T,
+    at: &str,
+    fix: &str,
+    problems: &mut Problems<'_>,
+) -> T {
+    match value {
+        Some(v) if v == T::from(0) => {
+            problems.add(at, "must be greater than 0", fix);
+            default
+        }
+        Some(v) => v,
+        None => default,
+    }
+}
+
 fn millis(
     value: Option<u64>,
     default: Duration,
     at: &str,
     problems: &mut Problems<'_>,
 ) -> Duration {
-    match value {
-        Some(0) => {
-            problems.add(
-                at,
-                "must be greater than 0",
-                "use a positive number of milliseconds",
-            );
-            default
-        }
-        Some(ms) => Duration::from_millis(ms),
-        None => default,
-    }
+    let default_ms = default.as_millis() as u64;
+    let fix = "use a positive number of milliseconds";
+    Duration::from_millis(positive(value, default_ms, at, fix, problems))
 }
 
 fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> ProxySettings {
     let d = ProxySettings::default();
-    let max_attempts = match file.max_attempts {
-        Some(0) => {
-            problems.add(
-                "proxy.max_attempts",
-                "must be at least 1",
-                "1 means no retry",
-            );
-            d.max_attempts
-        }
-        Some(n) => n,
-        None => d.max_attempts,
-    };
+    let at = |field: &str| format!("proxy.{field}");
     ProxySettings {
         expose_decision: file.expose_decision.unwrap_or(d.expose_decision),
         connect_timeout: millis(
             file.connect_timeout_ms,
             d.connect_timeout,
-            "proxy.connect_timeout_ms",
+            &at("connect_timeout_ms"),
             problems,
         ),
         read_timeout: millis(
             file.read_timeout_ms,
             d.read_timeout,
-            "proxy.read_timeout_ms",
+            &at("read_timeout_ms"),
             problems,
         ),
         write_timeout: millis(
             file.write_timeout_ms,
             d.write_timeout,
-            "proxy.write_timeout_ms",
+            &at("write_timeout_ms"),
             problems,
         ),
         idle_timeout: millis(
             file.idle_timeout_ms,
             d.idle_timeout,
-            "proxy.idle_timeout_ms",
+            &at("idle_timeout_ms"),
             problems,
         ),
-        max_attempts,
+        max_attempts: positive(
+            file.max_attempts,
+            d.max_attempts,
+            &at("max_attempts"),
+            "1 means no retry",
+            problems,
+        ),
         failed_backend_cooldown: millis(
             file.failed_backend_cooldown_ms,
             d.failed_backend_cooldown,
-            "proxy.failed_backend_cooldown_ms",
+            &at("failed_backend_cooldown_ms"),
             problems,
         ),
     }
@@ -507,20 +512,14 @@ fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> ProxySetting
 
 fn server_settings(file: &ServerFile, problems: &mut Problems<'_>) -> ServerSettings {
     let d = ServerSettings::default();
-    let threads = match file.threads {
-        Some(0) => {
-            problems.add(
-                "server.threads",
-                "must be at least 1",
-                "omit it to use one thread per core",
-            );
-            d.threads
-        }
-        Some(n) => n,
-        None => d.threads,
-    };
     ServerSettings {
-        threads,
+        threads: positive(
+            file.threads,
+            d.threads,
+            "server.threads",
+            "omit it to use one thread per core",
+            problems,
+        ),
         shutdown_grace: file
             .shutdown_grace_seconds
             .map_or(d.shutdown_grace, Duration::from_secs),

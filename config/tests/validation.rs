@@ -197,3 +197,19 @@ fn fallback_region_and_defaults() {
     );
     assert_eq!(snapshot.proxy.max_attempts, 4);
 }
+
+#[test]
+fn zero_counts_and_durations_are_rejected() {
+    let router = example_router()
+        .replace("max_attempts = 4", "max_attempts = 0")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 0")
+        .replace("# threads = 2", "threads = 0");
+    let lines = error_lines(&router, &example_tenants());
+    assert_reports(
+        &lines,
+        "proxy.max_attempts: must be greater than 0; fix: 1 means no retry",
+    );
+    assert_reports(&lines, "proxy.connect_timeout_ms: must be greater than 0");
+    assert_reports(&lines, "server.threads: must be greater than 0");
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+}

@@ -18,9 +18,11 @@ pub enum MethodClass {
 }
 
 impl MethodClass {
-    pub fn of(method: &str) -> Self {
+    /// `upgrade`: the request asks for a protocol upgrade (WebSocket). An upgraded connection
+    /// can carry writes, so it is never a read, whatever its method.
+    pub fn of(method: &str, upgrade: bool) -> Self {
         match method {
-            "GET" | "HEAD" | "OPTIONS" => MethodClass::Read,
+            "GET" | "HEAD" | "OPTIONS" if !upgrade => MethodClass::Read,
             _ => MethodClass::Write,
         }
     }
@@ -80,6 +82,17 @@ pub struct RoutedSite {
 pub struct Route {
     pub home_region: RegionId,
     pub sites: SmallVec<[RoutedSite; MAX_INLINE_ROUTE]>,
+    /// When the replication behind the replica sites ends. A request can outlive its decision
+    /// (retries after timeouts), so callers re-check with [`Route::still_allows`].
+    pub replicas_expire_at: Option<UnixTime>,
+}
+
+impl Route {
+    /// Whether `routed` may still serve at `now`: home sites always, replica sites only until
+    /// the replication expires.
+    pub fn still_allows(&self, routed: &RoutedSite, now: UnixTime) -> bool {
+        routed.reason == RouteReason::Home || self.replicas_expire_at.is_none_or(|end| now < end)
+    }
 }
 
 /// Stable error codes from SPEC section 4.
@@ -220,6 +233,7 @@ pub fn decide(
     let mut route = Route {
         home_region: home,
         sites: SmallVec::new(),
+        replicas_expire_at: usable_replication.and_then(|r| r.expires_at),
     };
     let mut push_region = |region: RegionId, reason: RouteReason| {
         for &site in &topology.region(region).sites {

@@ -118,6 +118,30 @@ fn split_placeholder(pattern: &str) -> Result<(String, String), PatternError> {
     Ok((prefix.to_owned(), suffix.to_owned()))
 }
 
+/// True when `path` is already in RFC 3986 normal form as far as routing cares: no `.` or `..`
+/// segments, no empty segments (`//`), and no percent-encoded unreserved characters.
+pub fn is_normalized_path(path: &str) -> bool {
+    let encoded_unreserved = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    });
+    if encoded_unreserved {
+        return false;
+    }
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let is_last = segments.peek().is_none();
+        // An empty last segment is just a trailing slash.
+        if segment == "." || segment == ".." || (segment.is_empty() && !is_last) {
+            return false;
+        }
+    }
+    true
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TenantSource {
     Host(HostPattern),
@@ -207,6 +231,12 @@ impl TenantIdentifier {
         path: &str,
         header: impl Fn(&str) -> HeaderValues<'r>,
     ) -> Result<Identified, IdentifyError> {
+        // A backend that normalises paths (`/x/../t/globex/`, `//t/globex/`, `/%74/globex/`)
+        // could read a different tenant from the path than the router did: fail closed.
+        let has_path_source = self.sources.iter().any(|s| s.kind() == SourceKind::Path);
+        if has_path_source && !is_normalized_path(path) {
+            return Err(IdentifyError::Ambiguous);
+        }
         let mut found: Option<(TenantId, SourceKind)> = None;
         let mut strip_path_prefix = None;
         let mut ambiguous = false;
@@ -359,7 +389,7 @@ mod tests {
             Err(IdentifyError::Invalid(SourceKind::Host))
         );
         assert_eq!(
-            ident.identify(None, "/t//x", no_headers),
+            ident.identify(None, "/t/ac_me/x", no_headers),
             Err(IdentifyError::Invalid(SourceKind::Path))
         );
         let long = format!("/t/{}/", "a".repeat(65));
@@ -376,6 +406,32 @@ mod tests {
             IdentifyError::Invalid(SourceKind::Path).code(),
             BlockCode::InvalidTenant
         );
+    }
+
+    #[test]
+    fn non_normalized_paths_are_ambiguous_when_a_path_source_exists() {
+        let ident = demo_identifier();
+        let header = |_: &str| HeaderValues::One(b"acme");
+        for path in [
+            "/x/../t/globex/",
+            "//t/globex/",
+            "/%74/globex/",
+            "/t/acme/../globex/",
+            "/t/./acme/",
+            "/t/acme/..",
+        ] {
+            assert_eq!(
+                ident.identify(None, path, header),
+                Err(IdentifyError::Ambiguous),
+                "{path}"
+            );
+        }
+        for path in ["/", "/t/acme/", "/t/acme", "/a/b.c/..d/", "/x%2Fy", "/%20"] {
+            assert!(ident.identify(None, path, header).is_ok(), "{path}");
+        }
+        // Without a path source the path cannot name a tenant, so it is not checked.
+        let header_only = TenantIdentifier::new(vec![TenantSource::header("x-tenant-id").unwrap()]);
+        assert!(header_only.identify(None, "//x/../y", header).is_ok());
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub use decision::{
     TenantLookup, UnknownTenantPolicy, MAX_INLINE_ROUTE,
 };
 pub use identify::{
-    HeaderValues, HostPattern, Identified, IdentifyError, PathPattern, PatternError, SourceKind,
-    TenantIdentifier, TenantSource,
+    is_normalized_path, HeaderValues, HostPattern, Identified, IdentifyError, PathPattern,
+    PatternError, SourceKind, TenantIdentifier, TenantSource,
 };
 pub use tenant::{
     InvalidTenantId, RegionSet, Replication, ReplicationMode, TenantId, TenantRecord, UnixTime,

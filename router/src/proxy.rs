@@ -16,7 +16,7 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
 use regions::{
-    decide, normalize_host, Block, BlockCode, Decision, HeaderValues, MethodClass, Route,
+    decide, normalize_host, Block, BlockCode, Decision, HeaderValues, MethodClass, RegionId, Route,
     RoutedSite, TenantId, TenantLookup, UnixTime,
 };
 use smallvec::SmallVec;
@@ -49,6 +49,9 @@ pub struct RequestCtx {
     state: Option<Arc<RouterState>>,
     request_id: String,
     tenant: Option<TenantId>,
+    /// The tenant is in the registry (only then do backends get `x-residency-tenant`).
+    registered: bool,
+    hint: Option<RegionId>,
     route: Option<Route>,
     strip_path_prefix: Option<usize>,
     tried: SmallVec<[Attempt; 8]>,
@@ -57,6 +60,9 @@ pub struct RequestCtx {
     response_started: bool,
     /// Every allowed backend was tried or is cooling down.
     exhausted: bool,
+    /// What the last failed attempt would tell the client, for when `max_attempts` runs out
+    /// while allowed backends remain untried.
+    last_failure: Option<ErrorCode>,
 }
 
 impl RequestCtx {
@@ -80,7 +86,7 @@ impl RequestCtx {
         })
     }
 
-    fn error_body(&self, code: ErrorCode, requested: Option<regions::RegionId>) -> ErrorBody<'_> {
+    fn error_body(&self, code: ErrorCode, requested: Option<RegionId>) -> ErrorBody<'_> {
         let topology = &self.state().snapshot.topology;
         ErrorBody {
             error: code.as_str(),
@@ -113,12 +119,20 @@ fn header_values<'r>(req: &'r RequestHeader, name: &str) -> HeaderValues<'r> {
     }
 }
 
-/// Host header, else the request target's authority (absolute-form / HTTP/2 :authority).
+/// Host header, else the authority of an absolute-form target (`GET http://host/ HTTP/1.1`):
+/// Pingora forwards that authority as the upstream Host, so it must name the tenant too.
 fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+    if let Some(host) = req.headers.get(HOST) {
+        return host.to_str().ok();
+    }
+    req.uri.authority().map(|a| a.as_str()).or_else(|| {
+        let raw = std::str::from_utf8(req.raw_path()).ok()?;
+        let (scheme, rest) = raw.split_once("://")?;
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return None;
+        }
+        rest.split(['/', '?', '#']).next()
+    })
 }
 
 impl ResidencyProxy {
@@ -146,16 +160,19 @@ impl ResidencyProxy {
             },
         };
         let tenant = identified.tenant.map(|(id, _)| id);
+        let registered = matches!(lookup, TenantLookup::Known(..));
         let decision = decide(
             &snapshot.topology,
             snapshot.unknown,
             lookup,
-            MethodClass::of(req.method.as_str()),
+            MethodClass::of(req.method.as_str(), session.is_upgrade_req()),
             hint,
             &state.pools.view(),
             now(),
         );
         ctx.tenant = tenant;
+        ctx.registered = registered;
+        ctx.hint = hint;
         ctx.strip_path_prefix = identified.strip_path_prefix;
         match decision {
             Decision::Route(route) => Ok(route),
@@ -190,10 +207,12 @@ impl ResidencyProxy {
         if ctx.tried.len() >= state.snapshot.proxy.max_attempts as usize {
             return None;
         }
+        let now = now();
         route
             .sites
             .iter()
             .enumerate()
+            .filter(|(_, routed)| route.still_allows(routed, now))
             .find_map(|(route_index, routed)| {
                 let tried = |backend| {
                     ctx.tried.contains(&Attempt {
@@ -278,7 +297,8 @@ impl ProxyHttp for ResidencyProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let Some(attempt) = self.next_attempt(ctx) else {
-            ctx.exhausted = true;
+            let budget_spent = ctx.tried.len() >= ctx.state().snapshot.proxy.max_attempts as usize;
+            ctx.exhausted = !budget_spent || ctx.last_failure.is_none();
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no allowed backend left to try",
@@ -309,6 +329,7 @@ impl ProxyHttp for ResidencyProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.mark_current_failed(ctx);
+        ctx.last_failure = Some(ErrorCode::Block(BlockCode::RegionUnavailable));
         // Nothing reached the backend, so any method may go to the next allowed backend.
         e.set_retry(true);
         e
@@ -327,11 +348,26 @@ impl ProxyHttp for ResidencyProxy {
             && session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
         if *e.esource() == ErrorSource::Upstream && is_timeout(&e) {
-            self.mark_current_failed(ctx);
-            e.set_retry(replayable);
-        } else if replayable {
-            // e.g. a pooled keep-alive connection the backend had closed: safe to resend.
+            ctx.last_failure = Some(ErrorCode::UpstreamTimeout);
+            // Blame the backend only when it had the whole request and still kept quiet. A
+            // client that stalls its upload, or an idle stream after the response started,
+            // says nothing about the backend's health.
+            let backend_stalled = !ctx.response_started && session.as_mut().is_body_done();
+            if backend_stalled {
+                self.mark_current_failed(ctx);
+            }
+            e.set_retry(replayable && backend_stalled);
+            return e;
+        }
+        ctx.last_failure = Some(ErrorCode::UpstreamError);
+        if replayable {
+            // A pooled keep-alive connection the backend had already closed: Pingora retries
+            // such errors on a fresh connection. The backend is fine, so it stays eligible
+            // and the retry does not skip ahead to another site (or to a replica region).
             e.retry.decide_reuse(client_reused);
+            if e.retry() {
+                ctx.tried.pop();
+            }
         } else {
             e.set_retry(false);
         }
@@ -344,23 +380,25 @@ impl ProxyHttp for ResidencyProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // Clients must never inject residency decisions: drop every x-residency-* they sent.
+        let state = ctx.state();
+        // Clients must never inject residency decisions: drop every x-residency-* they sent,
+        // and underscore spellings of it or of a tenant header, which CGI-style backends read
+        // as the same name (`HTTP_X_RESIDENCY_TENANT`).
         let spoofed: SmallVec<[http::HeaderName; 2]> = upstream
             .headers
             .keys()
-            .filter(|name| name.as_str().starts_with(RESIDENCY_HEADER_PREFIX))
+            .filter(|name| is_spoofing(name.as_str(), &state.snapshot.identifier))
             .cloned()
             .collect();
         for name in spoofed {
             upstream.remove_header(&name);
         }
 
-        let state = ctx.state();
         let topology = &state.snapshot.topology;
         let site = ctx
             .current_site()
             .expect("upstream_peer picked a site before the request is sent");
-        if let Some(tenant) = &ctx.tenant {
+        if let Some(tenant) = ctx.tenant.filter(|_| ctx.registered) {
             upstream.insert_header("x-residency-tenant", tenant.as_str())?;
         }
         upstream.insert_header(
@@ -400,6 +438,16 @@ impl ProxyHttp for ResidencyProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.response_started = true;
+        // Only the router speaks about residency to clients, and only when configured to.
+        let from_backend: SmallVec<[http::HeaderName; 2]> = response
+            .headers
+            .keys()
+            .filter(|name| name.as_str().starts_with(RESIDENCY_HEADER_PREFIX))
+            .cloned()
+            .collect();
+        for name in from_backend {
+            response.remove_header(&name);
+        }
         response.insert_header("x-request-id", ctx.request_id.as_str())?;
         let state = ctx.state();
         if state.snapshot.proxy.expose_decision {
@@ -441,13 +489,16 @@ impl ProxyHttp for ResidencyProxy {
             ErrorCode::BadRequest
         } else if ctx.exhausted || is_connect_failure(e) {
             ErrorCode::Block(BlockCode::RegionUnavailable)
+        } else if let (Some(last), ErrorType::HTTPStatus(_)) = (ctx.last_failure, e.etype()) {
+            // The attempt budget ran out: report what the last attempt met.
+            last
         } else if is_timeout(e) {
             ErrorCode::UpstreamTimeout
         } else {
             ErrorCode::UpstreamError
         };
         let retry_after = ctx.retry_after(code);
-        let body = ctx.error_body(code, None);
+        let body = ctx.error_body(code, ctx.hint);
         match write_error(session, code, &body, retry_after).await {
             Ok(()) => no_reuse(code.status()),
             Err(_) => no_reuse(0),
@@ -494,11 +545,33 @@ impl ProxyHttp for ResidencyProxy {
     }
 }
 
+/// Whether a client header could pass for a residency decision or a tenant header.
+fn is_spoofing(name: &str, identifier: &regions::TenantIdentifier) -> bool {
+    if name.starts_with(RESIDENCY_HEADER_PREFIX) {
+        return true;
+    }
+    if !name.contains('_') {
+        return false;
+    }
+    let dashed = name.replace('_', "-");
+    dashed.starts_with(RESIDENCY_HEADER_PREFIX)
+        || identifier
+            .sources()
+            .iter()
+            .any(|source| matches!(source, regions::TenantSource::Header(h) if *h == dashed))
+}
+
 /// Appends `value` to a comma-separated list header (`x-forwarded-for: a, b`).
 fn append_list_header(req: &mut RequestHeader, name: &'static str, value: &str) -> Result<()> {
-    let combined = match req.headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
-        _ => value.to_owned(),
-    };
+    // Join every line of the header: a client may send the list split over several lines.
+    let mut combined = String::new();
+    for existing in req.headers.get_all(name) {
+        let existing = String::from_utf8_lossy(existing.as_bytes());
+        if !existing.trim().is_empty() {
+            combined.push_str(existing.trim());
+            combined.push_str(", ");
+        }
+    }
+    combined.push_str(value);
     req.insert_header(name, combined)
 }

@@ -44,8 +44,9 @@ pub fn run(snapshot: Snapshot) {
         // gives its runtimes one more second before the process exits.
         grace_period_seconds: Some(snapshot.server.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
-        // Retries are bounded per request by `proxy.max_attempts`; this is only a backstop.
-        max_retries: snapshot.proxy.max_attempts as usize + 1,
+        // Retries are bounded per request by `proxy.max_attempts`; retries of stale pooled
+        // connections do not count against it, so Pingora's backstop leaves room for them.
+        max_retries: snapshot.proxy.max_attempts as usize * 2 + 1,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{json, Cluster};
+use common::{json, raw_request, Cluster};
 use serde_json::Value;
 
 const HOME: [(&str, &str); 3] = [("acme", "us"), ("globex", "eu"), ("initech", "eu")];
@@ -103,6 +103,8 @@ async fn spoofed_residency_headers_never_reach_a_backend() {
         .header("x-residency-site", "frankfurt")
         .header("x-residency-tenant", "globex")
         .header("X-Residency-Anything", "1")
+        .header("x_residency_region", "eu")
+        .header("x_tenant_id", "globex")
         .send()
         .await
         .unwrap();
@@ -113,6 +115,17 @@ async fn spoofed_residency_headers_never_reach_a_backend() {
     assert_eq!(seen["x-residency-region"], "us");
     assert_ne!(seen["x-residency-site"], "frankfurt");
     assert!(!seen.contains_key("x-residency-anything"), "{seen:?}");
+    let names: Vec<&str> = body["header_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"x-tenant-id"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains('_')),
+        "underscore spoof passed: {names:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,22 +353,48 @@ async fn region_hints_serve_home_and_allowed_replicas_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_request_body_gets_a_json_400() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cluster = Cluster::start().await;
-    let mut stream = tokio::net::TcpStream::connect(cluster.router.addr)
-        .await
-        .unwrap();
-    stream
-        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nx-tenant-id: acme\r\nTransfer-Encoding: chunked\r\n\r\nnot-a-chunk-size\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        stream.read_to_end(&mut response),
+    let response = raw_request(
+        cluster.router.addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nx-tenant-id: acme\r\nTransfer-Encoding: chunked\r\n\r\nnot-a-chunk-size\r\n\r\n",
     )
     .await;
-    let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains(r#""error":"bad_request""#), "{response}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_backend_could_read_as_another_tenant_are_refused() {
+    let cluster = Cluster::start().await;
+    let requests: [&[u8]; 4] = [
+        // Absolute-form target without Host: its authority becomes the upstream Host.
+        b"GET http://globex.app.example.com/x HTTP/1.1\r\nx-tenant-id: acme\r\nConnection: close\r\n\r\n",
+        // Paths that normalise to /t/globex/ at a backend.
+        b"GET //t/globex/ HTTP/1.1\r\nHost: x\r\nx-tenant-id: acme\r\nConnection: close\r\n\r\n",
+        b"GET /x/../t/globex/ HTTP/1.1\r\nHost: x\r\nx-tenant-id: acme\r\nConnection: close\r\n\r\n",
+        b"GET /%74/globex/ HTTP/1.1\r\nHost: x\r\nx-tenant-id: acme\r\nConnection: close\r\n\r\n",
+    ];
+    for request in requests {
+        let response = raw_request(cluster.router.addr, request).await;
+        assert!(
+            response.starts_with("HTTP/1.1 400"),
+            "{}: {response}",
+            String::from_utf8_lossy(request)
+        );
+        assert!(
+            response.contains(r#""error":"ambiguous_tenant""#),
+            "{response}"
+        );
+    }
+    // An absolute-form target is still a region hint.
+    let hinted = raw_request(
+        cluster.router.addr,
+        b"POST http://us.api.example.com/ HTTP/1.1\r\nx-tenant-id: globex\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(hinted.starts_with("HTTP/1.1 421"), "{hinted}");
+    assert_eq!(
+        cluster.region_requests("us") + cluster.region_requests("eu"),
+        0
+    );
 }

@@ -78,3 +78,24 @@ async fn websocket_upgrade_is_proxied_to_a_home_site() {
     socket.close(None).await.unwrap();
     assert_eq!(cluster.region_requests("us"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_cannot_open_on_a_read_replica() {
+    let cluster = Cluster::start().await;
+    let mut request = format!("ws://{}/ws", cluster.router.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-tenant-id", "globex".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("host", "us.api.example.com".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 421);
+        }
+        other => panic!("expected 421, got {other:?}"),
+    }
+    assert_eq!(cluster.region_requests("us"), 0);
+}

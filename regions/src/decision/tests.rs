@@ -311,11 +311,28 @@ fn every_site_down_is_region_unavailable() {
 #[test]
 fn method_classes() {
     for m in ["GET", "HEAD", "OPTIONS"] {
-        assert_eq!(MethodClass::of(m), MethodClass::Read);
+        assert_eq!(MethodClass::of(m, false), MethodClass::Read);
+        // A WebSocket upgrade can carry writes: never allowed on a read replica.
+        assert_eq!(MethodClass::of(m, true), MethodClass::Write);
     }
     for m in ["POST", "PUT", "PATCH", "DELETE", "CONNECT", "TRACE", "get"] {
-        assert_eq!(MethodClass::of(m), MethodClass::Write);
+        assert_eq!(MethodClass::of(m, false), MethodClass::Write);
     }
+}
+
+#[test]
+fn replica_sites_stop_being_allowed_when_replication_expires_mid_request() {
+    let expiry = UnixTime(NOW.0 + 10);
+    let initech = eu_tenant(ReplicationMode::Active, Some(expiry));
+    let Decision::Route(route) = run(&initech, MethodClass::Write, None, ALL_UP) else {
+        panic!("expected a route");
+    };
+    assert_eq!(route.replicas_expire_at, Some(expiry));
+    let (home, replica) = (route.sites[0], route.sites[2]);
+    assert_eq!(replica.region, US);
+    assert!(route.still_allows(&replica, NOW));
+    assert!(!route.still_allows(&replica, expiry));
+    assert!(route.still_allows(&home, UnixTime(i64::MAX)));
 }
 
 #[test]

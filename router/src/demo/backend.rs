@@ -154,6 +154,7 @@ async fn echo(
         "path": uri.path_and_query().map_or("/", |p| p.as_str()),
         "body_bytes": body.len(),
         "headers": echoed,
+        "header_names": headers.keys().map(|name| name.as_str()).collect::<Vec<_>>(),
     }))
 }
 

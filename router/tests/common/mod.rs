@@ -189,3 +189,13 @@ pub async fn json(
     let body = response.json().await.unwrap();
     (status, headers, body)
 }
+
+/// Sends raw bytes (for requests an HTTP client would refuse to build) and reads the reply.
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
