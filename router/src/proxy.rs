@@ -86,17 +86,20 @@ impl RequestCtx {
         })
     }
 
-    fn error_body(&self, code: ErrorCode, requested: Option<RegionId>) -> ErrorBody<'_> {
+    fn error_body(
+        &self,
+        code: ErrorCode,
+        home: Option<RegionId>,
+        requested: Option<RegionId>,
+    ) -> ErrorBody<'_> {
         let topology = &self.state().snapshot.topology;
+        let region_name = |r: RegionId| topology.region(r).name.as_str();
         ErrorBody {
             error: code.as_str(),
             message: code.message(),
             tenant: self.tenant.as_ref().map(TenantId::as_str),
-            home_region: self
-                .route
-                .as_ref()
-                .map(|r| topology.region(r.home_region).name.as_str()),
-            requested_region: requested.map(|r| topology.region(r).name.as_str()),
+            home_region: home.map(region_name),
+            requested_region: requested.map(region_name),
             request_id: &self.request_id,
         }
     }
@@ -186,18 +189,15 @@ impl ResidencyProxy {
         ctx: &mut RequestCtx,
         block: Block,
     ) -> Result<()> {
-        let state = ctx.state();
-        let topology = &state.snapshot.topology;
-        let retry_after = ctx.retry_after(ErrorCode::Block(block.code));
-        let mut body = ctx.error_body(ErrorCode::Block(block.code), block.requested_region);
-        body.home_region = block.home_region.map(|r| topology.region(r).name.as_str());
+        let code = ErrorCode::Block(block.code);
+        let body = ctx.error_body(code, block.home_region, block.requested_region);
         tracing::debug!(
             request_id = %ctx.request_id,
             tenant = body.tenant,
             code = block.code.as_str(),
             "request blocked"
         );
-        write_error(session, ErrorCode::Block(block.code), &body, retry_after).await
+        write_error(session, code, &body, ctx.retry_after(code)).await
     }
 
     /// The next backend to try: first untried, available backend in route order.
@@ -498,7 +498,8 @@ impl ProxyHttp for ResidencyProxy {
             ErrorCode::UpstreamError
         };
         let retry_after = ctx.retry_after(code);
-        let body = ctx.error_body(code, ctx.hint);
+        let home = ctx.route.as_ref().map(|r| r.home_region);
+        let body = ctx.error_body(code, home, ctx.hint);
         match write_error(session, code, &body, retry_after).await {
             Ok(()) => no_reuse(code.status()),
             Err(_) => no_reuse(0),
