@@ -58,12 +58,7 @@ async fn chunked_request_bodies_stream_to_the_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_proxied_to_a_home_site() {
     let cluster = Cluster::start().await;
-    let mut request = format!("ws://{}/ws", cluster.router.addr)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("x-tenant-id", "initech".parse().unwrap());
+    let request = websocket_request(&cluster, "initech", None);
     let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.status(), 101);
     assert_eq!(response.headers()["x-residency-region"], "eu");
@@ -82,15 +77,7 @@ async fn websocket_upgrade_is_proxied_to_a_home_site() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_cannot_open_on_a_read_replica() {
     let cluster = Cluster::start().await;
-    let mut request = format!("ws://{}/ws", cluster.router.addr)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("x-tenant-id", "globex".parse().unwrap());
-    request
-        .headers_mut()
-        .insert("host", "us.api.example.com".parse().unwrap());
+    let request = websocket_request(&cluster, "globex", Some("us.api.example.com"));
     match tokio_tungstenite::connect_async(request).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), 421);
@@ -98,4 +85,20 @@ async fn a_websocket_cannot_open_on_a_read_replica() {
         other => panic!("expected 421, got {other:?}"),
     }
     assert_eq!(cluster.region_requests("us"), 0);
+}
+
+fn websocket_request(
+    cluster: &Cluster,
+    tenant: &str,
+    host: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = format!("ws://{}/ws", cluster.router.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("x-tenant-id", tenant.parse().unwrap());
+    if let Some(host) = host {
+        headers.insert("host", host.parse().unwrap());
+    }
+    request
 }
