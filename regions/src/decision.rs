@@ -59,6 +59,22 @@ impl<F: Fn(SiteId) -> bool> SiteHealth for F {
     }
 }
 
+/// How the caller wants the sites *inside* one region ordered (GeoIP nearness, weighted
+/// rotation). It can never add a site or a region: it only ranks the allowed ones.
+pub trait SitePreference {
+    /// Lower ranks are tried first; equal ranks keep the topology's order.
+    fn rank(&self, site: SiteId) -> u32;
+}
+
+/// Keep the topology's order.
+pub struct ConfigOrder;
+
+impl SitePreference for ConfigOrder {
+    fn rank(&self, _site: SiteId) -> u32 {
+        0
+    }
+}
+
 /// Why a site is in a route; metrics and audit logs report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RouteReason {
@@ -190,7 +206,9 @@ pub enum Decision {
 ///   may use, tagged [`RouteReason::ReplicaFailover`]. Callers try them in order, so a replica
 ///   only serves once every home site has failed for this request or is already unhealthy.
 ///
-/// Sites inside a region keep the topology's order; GeoIP re-orders within a region later.
+/// Inside each region, sites are ordered by `preference` (GeoIP nearness, weighted rotation);
+/// regions keep the order above whatever the preference says.
+#[allow(clippy::too_many_arguments)] // each is one independent fact about the request
 pub fn decide(
     topology: &Topology,
     unknown: UnknownTenantPolicy,
@@ -198,6 +216,7 @@ pub fn decide(
     method: MethodClass,
     hint: Option<RegionId>,
     health: &impl SiteHealth,
+    preference: &impl SitePreference,
     now: UnixTime,
 ) -> Decision {
     let fallback_record;
@@ -236,6 +255,7 @@ pub fn decide(
         replicas_expire_at: usable_replication.and_then(|r| r.expires_at),
     };
     let mut push_region = |region: RegionId, reason: RouteReason| {
+        let first = route.sites.len();
         for &site in &topology.region(region).sites {
             if health.is_healthy(site) {
                 route.sites.push(RoutedSite {
@@ -245,6 +265,8 @@ pub fn decide(
                 });
             }
         }
+        // Site ids grow in topology order, so (rank, id) keeps that order among equal ranks.
+        route.sites[first..].sort_unstable_by_key(|s| (preference.rank(s.site), s.site));
     };
 
     match hint {

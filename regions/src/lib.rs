@@ -11,14 +11,16 @@
 //! into regions, so the rule lives in one function and its property test.
 
 mod decision;
+mod geo;
 mod identify;
 mod tenant;
 mod topology;
 
 pub use decision::{
-    decide, Block, BlockCode, Decision, MethodClass, Route, RouteReason, RoutedSite, SiteHealth,
-    TenantLookup, UnknownTenantPolicy, MAX_INLINE_ROUTE,
+    decide, Block, BlockCode, ConfigOrder, Decision, MethodClass, Route, RouteReason, RoutedSite,
+    SiteHealth, SitePreference, TenantLookup, UnknownTenantPolicy, MAX_INLINE_ROUTE,
 };
+pub use geo::great_circle_km;
 pub use identify::{
     is_normalized_path, HeaderValues, HostPattern, Identified, IdentifyError, PathPattern,
     PatternError, SourceKind, TenantIdentifier, TenantSource,

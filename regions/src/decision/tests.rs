@@ -65,6 +65,7 @@ fn run(
         method,
         hint,
         &health,
+        &ConfigOrder,
         NOW,
     )
 }
@@ -115,6 +116,7 @@ fn no_tenant_with_reject_policy_is_tenant_required() {
         MethodClass::Read,
         None,
         &ALL_UP,
+        &ConfigOrder,
         NOW,
     );
     assert_eq!(d, Decision::Block(Block::new(BlockCode::TenantRequired)));
@@ -130,6 +132,7 @@ fn unregistered_tenant_with_reject_policy_is_unknown_tenant() {
         MethodClass::Read,
         Some(EU),
         &ALL_UP,
+        &ConfigOrder,
         NOW,
     );
     assert_eq!(
@@ -153,6 +156,7 @@ fn fallback_policy_serves_tenantless_and_unknown_traffic_in_the_fallback_region_
             MethodClass::Write,
             None,
             &ALL_UP,
+            &ConfigOrder,
             NOW,
         );
         assert_eq!(
@@ -166,6 +170,7 @@ fn fallback_policy_serves_tenantless_and_unknown_traffic_in_the_fallback_region_
             MethodClass::Read,
             Some(US),
             &ALL_UP,
+            &ConfigOrder,
             NOW,
         );
         assert_eq!(code(&hinted), BlockCode::CrossRegionBlocked);
@@ -358,6 +363,8 @@ fn codes_and_statuses_match_the_spec_table() {
 
 #[derive(Debug, Clone)]
 struct World {
+    /// Random ranks per site: the preference may reorder sites but never widen the route.
+    ranks: Vec<u32>,
     topology: Topology,
     record: TenantRecord,
     healthy: Vec<bool>,
@@ -381,13 +388,14 @@ fn world() -> impl Strategy<Value = World> {
                     prop::option::of(0i64..200),
                 )),
                 prop::collection::vec(prop::bool::ANY, total_sites),
+                prop::collection::vec(0u32..4, total_sites),
                 prop::bool::ANY,
                 prop::option::of(0..regions),
                 0i64..200,
             )
         })
         .prop_map(
-            |(sites_per_region, home, replication, healthy, read, hint, now)| {
+            |(sites_per_region, home, replication, healthy, ranks, read, hint, now)| {
                 let names: Vec<String> = (0..sites_per_region.len())
                     .map(|r| format!("r{r}"))
                     .collect();
@@ -420,6 +428,7 @@ fn world() -> impl Strategy<Value = World> {
                     }),
                 };
                 World {
+                    ranks,
                     topology,
                     record,
                     healthy,
@@ -433,6 +442,14 @@ fn world() -> impl Strategy<Value = World> {
                 }
             },
         )
+}
+
+struct Ranks<'a>(&'a [u32]);
+
+impl SitePreference for Ranks<'_> {
+    fn rank(&self, site: SiteId) -> u32 {
+        self.0[usize::from(site.0)]
+    }
 }
 
 /// SPEC 2, written independently of `decide`.
@@ -451,6 +468,7 @@ proptest! {
     #[test]
     fn every_routed_site_satisfies_the_residency_rule(w in world()) {
         let health = |s: SiteId| w.healthy[usize::from(s.0)];
+        let preference = Ranks(&w.ranks);
         let decision = decide(
             &w.topology,
             UnknownTenantPolicy::Reject,
@@ -458,6 +476,7 @@ proptest! {
             w.method,
             w.hint,
             &health,
+            &preference,
             w.now,
         );
         let allowed_healthy_exists = w
@@ -469,6 +488,7 @@ proptest! {
                 prop_assert!(!route.sites.is_empty());
                 prop_assert_eq!(route.home_region, w.record.home);
                 let mut seen_replica = false;
+                let mut previous: Option<RoutedSite> = None;
                 for routed in &route.sites {
                     let site = w.topology.site(routed.site);
                     prop_assert_eq!(site.region, routed.region);
@@ -477,6 +497,14 @@ proptest! {
                     if let Some(hint) = w.hint {
                         prop_assert_eq!(routed.region, hint);
                     }
+                    // Inside one region, sites follow the preference's ranks.
+                    if let Some(prev) = previous.filter(|p: &RoutedSite| p.region == routed.region) {
+                        prop_assert!(
+                            (w.ranks[usize::from(prev.site.0)], prev.site)
+                                < (w.ranks[usize::from(routed.site.0)], routed.site)
+                        );
+                    }
+                    previous = Some(*routed);
                     // Home sites always come before any replica site.
                     if routed.region == w.record.home {
                         prop_assert!(!seen_replica);
@@ -506,10 +534,30 @@ proptest! {
         if w.hint.is_none() {
             let routed = matches!(
                 decide(&w.topology, UnknownTenantPolicy::Reject,
-                       TenantLookup::Known(id("t"), &w.record), w.method, None, &health, w.now),
+                       TenantLookup::Known(id("t"), &w.record), w.method, None, &health,
+                       &preference, w.now),
                 Decision::Route(_)
             );
             prop_assert_eq!(routed, allowed_healthy_exists);
         }
     }
+}
+
+#[test]
+fn preference_orders_sites_inside_a_region_only() {
+    // Prefer dublin over frankfurt, and virginia (us) most of all: us must still come last.
+    let ranks = [0, 5, 3, 1];
+    let globex = eu_tenant(ReplicationMode::ReadReplica, None);
+    let d = decide(
+        &topology(),
+        UnknownTenantPolicy::Reject,
+        TenantLookup::Known(id("globex"), &globex),
+        MethodClass::Read,
+        None,
+        &ALL_UP,
+        &Ranks(&ranks),
+        NOW,
+    );
+    let order: Vec<SiteId> = sites(&d).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(order, vec![DUBLIN, FRANKFURT, VIRGINIA, OREGON]);
 }
