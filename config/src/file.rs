@@ -12,6 +12,10 @@ pub struct ConfigFile {
     pub regions: Vec<RegionFile>,
     #[serde(default)]
     pub proxy: ProxyFile,
+    /// Health-check and outlier-detection defaults for every site.
+    #[serde(default)]
+    pub health: HealthFile,
+    pub geoip: Option<GeoIpFile>,
     #[serde(default)]
     pub server: ServerFile,
 }
@@ -66,7 +70,73 @@ pub struct SiteFile {
     pub name: String,
     pub lat: f64,
     pub lon: f64,
-    pub backends: Vec<String>,
+    pub backends: Vec<BackendFile>,
+    pub balance: Option<BalanceFile>,
+    /// Overrides of the `[health]` defaults for this site, field by field.
+    pub health: Option<HealthFile>,
+}
+
+/// `"ip:port"` or `{ address = "ip:port", weight = 3 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BackendFile {
+    Address(String),
+    Weighted(WeightedBackendFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedBackendFile {
+    pub address: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BalanceFile {
+    WeightedRoundRobin,
+    LeastInFlight,
+}
+
+/// `[health]` and `[regions.sites.health]`. Every field is optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    pub check: Option<CheckFile>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    pub start_unhealthy: Option<bool>,
+    pub http_method: Option<String>,
+    pub http_path: Option<String>,
+    pub http_host: Option<String>,
+    /// `[min, max]`, inclusive.
+    pub http_expect_status: Option<Vec<u16>>,
+    pub eject_after_failures: Option<u32>,
+    pub base_ejection_ms: Option<u64>,
+    pub max_ejection_ms: Option<u64>,
+    pub max_ejected_percent: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckFile {
+    None,
+    Tcp,
+    Http,
+}
+
+/// `[geoip]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIpFile {
+    /// A MaxMind City or Country database; relative paths are resolved against the config file.
+    pub database: String,
+    /// ISO country code -> site name, for Country databases.
+    #[serde(default)]
+    pub countries: std::collections::BTreeMap<String, String>,
+    pub reload_check_ms: Option<u64>,
 }
 
 /// `[proxy]`: data-plane behaviour. Every field is optional.
@@ -79,7 +149,8 @@ pub struct ProxyFile {
     pub write_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub max_attempts: Option<u32>,
-    pub failed_backend_cooldown_ms: Option<u64>,
+    /// CIDRs (or addresses) of proxies in front of the router whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[server]`: process behaviour. Every field is optional.

@@ -15,7 +15,10 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use registry::Registry;
-pub use snapshot::{Backend, Listen, ProxySettings, ServerSettings, Snapshot};
+pub use snapshot::{
+    ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck, Listen,
+    OutlierSettings, ProxySettings, ServerSettings, SiteConfig, Snapshot,
+};
 
 use std::path::Path;
 

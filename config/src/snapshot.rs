@@ -16,16 +16,89 @@ pub struct Snapshot {
     pub identifier: TenantIdentifier,
     pub unknown: UnknownTenantPolicy,
     pub registry: Registry,
-    /// Backends per site, indexed by `SiteId`.
-    pub backends: Vec<Vec<Backend>>,
+    /// Per-site backends, balancing and health, indexed by `SiteId`.
+    pub sites: Vec<SiteConfig>,
+    pub geoip: Option<GeoIpSettings>,
     pub proxy: ProxySettings,
     pub server: ServerSettings,
 }
 
 impl Snapshot {
-    pub fn site_backends(&self, site: SiteId) -> &[Backend] {
-        &self.backends[usize::from(site.0)]
+    pub fn site(&self, site: SiteId) -> &SiteConfig {
+        &self.sites[usize::from(site.0)]
     }
+
+    pub fn backend_count(&self) -> usize {
+        self.sites.iter().map(|s| s.backends.len()).sum()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteConfig {
+    pub backends: Vec<Backend>,
+    pub balance: Balance,
+    pub health: HealthSettings,
+}
+
+/// How a site spreads requests over its available backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round-robin (nginx's algorithm).
+    WeightedRoundRobin,
+    /// Fewest requests in flight relative to weight; ties rotate.
+    LeastInFlight,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSettings {
+    pub check: ActiveCheck,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passing checks that make an unhealthy backend healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failing checks that make a healthy backend unhealthy.
+    pub unhealthy_threshold: u32,
+    /// A backend takes traffic only after its first passing check.
+    pub start_unhealthy: bool,
+    pub outlier: OutlierSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActiveCheck {
+    Disabled,
+    Tcp,
+    Http(HttpCheck),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub path: String,
+    /// Host header; the backend's address when unset.
+    pub host: Option<String>,
+    pub expect_status: std::ops::RangeInclusive<u16>,
+}
+
+/// Passive health: backends that fail requests in a row are ejected for a while.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierSettings {
+    /// Consecutive connect failures, timeouts or 5xx responses that eject a backend.
+    pub eject_after_failures: u32,
+    /// First ejection lasts this long; each repeat doubles it, up to `max_ejection`.
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    /// At most this share of a site's backends is ejected at once (at least one).
+    pub max_ejected_percent: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeoIpSettings {
+    /// Opened and verified at load; swapped in place when the file changes.
+    pub database: std::sync::Arc<geoip::LiveDatabase>,
+    /// ISO country code -> site, for Country databases.
+    pub countries: std::collections::HashMap<String, SiteId>,
+    /// How often the database file is checked for changes.
+    pub reload_check: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -40,9 +113,11 @@ pub struct Listen {
 pub struct Backend {
     pub configured: String,
     pub addr: SocketAddr,
+    /// Share of the site's traffic relative to its other backends (1 to 1000).
+    pub weight: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxySettings {
     /// Add `x-residency-region` / `x-residency-site` to responses.
     pub expose_decision: bool,
@@ -54,8 +129,8 @@ pub struct ProxySettings {
     pub idle_timeout: Duration,
     /// Upper bound of backends tried for one request (first attempt included).
     pub max_attempts: u32,
-    /// How long a backend that failed a connect or timed out is skipped (passive health).
-    pub failed_backend_cooldown: Duration,
+    /// Proxies whose `x-forwarded-for` entries are believed when finding the client address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ProxySettings {
@@ -67,7 +142,7 @@ impl Default for ProxySettings {
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_attempts: 4,
-            failed_backend_cooldown: Duration::from_secs(5),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -87,4 +162,27 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(10),
         }
     }
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            check: ActiveCheck::Tcp,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            start_unhealthy: false,
+            outlier: OutlierSettings {
+                eject_after_failures: 5,
+                base_ejection: Duration::from_secs(10),
+                max_ejection: Duration::from_secs(300),
+                max_ejected_percent: 50,
+            },
+        }
+    }
+}
+
+impl HttpCheck {
+    pub const DEFAULT_PATH: &'static str = "/healthz";
 }

@@ -15,9 +15,13 @@ use time::OffsetDateTime;
 
 use crate::error::line_column;
 use crate::file::{
-    ConfigFile, ProxyFile, RegistryFile, ReplicationModeFile, ServerFile, SourceFile, UnknownFile,
+    BackendFile, BalanceFile, CheckFile, ConfigFile, GeoIpFile, HealthFile, ProxyFile,
+    RegistryFile, ReplicationModeFile, ServerFile, SourceFile, UnknownFile,
 };
-use crate::snapshot::{Backend, Listen, ProxySettings, ServerSettings};
+use crate::snapshot::{
+    ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck, Listen,
+    OutlierSettings, ProxySettings, ServerSettings, SiteConfig,
+};
 use crate::{ConfigError, ConfigErrors, Registry, Snapshot};
 
 /// Accumulates problems for one file.
@@ -50,7 +54,17 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         errors: &mut errors,
     };
     let listen = listen(&file, &mut problems);
-    let (topology, backends) = topology(&file, &mut problems);
+    let health_defaults = health(
+        &HealthSettings::default(),
+        &file.health,
+        "health",
+        &mut problems,
+    );
+    let (topology, sites) = topology(&file, &health_defaults, &mut problems);
+    let geoip = file
+        .geoip
+        .as_ref()
+        .and_then(|g| geoip(g, config_path, &topology, &mut problems));
     let identifier = identifier(&file.tenancy.sources, &topology, &mut problems);
     let unknown = unknown_policy(&file.tenancy.unknown, &topology, &mut problems);
     let proxy = proxy_settings(&file.proxy, &mut problems);
@@ -76,7 +90,8 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         identifier,
         unknown,
         registry,
-        backends,
+        sites,
+        geoip,
         proxy,
         server,
     })
@@ -142,7 +157,11 @@ fn listen(file: &ConfigFile, problems: &mut Problems<'_>) -> Option<Listen> {
     })
 }
 
-fn topology(file: &ConfigFile, problems: &mut Problems<'_>) -> (Topology, Vec<Vec<Backend>>) {
+fn topology(
+    file: &ConfigFile,
+    health_defaults: &HealthSettings,
+    problems: &mut Problems<'_>,
+) -> (Topology, Vec<SiteConfig>) {
     if file.regions.is_empty() {
         problems.add(
             "regions",
@@ -166,7 +185,7 @@ fn topology(file: &ConfigFile, problems: &mut Problems<'_>) -> (Topology, Vec<Ve
     // What goes into the topology: a problem is reported once and the offending item is left
     // out, never its whole region, so later checks (tenants naming the region) stay accurate.
     let mut accepted = Vec::new();
-    let mut backends_by_site: Vec<Vec<Backend>> = Vec::new();
+    let mut site_configs: Vec<SiteConfig> = Vec::new();
 
     for (r, region) in file.regions.iter().enumerate() {
         let at = format!("regions[{r}]");
@@ -219,7 +238,7 @@ fn topology(file: &ConfigFile, problems: &mut Problems<'_>) -> (Topology, Vec<Ve
             );
         }
         let mut sites = Vec::new();
-        let mut site_backends = Vec::new();
+        let mut region_sites = Vec::new();
         for (s, site) in region.sites.iter().enumerate() {
             let at = format!("{at}.sites[{s}]");
             let mut site_ok = true;
@@ -265,8 +284,19 @@ fn topology(file: &ConfigFile, problems: &mut Problems<'_>) -> (Topology, Vec<Ve
                 );
             }
             let mut backends = Vec::new();
-            for (b, configured) in site.backends.iter().enumerate() {
+            for (b, backend) in site.backends.iter().enumerate() {
                 let at = format!("{at}.backends[{b}]");
+                let (configured, weight) = match backend {
+                    BackendFile::Address(address) => (address, 1),
+                    BackendFile::Weighted(w) => (&w.address, w.weight),
+                };
+                if !(1..=1000).contains(&weight) {
+                    problems.add(
+                        format!("{at}.weight"),
+                        format!("weight {weight} is out of range"),
+                        "use a weight from 1 to 1000",
+                    );
+                }
                 let Some(addr) = socket_addr(configured, &at, problems) else {
                     continue;
                 };
@@ -282,22 +312,39 @@ fn topology(file: &ConfigFile, problems: &mut Problems<'_>) -> (Topology, Vec<Ve
                 backends.push(Backend {
                     configured: configured.clone(),
                     addr,
+                    weight: weight.clamp(1, 1000),
                 });
             }
+            let health = match &site.health {
+                Some(overrides) => health(
+                    health_defaults,
+                    overrides,
+                    &format!("{at}.health"),
+                    problems,
+                ),
+                None => health_defaults.clone(),
+            };
             if site_ok {
                 sites.push((site.name.clone(), site.lat, site.lon));
-                site_backends.push(backends);
+                region_sites.push(SiteConfig {
+                    backends,
+                    balance: match site.balance {
+                        None | Some(BalanceFile::WeightedRoundRobin) => Balance::WeightedRoundRobin,
+                        Some(BalanceFile::LeastInFlight) => Balance::LeastInFlight,
+                    },
+                    health,
+                });
             }
         }
         if region_ok {
-            // Site ids are assigned in this same order, so backends stay aligned with them.
-            backends_by_site.extend(site_backends);
+            // Site ids are assigned in this same order, so site configs stay aligned with them.
+            site_configs.extend(region_sites);
             accepted.push((name, hosts, sites));
         }
     }
 
     match Topology::new(accepted) {
-        Ok(topology) => (topology, backends_by_site),
+        Ok(topology) => (topology, site_configs),
         Err(e) => {
             problems.add(
                 "regions",
@@ -494,17 +541,15 @@ fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> ProxySetting
             &at("idle_timeout_ms"),
             problems,
         ),
+        trusted_proxies: trusted_proxies(
+            file.trusted_proxies.as_deref().unwrap_or_default(),
+            problems,
+        ),
         max_attempts: positive(
             file.max_attempts,
             d.max_attempts,
             &at("max_attempts"),
             "1 means no retry",
-            problems,
-        ),
-        failed_backend_cooldown: millis(
-            file.failed_backend_cooldown_ms,
-            d.failed_backend_cooldown,
-            &at("failed_backend_cooldown_ms"),
             problems,
         ),
     }
@@ -524,6 +569,238 @@ fn server_settings(file: &ServerFile, problems: &mut Problems<'_>) -> ServerSett
             .shutdown_grace_seconds
             .map_or(d.shutdown_grace, Duration::from_secs),
     }
+}
+
+fn trusted_proxies(list: &[String], problems: &mut Problems<'_>) -> Vec<ipnet::IpNet> {
+    let mut nets = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        match entry.parse::<ipnet::IpNet>() {
+            Ok(net) => nets.push(net.trunc()),
+            Err(_) => match entry.parse::<std::net::IpAddr>() {
+                Ok(ip) => nets.push(ip.into()),
+                Err(_) => problems.add(
+                    format!("proxy.trusted_proxies[{i}]"),
+                    format!("`{entry}` is not a CIDR or an IP address"),
+                    "write e.g. `10.0.0.0/8`, `127.0.0.1` or `fd00::/8`",
+                ),
+            },
+        }
+    }
+    nets
+}
+
+/// Applies `overrides` on top of `base`, checking every field it sets and the combination.
+fn health(
+    base: &HealthSettings,
+    overrides: &HealthFile,
+    at: &str,
+    problems: &mut Problems<'_>,
+) -> HealthSettings {
+    let o = overrides;
+    let field = |name: &str| format!("{at}.{name}");
+    let mut h = base.clone();
+    if let Some(check) = o.check {
+        h.check = match (check, &base.check) {
+            (CheckFile::None, _) => ActiveCheck::Disabled,
+            (CheckFile::Tcp, _) => ActiveCheck::Tcp,
+            (CheckFile::Http, ActiveCheck::Http(inherited)) => ActiveCheck::Http(inherited.clone()),
+            (CheckFile::Http, _) => ActiveCheck::Http(HttpCheck {
+                method: "GET".into(),
+                path: HttpCheck::DEFAULT_PATH.into(),
+                host: None,
+                expect_status: 200..=399,
+            }),
+        };
+    }
+    let sets_http = o.http_method.is_some()
+        || o.http_path.is_some()
+        || o.http_host.is_some()
+        || o.http_expect_status.is_some();
+    match &mut h.check {
+        ActiveCheck::Http(http) => {
+            if let Some(method) = &o.http_method {
+                if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                    problems.add(
+                        field("http_method"),
+                        format!("`{method}` is not an HTTP method"),
+                        "write e.g. `GET` or `HEAD`",
+                    );
+                } else {
+                    http.method = method.clone();
+                }
+            }
+            if let Some(path) = &o.http_path {
+                if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                    problems.add(
+                        field("http_path"),
+                        format!("`{path}` is not a request path"),
+                        "write a path starting with `/`, e.g. `/healthz`",
+                    );
+                } else {
+                    http.path = path.clone();
+                }
+            }
+            if let Some(host) = &o.http_host {
+                http.host = Some(host.clone());
+            }
+            if let Some(range) = &o.http_expect_status {
+                match range.as_slice() {
+                    [min, max] if (100..=599).contains(min) && min <= max && *max <= 599 => {
+                        http.expect_status = *min..=*max;
+                    }
+                    _ => problems.add(
+                        field("http_expect_status"),
+                        format!("{range:?} is not a status range"),
+                        "write `[min, max]` within 100..=599, e.g. `[200, 399]`",
+                    ),
+                }
+            }
+        }
+        _ if sets_http => problems.add(
+            field("check"),
+            "http_* settings are set but the check is not `http`",
+            "set `check = \"http\"`, or remove the http_* settings",
+        ),
+        _ => {}
+    }
+    h.interval = millis(
+        o.interval_ms,
+        base.interval,
+        &field("interval_ms"),
+        problems,
+    );
+    h.timeout = millis(o.timeout_ms, base.timeout, &field("timeout_ms"), problems);
+    let threshold_fix = "1 flips on the first result";
+    h.healthy_threshold = positive(
+        o.healthy_threshold,
+        base.healthy_threshold,
+        &field("healthy_threshold"),
+        threshold_fix,
+        problems,
+    );
+    h.unhealthy_threshold = positive(
+        o.unhealthy_threshold,
+        base.unhealthy_threshold,
+        &field("unhealthy_threshold"),
+        threshold_fix,
+        problems,
+    );
+    h.start_unhealthy = o.start_unhealthy.unwrap_or(base.start_unhealthy);
+    let b = &base.outlier;
+    h.outlier = OutlierSettings {
+        eject_after_failures: positive(
+            o.eject_after_failures,
+            b.eject_after_failures,
+            &field("eject_after_failures"),
+            "1 ejects on the first failure",
+            problems,
+        ),
+        base_ejection: millis(
+            o.base_ejection_ms,
+            b.base_ejection,
+            &field("base_ejection_ms"),
+            problems,
+        ),
+        max_ejection: millis(
+            o.max_ejection_ms,
+            b.max_ejection,
+            &field("max_ejection_ms"),
+            problems,
+        ),
+        max_ejected_percent: match o.max_ejected_percent {
+            Some(p) if p > 100 => {
+                problems.add(
+                    field("max_ejected_percent"),
+                    format!("{p}% is more than all backends"),
+                    "use 0 to 100 (0 turns passive ejection off)",
+                );
+                b.max_ejected_percent
+            }
+            Some(p) => p,
+            None => b.max_ejected_percent,
+        },
+    };
+    if h.timeout > h.interval {
+        problems.add(
+            field("timeout_ms"),
+            format!(
+                "the check timeout ({:?}) is longer than its interval ({:?})",
+                h.timeout, h.interval
+            ),
+            "make timeout_ms at most interval_ms",
+        );
+    }
+    if h.outlier.base_ejection > h.outlier.max_ejection {
+        problems.add(
+            field("base_ejection_ms"),
+            "the first ejection is longer than the longest one",
+            "make base_ejection_ms at most max_ejection_ms",
+        );
+    }
+    h
+}
+
+fn geoip(
+    file: &GeoIpFile,
+    config_path: &Path,
+    topology: &Topology,
+    problems: &mut Problems<'_>,
+) -> Option<GeoIpSettings> {
+    let path = config_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&file.database);
+    let database = match geoip::LiveDatabase::open(&path) {
+        Ok(db) => db,
+        Err(e) => {
+            problems.add(
+                "geoip.database",
+                e.to_string(),
+                "point it at a MaxMind City or Country database (.mmdb), or remove [geoip]",
+            );
+            return None;
+        }
+    };
+    let mut countries = std::collections::HashMap::new();
+    for (code, site) in &file.countries {
+        let at = format!("geoip.countries.{code}");
+        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+            problems.add(
+                &at,
+                format!("`{code}` is not an ISO 3166-1 alpha-2 code"),
+                "write two capital letters, e.g. `DE`",
+            );
+            continue;
+        }
+        match topology.site_by_name(site) {
+            Some(id) => {
+                countries.insert(code.clone(), id);
+            }
+            None => problems.add(
+                &at,
+                format!("site `{site}` is not defined"),
+                "name a site from [[regions.sites]]",
+            ),
+        }
+    }
+    if database.current().kind() == geoip::Kind::Country && countries.is_empty() {
+        problems.add(
+            "geoip.countries",
+            "a Country database needs a country -> site table",
+            "add e.g. `countries = { DE = \"frankfurt\", IE = \"dublin\" }`",
+        );
+    }
+    let reload_check = millis(
+        file.reload_check_ms,
+        Duration::from_secs(5),
+        "geoip.reload_check_ms",
+        problems,
+    );
+    Some(GeoIpSettings {
+        database: std::sync::Arc::new(database),
+        countries,
+        reload_check,
+    })
 }
 
 fn registry(

@@ -64,7 +64,8 @@ fn example_config_loads_the_2x2_topology_and_registry() {
     assert_eq!(t.region_for_host("eu.api.example.com"), Some(eu));
     assert_eq!(
         snapshot
-            .site_backends(t.site_by_name("virginia").unwrap())
+            .site(t.site_by_name("virginia").unwrap())
+            .backends
             .len(),
         2
     );
@@ -212,4 +213,127 @@ fn zero_counts_and_durations_are_rejected() {
     assert_reports(&lines, "proxy.connect_timeout_ms: must be greater than 0");
     assert_reports(&lines, "server.threads: must be greater than 0");
     assert_eq!(lines.len(), 3, "{lines:#?}");
+}
+
+#[test]
+fn site_health_overrides_defaults_field_by_field() {
+    let snapshot = load(&examples_dir().join("router.toml")).unwrap();
+    let site = |name: &str| snapshot.site(snapshot.topology.site_by_name(name).unwrap());
+    let virginia = site("virginia");
+    assert_eq!(virginia.health.check, config::ActiveCheck::Tcp);
+    assert_eq!(virginia.backends[1].weight, 2);
+    assert_eq!(virginia.balance, config::Balance::WeightedRoundRobin);
+    let oregon = site("oregon");
+    match &oregon.health.check {
+        config::ActiveCheck::Http(http) => {
+            assert_eq!(http.path, "/ready");
+            assert_eq!(http.method, "GET");
+            assert_eq!(http.expect_status, 200..=399);
+        }
+        other => panic!("expected an http check, got {other:?}"),
+    }
+    // Everything not overridden comes from [health].
+    assert_eq!(oregon.health.interval, virginia.health.interval);
+    assert_eq!(oregon.health.outlier, virginia.health.outlier);
+}
+
+#[test]
+fn health_and_balance_mistakes_are_reported_with_their_site() {
+    let router = example_router()
+        .replace("timeout_ms = 1000", "timeout_ms = 5000")
+        .replace("max_ejected_percent = 50", "max_ejected_percent = 150")
+        .replace(
+            "http_path = \"/ready\"",
+            "http_path = \"ready\"\n    http_expect_status = [399, 200]",
+        )
+        .replace(
+            "{ address = \"127.0.0.1:9102\", weight = 2 }",
+            "{ address = \"127.0.0.1:9102\", weight = 0 }",
+        )
+        .replace(
+            "trusted_proxies = []",
+            "trusted_proxies = [\"10.0.0.0/8\", \"not-a-net\"]",
+        )
+        .replace(
+            "  backends = [\"127.0.0.1:9201\"]",
+            "  backends = [\"127.0.0.1:9201\"]\n    [regions.sites.health]\n    http_path = \"/x\"",
+        );
+    let lines = error_lines(&router, &example_tenants());
+    for needle in [
+        "health.timeout_ms: the check timeout (5s) is longer than its interval (2s)",
+        "health.max_ejected_percent: 150% is more than all backends",
+        "regions[0].sites[1].health.http_path: `ready` is not a request path",
+        "regions[0].sites[1].health.http_expect_status",
+        "regions[0].sites[0].backends[1].weight: weight 0 is out of range",
+        "proxy.trusted_proxies[1]: `not-a-net` is not a CIDR",
+        "regions[1].sites[0].health.check: http_* settings are set but the check is not `http`",
+    ] {
+        assert_reports(&lines, needle);
+    }
+}
+
+#[test]
+fn geoip_databases_are_opened_and_checked_at_load() {
+    use geoip::testing::{asn_database, city_database, country_database, WORLD};
+    let with_geoip = |section: &str| format!("{}\n{section}\n", example_router());
+    // A City database needs no table.
+    let (dir, path) = write(
+        &with_geoip("[geoip]\ndatabase = \"geo.mmdb\""),
+        &example_tenants(),
+    );
+    std::fs::write(dir.path().join("geo.mmdb"), city_database(&WORLD)).unwrap();
+    let snapshot = load(&path).unwrap();
+    assert_eq!(
+        snapshot.geoip.unwrap().database.current().kind(),
+        geoip::Kind::City
+    );
+
+    // A Country database needs its table, with real sites and ISO codes.
+    std::fs::write(dir.path().join("geo.mmdb"), country_database(&WORLD)).unwrap();
+    let lines: Vec<String> = load(&path)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_reports(
+        &lines,
+        "geoip.countries: a Country database needs a country -> site table",
+    );
+    std::fs::write(
+        &path,
+        with_geoip("[geoip]\ndatabase = \"geo.mmdb\"\ncountries = { DE = \"frankfurt\", de = \"dublin\", IE = \"atlantis\" }"),
+    )
+    .unwrap();
+    let lines: Vec<String> = load(&path)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_reports(
+        &lines,
+        "geoip.countries.de: `de` is not an ISO 3166-1 alpha-2 code",
+    );
+    assert_reports(&lines, "geoip.countries.IE: site `atlantis` is not defined");
+
+    // Garbage, missing and non-geo databases are refused.
+    for bytes in [b"garbage".to_vec(), asn_database()] {
+        std::fs::write(dir.path().join("geo.mmdb"), bytes).unwrap();
+        let lines: Vec<String> = load(&path)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_reports(&lines, "geoip.database:");
+    }
+    std::fs::remove_file(dir.path().join("geo.mmdb")).unwrap();
+    let lines: Vec<String> = load(&path)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_reports(&lines, "geoip.database: cannot read");
 }

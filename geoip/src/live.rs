@@ -18,6 +18,15 @@ pub struct LiveDatabase {
     seen: Mutex<Option<(SystemTime, u64)>>,
 }
 
+impl std::fmt::Debug for LiveDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveDatabase")
+            .field("path", &self.path)
+            .field("current", &**self.current.load())
+            .finish()
+    }
+}
+
 /// What a reload attempt did.
 #[derive(Debug)]
 pub enum Reloaded {

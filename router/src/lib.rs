@@ -1,14 +1,19 @@
 //! The residency-router data plane on Pingora, plus the CLI's building blocks.
 //!
 //! - [`proxy`]: the `ProxyHttp` implementation: identify, decide, pick a backend, retry, respond;
-//! - [`pools`]: per-site backend pools with passive health (the health view the engine reads);
+//! - [`health`]: active checks on Pingora's health registry, and each backend's live state;
+//! - [`pools`]: per-site backend choice (weighted round-robin, least-in-flight) and outlier
+//!   ejection; the health view the engine reads;
+//! - [`preference`]: the order of sites inside a region (GeoIP or weighted rotation);
 //! - [`respond`]: the JSON bodies of every response the router writes itself;
 //! - [`server`]: Pingora server wiring, signals and graceful shutdown;
 //! - [`demo`]: the `demo` subcommand and the site backends it (and the tests) run.
 
 pub mod demo;
+pub mod health;
 pub mod logging;
 pub mod pools;
+pub mod preference;
 pub mod proxy;
 pub mod request_id;
 pub mod respond;

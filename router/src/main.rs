@@ -66,7 +66,7 @@ fn main() -> ExitCode {
                     config.display(),
                     snapshot.topology.regions().len(),
                     snapshot.topology.sites().len(),
-                    snapshot.backends.iter().map(Vec::len).sum::<usize>(),
+                    snapshot.backend_count(),
                     snapshot.registry.len()
                 );
                 ExitCode::SUCCESS

@@ -1,53 +1,109 @@
-//! Backend pools per site, with passive health: a backend that failed a connect or timed out
-//! is skipped for a cooldown. Active checks (a later issue) will write the same state.
+//! Backend pools per site: which backends may take a request, and which one takes it.
+//!
+//! A backend is available when active checks do not rule it out and it is not passively
+//! ejected. Passive ejection (outlier detection) is capped per site so that one bad deploy
+//! cannot empty a site by itself; active checks are never overruled.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use config::Snapshot;
+use config::{ActiveCheck, Balance, OutlierSettings, Snapshot};
 use regions::{SiteHealth, SiteId};
+
+use crate::health::{now_ms, BackendHealth, HealthStates};
 
 pub struct Pools {
     sites: Vec<SitePool>,
-    /// Cooldowns are stored as milliseconds since this instant, so they fit in an atomic.
-    epoch: Instant,
 }
 
 struct SitePool {
-    backends: Vec<BackendSlot>,
+    backends: Vec<Arc<BackendHealth>>,
+    weights: Vec<u32>,
+    /// Smooth weighted round-robin order of backend indexes.
+    schedule: Vec<usize>,
     next: AtomicUsize,
+    balance: Balance,
+    start_unhealthy: bool,
+    /// Ejected backends return only after a passing check when checks run.
+    active_checks: bool,
+    outlier: OutlierSettings,
+    max_ejected: usize,
+    /// Serialises the rare eject decision so the cap holds under concurrency.
+    ejecting: Mutex<()>,
 }
 
-struct BackendSlot {
-    addr: SocketAddr,
-    /// The backend is skipped until this time (ms since `epoch`); 0 = never failed.
-    down_until_ms: AtomicU64,
+impl SitePool {
+    fn available(&self, backend: usize, now_ms: u64) -> bool {
+        let b = &self.backends[backend];
+        b.actively_up(self.start_unhealthy) && !b.passively_ejected(now_ms)
+    }
+}
+
+/// Nginx's smooth weighted round-robin, unrolled into a schedule: weights 5,1,1 give
+/// a a b a c a a rather than a a a a a b c.
+pub fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
+    let divisor = weights.iter().copied().fold(0, gcd).max(1);
+    let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w / divisor)).collect();
+    let total: i64 = weights.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut schedule = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(&weights) {
+            *c += w;
+        }
+        let (best, _) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|&(i, &c)| (c, std::cmp::Reverse(i)))
+            .expect("a site has backends");
+        current[best] -= total;
+        schedule.push(best);
+    }
+    schedule
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 impl Pools {
-    pub fn new(snapshot: &Snapshot) -> Self {
-        Pools {
-            sites: snapshot
-                .backends
-                .iter()
-                .map(|backends| SitePool {
-                    backends: backends
+    pub fn new(snapshot: &Snapshot, states: &HealthStates) -> Self {
+        let sites = snapshot
+            .sites
+            .iter()
+            .map(|site| {
+                let weights: Vec<u32> = site.backends.iter().map(|b| b.weight).collect();
+                let n = site.backends.len();
+                let percent = site.health.outlier.max_ejected_percent as usize;
+                SitePool {
+                    backends: site
+                        .backends
                         .iter()
-                        .map(|b| BackendSlot {
-                            addr: b.addr,
-                            down_until_ms: AtomicU64::new(0),
-                        })
+                        .map(|b| Arc::clone(&states[&b.addr]))
                         .collect(),
+                    schedule: smooth_weighted_schedule(&weights),
+                    weights,
                     next: AtomicUsize::new(0),
-                })
-                .collect(),
-            epoch: Instant::now(),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+                    balance: site.balance,
+                    start_unhealthy: site.health.start_unhealthy,
+                    active_checks: site.health.check != ActiveCheck::Disabled,
+                    outlier: site.health.outlier.clone(),
+                    // Like Envoy, at least one backend may always be ejected; 0% turns it off.
+                    max_ejected: if percent == 0 {
+                        0
+                    } else {
+                        (n * percent / 100).max(1)
+                    },
+                    ejecting: Mutex::new(()),
+                }
+            })
+            .collect();
+        Pools { sites }
     }
 
     fn site(&self, site: SiteId) -> &SitePool {
@@ -58,33 +114,87 @@ impl Pools {
     pub fn view(&self) -> HealthView<'_> {
         HealthView {
             pools: self,
-            now_ms: self.now_ms(),
+            now_ms: now_ms(),
         }
+    }
+
+    pub fn backend(&self, site: SiteId, backend: usize) -> &Arc<BackendHealth> {
+        &self.site(site).backends[backend]
     }
 
     pub fn addr(&self, site: SiteId, backend: usize) -> SocketAddr {
-        self.site(site).backends[backend].addr
+        self.backend(site, backend).addr
     }
 
-    /// Round-robin over the site's available backends, skipping those `skip` rejects.
+    /// An available backend of `site` that `skip` does not reject, by the site's balance.
     pub fn pick(&self, site: SiteId, skip: impl Fn(usize) -> bool) -> Option<usize> {
         let pool = self.site(site);
-        let n = pool.backends.len();
-        if n == 0 {
-            return None;
-        }
-        let now = self.now_ms();
+        let now = now_ms();
+        let eligible = |i: usize| !skip(i) && pool.available(i, now);
         let start = pool.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| (start + i) % n)
-            .find(|&i| !skip(i) && pool.backends[i].down_until_ms.load(Ordering::Relaxed) <= now)
+        match pool.balance {
+            Balance::WeightedRoundRobin => {
+                let len = pool.schedule.len();
+                (0..len)
+                    .map(|k| pool.schedule[(start + k) % len])
+                    .find(|&i| eligible(i))
+            }
+            Balance::LeastInFlight => {
+                let n = pool.backends.len();
+                // Fewest in flight per unit of weight; the rotating start breaks ties fairly.
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .filter(|&i| eligible(i))
+                    .min_by(|&a, &b| {
+                        // in_flight(a) / w(a) vs in_flight(b) / w(b), without division.
+                        let load = |i: usize, other: usize| {
+                            u64::from(pool.backends[i].in_flight()) * u64::from(pool.weights[other])
+                        };
+                        load(a, b).cmp(&load(b, a))
+                    })
+            }
+        }
     }
 
-    pub fn mark_failed(&self, site: SiteId, backend: usize, cooldown: Duration) {
-        let until = self.now_ms() + cooldown.as_millis() as u64;
-        self.site(site).backends[backend]
-            .down_until_ms
-            .fetch_max(until, Ordering::Relaxed);
+    /// Passive health: a request on this backend succeeded.
+    pub fn record_success(&self, site: SiteId, backend: usize) {
+        let pool = self.site(site);
+        let forget_after = pool.outlier.max_ejection.as_millis() as u64;
+        pool.backends[backend].record_success(now_ms(), forget_after);
+    }
+
+    /// Passive health: a request on this backend failed (connect error, backend timeout or
+    /// 5xx). Ejects it after enough failures in a row, unless the site's cap is reached.
+    pub fn record_failure(&self, site: SiteId, backend: usize) {
+        let pool = self.site(site);
+        let b = &pool.backends[backend];
+        if b.record_failure() < pool.outlier.eject_after_failures || pool.max_ejected == 0 {
+            return;
+        }
+        let _serialised = pool.ejecting.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        if b.passively_ejected(now) {
+            return;
+        }
+        let ejected = (0..pool.backends.len())
+            .filter(|&i| pool.backends[i].passively_ejected(now))
+            .count();
+        if ejected >= pool.max_ejected {
+            tracing::warn!(
+                backend = %b.addr,
+                ejected,
+                cap = pool.max_ejected,
+                "outlier not ejected: the site's ejection cap is reached"
+            );
+            return;
+        }
+        let length = b.eject(
+            now,
+            pool.outlier.base_ejection.as_millis() as u64,
+            pool.outlier.max_ejection.as_millis() as u64,
+            pool.active_checks,
+        );
+        tracing::warn!(backend = %b.addr, ejection_ms = length, "outlier ejected");
     }
 }
 
@@ -95,10 +205,26 @@ pub struct HealthView<'a> {
 
 impl SiteHealth for HealthView<'_> {
     fn is_healthy(&self, site: SiteId) -> bool {
-        self.pools
-            .site(site)
-            .backends
-            .iter()
-            .any(|b| b.down_until_ms.load(Ordering::Relaxed) <= self.now_ms)
+        let pool = self.pools.site(site);
+        (0..pool.backends.len()).any(|i| pool.available(i, self.now_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smooth_weighted_schedule;
+
+    #[test]
+    fn smooth_schedule_spreads_heavy_backends() {
+        assert_eq!(
+            smooth_weighted_schedule(&[5, 1, 1]),
+            vec![0, 0, 1, 0, 2, 0, 0]
+        );
+        assert_eq!(smooth_weighted_schedule(&[1, 1]), vec![0, 1]);
+        // Common factors are divided out: 200:100 is 2:1.
+        assert_eq!(smooth_weighted_schedule(&[200, 100]), vec![0, 1, 0]);
+        let schedule = smooth_weighted_schedule(&[3, 2]);
+        assert_eq!(schedule.iter().filter(|&&i| i == 0).count(), 3);
+        assert_eq!(schedule.len(), 5);
     }
 }

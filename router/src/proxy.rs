@@ -5,6 +5,7 @@
 //! backends already tried by this request. Every backend handed to Pingora comes from the route,
 //! so retries and failover can never leave the regions the engine allowed.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -21,6 +22,8 @@ use regions::{
 };
 use smallvec::SmallVec;
 
+use crate::health::InFlight;
+use crate::preference::{GeoHint, RequestPreference};
 use crate::request_id;
 use crate::respond::{write_error, ErrorBody, ErrorCode};
 use crate::state::{RouterState, SharedState};
@@ -63,6 +66,11 @@ pub struct RequestCtx {
     /// What the last failed attempt would tell the client, for when `max_attempts` runs out
     /// while allowed backends remain untried.
     last_failure: Option<ErrorCode>,
+    /// Counts this request on the backend of the current attempt (least-in-flight).
+    in_flight: Option<InFlight>,
+    /// The address GeoIP located (SPEC 6), and what it said.
+    client: Option<IpAddr>,
+    geo: Option<GeoHint>,
 }
 
 impl RequestCtx {
@@ -77,13 +85,11 @@ impl RequestCtx {
         Some(self.route.as_ref()?.sites[attempt.route_index])
     }
 
-    /// `Retry-After` for 503s: a client retrying sooner than a backend's cooldown would only
-    /// meet the same cooled-down backends.
+    /// `Retry-After` for 503s: a client retrying before the next health check would only
+    /// meet the same unavailable backends.
     fn retry_after(&self, code: ErrorCode) -> Option<u64> {
-        (code == ErrorCode::Block(BlockCode::RegionUnavailable)).then(|| {
-            let cooldown = self.state().snapshot.proxy.failed_backend_cooldown;
-            cooldown.as_secs().max(1)
-        })
+        (code == ErrorCode::Block(BlockCode::RegionUnavailable))
+            .then(|| self.state().retry_after_secs)
     }
 
     fn error_body(
@@ -164,6 +170,20 @@ impl ResidencyProxy {
         };
         let tenant = identified.tenant.map(|(id, _)| id);
         let registered = matches!(lookup, TenantLookup::Known(..));
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| {
+            let forwarded = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes());
+            geoip::client_address(a.ip(), forwarded, &snapshot.proxy.trusted_proxies)
+        });
+        let preference = RequestPreference {
+            topology: &snapshot.topology,
+            rotation: &state.rotation,
+            geo: client.and_then(|ip| GeoHint::lookup(snapshot, ip)),
+            ticket: state.next_ticket(),
+        };
         let decision = decide(
             &snapshot.topology,
             snapshot.unknown,
@@ -171,10 +191,14 @@ impl ResidencyProxy {
             MethodClass::of(req.method.as_str(), session.is_upgrade_req()),
             hint,
             &state.pools.view(),
+            &preference,
             now(),
         );
+        let geo = preference.geo;
         ctx.tenant = tenant;
         ctx.registered = registered;
+        ctx.client = client;
+        ctx.geo = geo;
         ctx.hint = hint;
         ctx.strip_path_prefix = identified.strip_path_prefix;
         match decision {
@@ -227,14 +251,15 @@ impl ResidencyProxy {
             })
     }
 
-    fn mark_current_failed(&self, ctx: &RequestCtx) {
+    /// Passive health: tell the pool how the current attempt went.
+    fn record_outcome(&self, ctx: &RequestCtx, success: bool) {
         if let (Some(attempt), Some(site)) = (ctx.current, ctx.current_site()) {
-            let state = ctx.state();
-            state.pools.mark_failed(
-                site.site,
-                attempt.backend,
-                state.snapshot.proxy.failed_backend_cooldown,
-            );
+            let pools = &ctx.state().pools;
+            if success {
+                pools.record_success(site.site, attempt.backend);
+            } else {
+                pools.record_failure(site.site, attempt.backend);
+            }
         }
     }
 }
@@ -306,8 +331,11 @@ impl ProxyHttp for ResidencyProxy {
         };
         ctx.tried.push(attempt);
         ctx.current = Some(attempt);
-        let state = ctx.state();
         let site = ctx.current_site().expect("attempt was just set").site;
+        // Replacing the guard ends the previous attempt's count.
+        let guard = InFlight::start(ctx.state().pools.backend(site, attempt.backend));
+        ctx.in_flight = Some(guard);
+        let state = ctx.state();
         let proxy = &state.snapshot.proxy;
         let mut peer = HttpPeer::new(
             state.pools.addr(site, attempt.backend),
@@ -328,7 +356,7 @@ impl ProxyHttp for ResidencyProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        self.mark_current_failed(ctx);
+        self.record_outcome(ctx, false);
         ctx.last_failure = Some(ErrorCode::Block(BlockCode::RegionUnavailable));
         // Nothing reached the backend, so any method may go to the next allowed backend.
         e.set_retry(true);
@@ -354,7 +382,7 @@ impl ProxyHttp for ResidencyProxy {
             // says nothing about the backend's health.
             let backend_stalled = !ctx.response_started && session.as_mut().is_body_done();
             if backend_stalled {
-                self.mark_current_failed(ctx);
+                self.record_outcome(ctx, false);
             }
             e.set_retry(replayable && backend_stalled);
             return e;
@@ -428,6 +456,17 @@ impl ProxyHttp for ResidencyProxy {
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewriting path", e))?;
             upstream.set_uri(new_uri);
         }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Passive health: 5xx answers count against the backend (outlier detection).
+        self.record_outcome(ctx, !response.status.is_server_error());
         Ok(())
     }
 
@@ -539,6 +578,8 @@ impl ProxyHttp for ResidencyProxy {
             served = ?served,
             backend = backend.as_deref(),
             attempts = ctx.tried.len(),
+            client = ctx.client.map(|ip| ip.to_string()),
+            geo = ?ctx.geo,
             status = session.response_written().map(|r| r.status.as_u16()),
             error = e.map(|e| e.to_string()),
             "request done"

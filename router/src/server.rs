@@ -7,6 +7,12 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use geoip::{LiveDatabase, Reloaded};
+
+use crate::health;
 use crate::proxy::ResidencyProxy;
 use crate::state;
 
@@ -52,7 +58,17 @@ pub fn run(snapshot: Snapshot) {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let shared = state::shared(snapshot);
+    let health = health::states_for(&snapshot);
+    // The views registering check targets must outlive the server, hence the binding.
+    let mut checks = health::active_checks(&snapshot, &health);
+    for service in checks.services.drain(..) {
+        server.add_service(service);
+    }
+    if let Some(geoip) = &snapshot.geoip {
+        watch_geoip(Arc::clone(&geoip.database), geoip.reload_check);
+    }
+
+    let shared = state::shared(snapshot, &health);
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
         ResidencyProxy::new(shared),
@@ -66,4 +82,30 @@ pub fn run(snapshot: Snapshot) {
         shutdown_signal: Box::new(DrainOnTermOrInt),
     });
     tracing::info!("residency-router stopped");
+}
+
+/// Polls the GeoIP file on its own thread: reading and verifying a large database must never
+/// stall request handling. A bad new file keeps the current database.
+fn watch_geoip(database: Arc<LiveDatabase>, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("geoip-reload".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            match database.reload_if_changed() {
+                Reloaded::Unchanged => {}
+                Reloaded::Swapped => tracing::info!(
+                    path = %database.path().display(),
+                    build_epoch = database.current().build_epoch(),
+                    "GeoIP database reloaded"
+                ),
+                Reloaded::Kept(error) => tracing::error!(
+                    path = %database.path().display(),
+                    %error,
+                    "GeoIP database not reloaded; the previous one keeps serving"
+                ),
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the GeoIP reload thread; the database will not be reloaded");
+    }
 }

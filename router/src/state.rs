@@ -1,30 +1,51 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use config::Snapshot;
 
+use crate::health::HealthStates;
 use crate::pools::Pools;
+use crate::preference::SiteRotation;
 
 /// Everything one request reads, loaded once at its start and kept for its whole life
 /// (retries included), so a later swap never mixes two configurations in one request.
 pub struct RouterState {
     pub snapshot: Arc<Snapshot>,
     pub pools: Pools,
+    pub rotation: SiteRotation,
+    tickets: AtomicUsize,
+    /// `Retry-After` on 503s: the longest health-check interval, by when a check may have
+    /// found a backend again.
+    pub retry_after_secs: u64,
 }
 
 impl RouterState {
-    pub fn new(snapshot: Snapshot) -> Self {
-        let pools = Pools::new(&snapshot);
+    pub fn new(snapshot: Snapshot, health: &HealthStates) -> Self {
+        let retry_after_secs = snapshot
+            .sites
+            .iter()
+            .map(|s| s.health.interval.as_secs_f64().ceil() as u64)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         RouterState {
+            pools: Pools::new(&snapshot, health),
+            rotation: SiteRotation::new(&snapshot),
             snapshot: Arc::new(snapshot),
-            pools,
+            tickets: AtomicUsize::new(0),
+            retry_after_secs,
         }
+    }
+
+    pub fn next_ticket(&self) -> usize {
+        self.tickets.fetch_add(1, Ordering::Relaxed)
     }
 }
 
 /// The swappable pointer to the current state. Reloads (a later issue) store a new one.
 pub type SharedState = Arc<ArcSwap<RouterState>>;
 
-pub fn shared(snapshot: Snapshot) -> SharedState {
-    Arc::new(ArcSwap::from_pointee(RouterState::new(snapshot)))
+pub fn shared(snapshot: Snapshot, health: &HealthStates) -> SharedState {
+    Arc::new(ArcSwap::from_pointee(RouterState::new(snapshot, health)))
 }
