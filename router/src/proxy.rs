@@ -25,7 +25,7 @@ use smallvec::SmallVec;
 use crate::health::InFlight;
 use crate::preference::{GeoHint, RequestPreference};
 use crate::request_id;
-use crate::respond::{write_error, ErrorBody, ErrorCode};
+use crate::respond::{write_error, Connection, ErrorBody, ErrorCode};
 use crate::state::{RouterState, SharedState};
 
 const RESIDENCY_HEADER_PREFIX: &str = "x-residency-";
@@ -221,7 +221,14 @@ impl ResidencyProxy {
             code = block.code.as_str(),
             "request blocked"
         );
-        write_error(session, code, &body, ctx.retry_after(code)).await
+        write_error(
+            session,
+            code,
+            &body,
+            ctx.retry_after(code),
+            Connection::KeepAlive,
+        )
+        .await
     }
 
     /// The next backend to try: first untried, available backend in route order.
@@ -539,7 +546,8 @@ impl ProxyHttp for ResidencyProxy {
         let retry_after = ctx.retry_after(code);
         let home = ctx.route.as_ref().map(|r| r.home_region);
         let body = ctx.error_body(code, home, ctx.hint);
-        match write_error(session, code, &body, retry_after).await {
+        // Pingora does not reuse a client connection after a proxying error.
+        match write_error(session, code, &body, retry_after, Connection::Close).await {
             Ok(()) => no_reuse(code.status()),
             Err(_) => no_reuse(0),
         }

@@ -61,12 +61,21 @@ pub struct ErrorBody<'a> {
     pub request_id: &'a str,
 }
 
+/// Whether the client connection stays open after an error response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    KeepAlive,
+    /// Pingora will close it: say so, or a client reusing it meets a reset.
+    Close,
+}
+
 /// Writes a complete JSON error response. `retry_after` adds `Retry-After` (seconds).
 pub async fn write_error(
     session: &mut Session,
     code: ErrorCode,
     body: &ErrorBody<'_>,
     retry_after: Option<u64>,
+    connection: Connection,
 ) -> Result<()> {
     let json = serde_json::to_vec(body).expect("error bodies always serialize");
     let mut header = ResponseHeader::build(code.status(), Some(5))?;
@@ -75,6 +84,10 @@ pub async fn write_error(
     header.insert_header("x-request-id", body.request_id)?;
     if let Some(seconds) = retry_after {
         header.insert_header("retry-after", seconds.to_string())?;
+    }
+    if connection == Connection::Close {
+        header.insert_header("connection", "close")?;
+        session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
     session

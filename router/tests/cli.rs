@@ -96,7 +96,7 @@ fn every_command_has_help() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     let mut cluster = Cluster::start_with(Options {
-        server: "[server]\nshutdown_grace_seconds = 2\nthreads = 2",
+        tables: "[server]\nshutdown_grace_seconds = 2\nthreads = 2".into(),
         ..Options::default()
     })
     .await;

@@ -58,7 +58,11 @@ async fn without_geoip_sites_and_backends_share_traffic_by_weight() {
     }
     // Virginia has two backends (weight 2), Oregon one: sites rotate 2:1, and Virginia's
     // two backends alternate.
-    let virginia: Vec<u64> = cluster.site("virginia").iter().map(|b| b.requests()).collect();
+    let virginia: Vec<u64> = cluster
+        .site("virginia")
+        .iter()
+        .map(|b| b.requests())
+        .collect();
     assert_eq!(virginia, vec![10, 10]);
     assert_eq!(cluster.site("oregon")[0].requests(), 10);
     assert_eq!(cluster.region_requests("eu"), 0);

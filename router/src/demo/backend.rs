@@ -1,17 +1,17 @@
 //! A site backend: answers any request with 200 and JSON naming its site and region, echoing
 //! the residency headers it received. `/sse` streams server-sent events, `/ws` echoes WebSocket
-//! messages. The tests run several of these as real sites.
+//! messages, `/healthz` answers active checks. The tests run several of these as real sites.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
@@ -31,6 +31,10 @@ struct Identity {
     requests: Arc<AtomicU64>,
     /// Added before every echo answer (ms); lets tests make a site slow.
     delay_ms: Arc<AtomicU64>,
+    /// Status of every echo answer (tests make a bad deploy answer 502).
+    status: Arc<AtomicU16>,
+    /// Status of `GET /healthz` (tests fail active checks with 503).
+    health_status: Arc<AtomicU16>,
 }
 
 pub struct SiteBackend {
@@ -50,10 +54,13 @@ impl SiteBackend {
             region,
             requests: Arc::new(AtomicU64::new(0)),
             delay_ms: Arc::new(AtomicU64::new(0)),
+            status: Arc::new(AtomicU16::new(200)),
+            health_status: Arc::new(AtomicU16::new(200)),
         };
         let app = Router::new()
             .route("/sse", get(sse))
             .route("/ws", get(ws))
+            .route("/healthz", get(healthz))
             .fallback(echo)
             .with_state(identity.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -109,6 +116,16 @@ impl SiteBackend {
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Every later echo answer gets this status.
+    pub fn set_status(&self, status: u16) {
+        self.identity.status.store(status, Ordering::SeqCst);
+    }
+
+    /// `GET /healthz` answers with this status from now on.
+    pub fn set_health_status(&self, status: u16) {
+        self.identity.health_status.store(status, Ordering::SeqCst);
+    }
+
     /// Stops accepting and closes every open connection, like a crashed site.
     pub fn kill(&self) {
         if let Some(stop) = self.tasks.lock().expect("not poisoned").take() {
@@ -147,7 +164,8 @@ async fn echo(
         })
         .map(|(name, value)| (name.as_str(), value.to_str().unwrap_or("<binary>")))
         .collect();
-    Json(serde_json::json!({
+    let status = StatusCode::from_u16(id.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    let body = Json(serde_json::json!({
         "site": id.site,
         "region": id.region,
         "method": method.as_str(),
@@ -155,7 +173,13 @@ async fn echo(
         "body_bytes": body.len(),
         "headers": echoed,
         "header_names": headers.keys().map(|name| name.as_str()).collect::<Vec<_>>(),
-    }))
+    }));
+    (status, body)
+}
+
+/// Health endpoint for active checks; not counted as traffic.
+async fn healthz(State(id): State<Identity>) -> StatusCode {
+    StatusCode::from_u16(id.health_status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
 }
 
 #[derive(Deserialize)]

@@ -21,13 +21,15 @@ pub const DEMO_SITES: [(&str, &str, f64, f64); 4] = [
 
 /// Writes a router config for the 2x2 topology: header source first, then host and path
 /// sources, region hosts `us.api.example.com` / `eu.api.example.com`, `expose_decision = true`.
-/// `backends[i]` serves `DEMO_SITES[i]`; `extra` is appended verbatim (tests tune timeouts).
+/// `backends[i]` serves `DEMO_SITES[i]`. `extra` follows the `[proxy]` lines verbatim and
+/// `site_lines[i]` goes into site i's table (tests tune timeouts, health and balancing).
 pub fn write_config(
     dir: &Path,
     listen: SocketAddr,
     backends: &[Vec<SocketAddr>],
     tenants_json: &str,
     extra: &str,
+    site_lines: &[&str; 4],
 ) -> std::io::Result<PathBuf> {
     let mut toml = format!(
         r#"[listen]
@@ -55,8 +57,9 @@ expose_decision = true
             let list: Vec<String> = backends[i].iter().map(|a| format!("\"{a}\"")).collect();
             let _ = write!(
                 toml,
-                "  [[regions.sites]]\n  name = \"{site}\"\n  lat = {lat}\n  lon = {lon}\n  backends = [{}]\n",
-                list.join(", ")
+                "  [[regions.sites]]\n  name = \"{site}\"\n  lat = {lat}\n  lon = {lon}\n  backends = [{}]\n{}\n",
+                list.join(", "),
+                site_lines[i]
             );
         }
     }
@@ -83,7 +86,7 @@ pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 
     let dir = std::env::temp_dir().join(format!("residency-router-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config_path = write_config(&dir, listen, &addrs, DEMO_TENANTS, "")?;
+    let config_path = write_config(&dir, listen, &addrs, DEMO_TENANTS, "", &[""; 4])?;
     let mut snapshot = config::load(&config_path).map_err(|e| e.to_string())?;
     // Ctrl-C should end the demo promptly.
     snapshot.server.shutdown_grace = std::time::Duration::from_secs(1);

@@ -23,16 +23,27 @@ pub struct Options {
     pub backends_per_site: [usize; 4],
     /// Extra `[proxy]` lines.
     pub proxy: &'static str,
-    /// Extra `[server]` table.
-    pub server: &'static str,
+    /// Extra top-level tables (`[server]`, `[health]`, `[geoip]`...).
+    pub tables: String,
+    /// Files written next to the config before the router starts (GeoIP databases).
+    pub files: Vec<(&'static str, Vec<u8>)>,
+    /// Runs on the started backends before the router starts.
+    pub prepare: fn(&[Vec<SiteBackend>]),
+    /// Extra lines inside each site's table, in `DEMO_SITES` order.
+    pub site_lines: [&'static str; 4],
 }
+
+pub const FAST_SHUTDOWN: &str = "[server]\nshutdown_grace_seconds = 0\nthreads = 2\n";
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             backends_per_site: [2, 1, 1, 1],
             proxy: "",
-            server: "[server]\nshutdown_grace_seconds = 0\nthreads = 2",
+            tables: FAST_SHUTDOWN.to_owned(),
+            files: Vec::new(),
+            prepare: |_| {},
+            site_lines: [""; 4],
         }
     }
 }
@@ -59,17 +70,29 @@ impl Cluster {
             }
             sites.push(backends);
         }
+        (options.prepare)(&sites);
         let addrs: Vec<Vec<SocketAddr>> = sites
             .iter()
             .map(|backends| backends.iter().map(SiteBackend::addr).collect())
             .collect();
         let dir = tempfile::tempdir().unwrap();
-        let extra = format!("{}\n\n{}", options.proxy, options.server);
+        for (name, bytes) in &options.files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let extra = format!("{}\n\n{}", options.proxy, options.tables);
         // Pingora binds the listener itself, so probe a free port and retry on the rare clash.
         let mut last_log = String::new();
         for _ in 0..5 {
             let listen = free_port();
-            let config = write_config(dir.path(), listen, &addrs, TEST_TENANTS, &extra).unwrap();
+            let config = write_config(
+                dir.path(),
+                listen,
+                &addrs,
+                TEST_TENANTS,
+                &extra,
+                &options.site_lines,
+            )
+            .unwrap();
             match RouterProcess::start(&config, listen, dir.path().join("router.log")) {
                 Ok(router) => {
                     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -198,4 +221,14 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Sends `count` GETs for `tenant` one after another; returns the statuses.
+pub async fn send_many(cluster: &Cluster, tenant: &str, count: usize) -> Vec<u16> {
+    let mut statuses = Vec::with_capacity(count);
+    for _ in 0..count {
+        let response = cluster.get("/", tenant).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    statuses
 }
