@@ -74,8 +74,8 @@ pub enum ActiveCheck {
 pub struct HttpCheck {
     pub method: String,
     pub path: String,
-    /// Host header; the backend's address when unset.
-    pub host: Option<String>,
+    /// Host header of every check of the site (one request serves all its backends).
+    pub host: String,
     pub expect_status: std::ops::RangeInclusive<u16>,
 }
 
@@ -185,4 +185,5 @@ impl Default for HealthSettings {
 
 impl HttpCheck {
     pub const DEFAULT_PATH: &'static str = "/healthz";
+    pub const DEFAULT_HOST: &'static str = "localhost";
 }

@@ -501,6 +501,10 @@ fn positive<T: Copy + PartialEq + From<u8>>(
     }
 }
 
+/// Longest duration any setting accepts: past a day, a value is a typo, and it would
+/// overflow the clocks the health state keeps.
+const MAX_SETTING_MS: u64 = 24 * 60 * 60 * 1000;
+
 fn millis(
     value: Option<u64>,
     default: Duration,
@@ -508,8 +512,13 @@ fn millis(
     problems: &mut Problems<'_>,
 ) -> Duration {
     let default_ms = default.as_millis() as u64;
-    let fix = "use a positive number of milliseconds";
-    Duration::from_millis(positive(value, default_ms, at, fix, problems))
+    let fix = "use a positive number of milliseconds, at most a day (86400000)";
+    let ms = positive(value, default_ms, at, fix, problems);
+    if ms > MAX_SETTING_MS {
+        problems.add(at, format!("{ms} ms is longer than a day"), fix);
+        return default;
+    }
+    Duration::from_millis(ms)
 }
 
 fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> ProxySettings {
@@ -607,7 +616,7 @@ fn health(
             (CheckFile::Http, _) => ActiveCheck::Http(HttpCheck {
                 method: "GET".into(),
                 path: HttpCheck::DEFAULT_PATH.into(),
-                host: None,
+                host: HttpCheck::DEFAULT_HOST.into(),
                 expect_status: 200..=399,
             }),
         };
@@ -630,7 +639,8 @@ fn health(
                 }
             }
             if let Some(path) = &o.http_path {
-                if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                let parses = path.len() <= 4096 && path.parse::<http::uri::PathAndQuery>().is_ok();
+                if !path.starts_with('/') || !parses {
                     problems.add(
                         field("http_path"),
                         format!("`{path}` is not a request path"),
@@ -641,7 +651,15 @@ fn health(
                 }
             }
             if let Some(host) = &o.http_host {
-                http.host = Some(host.clone());
+                if http::HeaderValue::from_str(host).is_err() || host.is_empty() {
+                    problems.add(
+                        field("http_host"),
+                        format!("`{host}` cannot be a Host header"),
+                        "write a host name such as `health.internal`",
+                    );
+                } else {
+                    http.host = host.clone();
+                }
             }
             if let Some(range) = &o.http_expect_status {
                 match range.as_slice() {
@@ -720,6 +738,13 @@ fn health(
             None => b.max_ejected_percent,
         },
     };
+    if h.start_unhealthy && h.check == ActiveCheck::Disabled {
+        problems.add(
+            field("start_unhealthy"),
+            "backends would wait forever for a check that never runs",
+            "turn on a check (`check = \"tcp\"` or `\"http\"`), or set `start_unhealthy = false`",
+        );
+    }
     if h.timeout > h.interval {
         problems.add(
             field("timeout_ms"),
@@ -750,17 +775,16 @@ fn geoip(
         .parent()
         .unwrap_or(Path::new("."))
         .join(&file.database);
-    let database = match geoip::LiveDatabase::open(&path) {
-        Ok(db) => db,
-        Err(e) => {
+    let database = geoip::LiveDatabase::open(&path)
+        .map_err(|e| {
             problems.add(
                 "geoip.database",
                 e.to_string(),
                 "point it at a MaxMind City or Country database (.mmdb), or remove [geoip]",
-            );
-            return None;
-        }
-    };
+            )
+        })
+        .ok();
+    // The table is checked even when the database is unreadable: every problem at once.
     let mut countries = std::collections::HashMap::new();
     for (code, site) in &file.countries {
         let at = format!("geoip.countries.{code}");
@@ -783,6 +807,13 @@ fn geoip(
             ),
         }
     }
+    let reload_check = millis(
+        file.reload_check_ms,
+        Duration::from_secs(5),
+        "geoip.reload_check_ms",
+        problems,
+    );
+    let database = database?;
     if database.current().kind() == geoip::Kind::Country && countries.is_empty() {
         problems.add(
             "geoip.countries",
@@ -790,12 +821,6 @@ fn geoip(
             "add e.g. `countries = { DE = \"frankfurt\", IE = \"dublin\" }`",
         );
     }
-    let reload_check = millis(
-        file.reload_check_ms,
-        Duration::from_secs(5),
-        "geoip.reload_check_ms",
-        problems,
-    );
     Some(GeoIpSettings {
         database: std::sync::Arc::new(database),
         countries,

@@ -337,3 +337,34 @@ fn geoip_databases_are_opened_and_checked_at_load() {
         .collect();
     assert_reports(&lines, "geoip.database: cannot read");
 }
+
+#[test]
+fn start_unhealthy_without_checks_and_absurd_durations_are_rejected() {
+    let router = example_router()
+        .replace("start_unhealthy = false", "start_unhealthy = true")
+        .replace("max_ejection_ms = 300000", "max_ejection_ms = 9999999999")
+        .replace(
+            "  backends = [\"127.0.0.1:9201\"]",
+            "  backends = [\"127.0.0.1:9201\"]\n    [regions.sites.health]\n    check = \"none\"",
+        );
+    let lines = error_lines(&router, &example_tenants());
+    assert_reports(
+        &lines,
+        "regions[1].sites[0].health.start_unhealthy: backends would wait forever",
+    );
+    assert_reports(
+        &lines,
+        "health.max_ejection_ms: 9999999999 ms is longer than a day",
+    );
+}
+
+#[test]
+fn country_table_is_checked_even_when_the_database_is_unreadable() {
+    let router = format!(
+        "{}\n[geoip]\ndatabase = \"missing.mmdb\"\ncountries = {{ DE = \"atlantis\" }}\n",
+        example_router()
+    );
+    let lines = error_lines(&router, &example_tenants());
+    assert_reports(&lines, "geoip.database: cannot read");
+    assert_reports(&lines, "geoip.countries.DE: site `atlantis` is not defined");
+}

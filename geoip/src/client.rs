@@ -14,6 +14,8 @@ pub fn client_address<'a>(
     trusted: &[IpNet],
 ) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`.
+    let peer = peer.to_canonical();
     if !is_trusted(&peer) {
         return peer;
     }
@@ -34,6 +36,10 @@ pub fn client_address<'a>(
 
 /// One `x-forwarded-for` entry: an IPv4 or IPv6 address, optionally bracketed or with a port.
 fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
+    parse_address(entry).map(|ip| ip.to_canonical())
+}
+
+fn parse_address(entry: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(entry).ok()?.trim();
     if let Ok(ip) = text.parse() {
         return Some(ip);
@@ -107,6 +113,24 @@ mod tests {
             client("::1", &["81.2.69.1:1234"], &trusted),
             ip("81.2.69.1")
         );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_match_ipv4_networks() {
+        let trusted = ["10.0.0.0/8"];
+        assert_eq!(
+            client("::ffff:10.1.2.3", &["81.2.69.1"], &trusted),
+            ip("81.2.69.1")
+        );
+        assert_eq!(
+            client(
+                "::ffff:10.1.2.3",
+                &["::ffff:10.9.9.9, 81.2.69.1, ::ffff:10.0.0.2"],
+                &trusted
+            ),
+            ip("81.2.69.1")
+        );
+        assert_eq!(client("::ffff:81.2.69.1", &[], &trusted), ip("81.2.69.1"));
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub enum GeoIpError {
     Invalid(#[from] maxminddb::MaxMindDbError),
     #[error("database type `{0}` is neither a City nor a Country database")]
     UnsupportedType(String),
+    #[error("the new database is a {to:?} database, the running one a {from:?} database; restart to change the kind")]
+    KindChanged { from: Kind, to: Kind },
 }
 
 /// What the database can tell about an address.
@@ -90,6 +92,11 @@ impl Database {
     /// `None` when the address is not in the database (private ranges, unknown space) or the
     /// record lacks the field this kind of database needs.
     pub fn lookup(&self, ip: IpAddr) -> Option<Location<'_>> {
+        let ip = ip.to_canonical();
+        // An IPv4-only database cannot hold IPv6 addresses; asking builds an error string.
+        if ip.is_ipv6() && self.reader.metadata().ip_version == 4 {
+            return None;
+        }
         let result = self.reader.lookup(ip).ok()?;
         if !result.has_data() {
             return None;

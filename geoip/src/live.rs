@@ -13,9 +13,9 @@ use crate::{Database, GeoIpError};
 pub struct LiveDatabase {
     path: PathBuf,
     current: ArcSwap<Database>,
-    /// (modified time, length) of the file last looked at, good or bad, so a broken file is
-    /// reported once rather than on every poll.
-    seen: Mutex<Option<(SystemTime, u64)>>,
+    /// Identity of the file last looked at, good or bad, so a broken file is reported once
+    /// rather than on every poll.
+    seen: Mutex<Option<Stamp>>,
 }
 
 impl std::fmt::Debug for LiveDatabase {
@@ -58,25 +58,49 @@ impl LiveDatabase {
     /// Re-reads the file when its modification time or length changed. Blocking: call it from
     /// a background thread, never from a request.
     pub fn reload_if_changed(&self) -> Reloaded {
-        let stamp = file_stamp(&self.path);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if *seen == stamp {
-                return Reloaded::Unchanged;
-            }
-            *seen = stamp;
+        let before = file_stamp(&self.path);
+        if *self.seen.lock().unwrap_or_else(|p| p.into_inner()) == before {
+            return Reloaded::Unchanged;
         }
-        match Database::open(&self.path) {
-            Ok(database) => {
-                self.current.store(Arc::new(database));
-                Reloaded::Swapped
-            }
-            Err(e) => Reloaded::Kept(e),
+        let opened = Database::open(&self.path);
+        // A file still being written changes under us: judge it on the next poll instead.
+        if file_stamp(&self.path) != before {
+            return Reloaded::Unchanged;
         }
+        // Read errors (a vanished file) are retried; a bad database is reported once.
+        if !matches!(opened, Err(GeoIpError::Read { .. })) {
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = before;
+        }
+        let database = match opened {
+            Ok(database) => database,
+            Err(e) => return Reloaded::Kept(e),
+        };
+        let kind = self.current.load().kind();
+        if database.kind() != kind {
+            // The country -> site table was checked against the kind at load; a silent
+            // switch would quietly turn GeoIP into rotation.
+            return Reloaded::Kept(GeoIpError::KindChanged {
+                from: kind,
+                to: database.kind(),
+            });
+        }
+        self.current.store(Arc::new(database));
+        Reloaded::Swapped
     }
 }
 
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What tells one version of the file from another: a replacement by rename changes the
+/// inode, an in-place rewrite the change time, even when size and mtime look the same.
+type Stamp = (SystemTime, u64, u64, i64, i64);
+
+fn file_stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    Some((
+        meta.modified().ok()?,
+        meta.len(),
+        meta.ino(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    ))
 }

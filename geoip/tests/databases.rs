@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use geoip::testing::{asn_database, city_database, country_database, WORLD};
+use geoip::testing::{asn_database, city_database, country_database, Entry, WORLD};
 use geoip::{Database, Kind, LiveDatabase, Location, Reloaded};
 
 fn ip(s: &str) -> IpAddr {
@@ -24,6 +24,14 @@ fn city_databases_give_coordinates_for_ipv4_and_ipv6() {
     }
     assert_eq!(db.lookup(ip("10.0.0.1")), None);
     assert_eq!(db.lookup(ip("127.0.0.1")), None);
+    // IPv4-mapped IPv6 (dual-stack listeners) finds the IPv4 record.
+    assert_eq!(
+        db.lookup(ip("::ffff:81.0.1.2")),
+        Some(Location::Coordinates {
+            lat: 52.5,
+            lon: 13.4
+        })
+    );
 }
 
 #[test]
@@ -55,23 +63,40 @@ fn live_database_swaps_good_files_and_keeps_the_old_one_on_bad_files() {
     let live = LiveDatabase::open(&path).unwrap();
     assert!(matches!(live.reload_if_changed(), Reloaded::Unchanged));
 
-    // Replaced by rename, as deploy tools do.
+    // Replaced by rename, as deploy tools do: a City database that moves Cork to Berlin.
+    let moved = [Entry {
+        network: "87.32.0.0/16",
+        lat: 52.5,
+        lon: 13.4,
+        country: "IE",
+    }];
     let staged = dir.path().join("geo.mmdb.new");
-    std::fs::write(&staged, country_database(&WORLD)).unwrap();
+    std::fs::write(&staged, city_database(&moved)).unwrap();
     std::fs::rename(&staged, &path).unwrap();
     assert!(matches!(live.reload_if_changed(), Reloaded::Swapped));
-    assert_eq!(live.current().kind(), Kind::Country);
+    let berlin = Some(Location::Coordinates {
+        lat: 52.5,
+        lon: 13.4,
+    });
+    assert_eq!(live.current().lookup(ip("87.32.1.1")), berlin);
 
     std::fs::write(&path, b"garbage that is not a database").unwrap();
     assert!(matches!(live.reload_if_changed(), Reloaded::Kept(_)));
-    assert_eq!(
-        live.current().lookup(ip("87.32.1.1")),
-        Some(Location::Country("IE"))
-    );
+    assert_eq!(live.current().lookup(ip("87.32.1.1")), berlin);
     // A broken file is reported once, not on every poll.
     assert!(matches!(live.reload_if_changed(), Reloaded::Unchanged));
 
+    // A database of the other kind would silently change how sites are chosen.
+    std::fs::write(&path, country_database(&WORLD)).unwrap();
+    match live.reload_if_changed() {
+        Reloaded::Kept(e) => assert!(e.to_string().contains("restart to change the kind"), "{e}"),
+        other => panic!("a kind change was not refused: {other:?}"),
+    }
+    assert_eq!(live.current().kind(), Kind::City);
+
+    // A vanished file is retried on every poll, and the old database keeps serving.
     std::fs::remove_file(&path).unwrap();
     assert!(matches!(live.reload_if_changed(), Reloaded::Kept(_)));
-    assert_eq!(live.current().kind(), Kind::Country);
+    assert!(matches!(live.reload_if_changed(), Reloaded::Kept(_)));
+    assert_eq!(live.current().lookup(ip("87.32.1.1")), berlin);
 }

@@ -84,14 +84,25 @@ impl BackendHealth {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
         let ejected_until = self.ejected_until_ms.load(Ordering::Relaxed);
-        if ejected_until != 0 && now_ms > ejected_until + forget_after_ms {
+        if ejected_until != 0
+            && now_ms > ejected_until.saturating_add(forget_after_ms)
+            // Only forget the ejection this success outlived, never one that just happened.
+            && self
+                .ejected_until_ms
+                .compare_exchange(ejected_until, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             self.ejections.store(0, Ordering::Relaxed);
-            self.ejected_until_ms.store(0, Ordering::Relaxed);
         }
     }
 
     /// A request failed (connect, backend timeout, 5xx). Returns the failure streak length.
-    pub fn record_failure(&self) -> u32 {
+    /// Failures reported while the backend is ejected belong to requests sent before the
+    /// ejection; counting them would re-eject it the moment it returns.
+    pub fn record_failure(&self, now_ms: u64) -> u32 {
+        if self.passively_ejected(now_ms) {
+            return 0;
+        }
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
     }
 
@@ -101,7 +112,7 @@ impl BackendHealth {
         let n = self.ejections.fetch_add(1, Ordering::Relaxed);
         let length = base_ms.saturating_mul(1u64 << n.min(20)).min(max_ms);
         self.ejected_until_ms
-            .store(now_ms + length, Ordering::Relaxed);
+            .store(now_ms.saturating_add(length), Ordering::Relaxed);
         self.awaiting_check.store(wait_for_check, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         length
@@ -116,6 +127,7 @@ impl BackendHealth {
             && now_ms() >= self.ejected_until_ms.load(Ordering::Relaxed)
         {
             self.awaiting_check.store(false, Ordering::Relaxed);
+            self.consecutive_failures.store(0, Ordering::Relaxed);
             tracing::info!(backend = %self.addr, "ejected backend passed a check and is back");
         }
     }
@@ -203,19 +215,16 @@ fn pingora_check(settings: &HealthSettings) -> Option<Box<dyn HealthCheck + Send
             Some(check)
         }
         ActiveCheck::Http(http) => {
-            // One request serves every backend of the site, so the default Host is generic.
-            let mut check =
-                HttpHealthCheck::new(http.host.as_deref().unwrap_or("localhost"), false);
+            let mut check = HttpHealthCheck::new(&http.host, false);
             check.consecutive_success = up;
             check.consecutive_failure = down;
             check.peer_template.options.connection_timeout = timeout;
             check.peer_template.options.read_timeout = timeout;
             let mut req = RequestHeader::build(http.method.as_str(), http.path.as_bytes(), None)
                 .expect("method and path were validated");
-            if let Some(host) = &http.host {
-                req.insert_header("host", host.as_str())
-                    .expect("host was validated");
-            }
+            // HTTP/1.1 servers (nginx, Go) answer 400 to a request without Host.
+            req.insert_header("host", http.host.as_str())
+                .expect("host was validated");
             check.req = req;
             let expected = http.expect_status.clone();
             check.validator = Some(Box::new(move |response: &ResponseHeader| {

@@ -63,6 +63,41 @@ pub fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
     schedule
 }
 
+/// The backend for one request from a smooth weighted schedule. The scheduled slot is tried
+/// first. When its backend is unavailable, further slots are probed in a pseudo-random order
+/// rather than taking the next slot: the next slot would inherit the missing backend's
+/// whole share, while random slots spread it over the others by weight.
+pub fn pick_weighted(
+    schedule: &[usize],
+    start: usize,
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let len = schedule.len();
+    if len == 0 {
+        return None;
+    }
+    let scheduled = schedule[start % len];
+    if eligible(scheduled) {
+        return Some(scheduled);
+    }
+    let mut seed = start as u64;
+    (0..len)
+        .map(|_| {
+            seed = mix(seed);
+            schedule[(seed % len as u64) as usize]
+        })
+        .chain((0..len).map(|k| schedule[(start + k) % len]))
+        .find(|&i| eligible(i))
+}
+
+/// splitmix64's finaliser: cheap, well-spread pseudo-random numbers from a counter.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
         a
@@ -133,12 +168,7 @@ impl Pools {
         let eligible = |i: usize| !skip(i) && pool.available(i, now);
         let start = pool.next.fetch_add(1, Ordering::Relaxed);
         match pool.balance {
-            Balance::WeightedRoundRobin => {
-                let len = pool.schedule.len();
-                (0..len)
-                    .map(|k| pool.schedule[(start + k) % len])
-                    .find(|&i| eligible(i))
-            }
+            Balance::WeightedRoundRobin => pick_weighted(&pool.schedule, start, eligible),
             Balance::LeastInFlight => {
                 let n = pool.backends.len();
                 // Fewest in flight per unit of weight; the rotating start breaks ties fairly.
@@ -146,9 +176,11 @@ impl Pools {
                     .map(|k| (start + k) % n)
                     .filter(|&i| eligible(i))
                     .min_by(|&a, &b| {
-                        // in_flight(a) / w(a) vs in_flight(b) / w(b), without division.
+                        // (in_flight + 1) / weight, compared without division. The +1 is the
+                        // request being placed, so weights count even when all are idle.
                         let load = |i: usize, other: usize| {
-                            u64::from(pool.backends[i].in_flight()) * u64::from(pool.weights[other])
+                            (u64::from(pool.backends[i].in_flight()) + 1)
+                                * u64::from(pool.weights[other])
                         };
                         load(a, b).cmp(&load(b, a))
                     })
@@ -168,7 +200,7 @@ impl Pools {
     pub fn record_failure(&self, site: SiteId, backend: usize) {
         let pool = self.site(site);
         let b = &pool.backends[backend];
-        if b.record_failure() < pool.outlier.eject_after_failures || pool.max_ejected == 0 {
+        if b.record_failure(now_ms()) < pool.outlier.eject_after_failures || pool.max_ejected == 0 {
             return;
         }
         let _serialised = pool.ejecting.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,12 +211,16 @@ impl Pools {
         let ejected = (0..pool.backends.len())
             .filter(|&i| pool.backends[i].passively_ejected(now))
             .count();
-        if ejected >= pool.max_ejected {
+        let others_available = (0..pool.backends.len())
+            .filter(|&i| i != backend && pool.available(i, now))
+            .count();
+        // Passive evidence alone never empties a site: the last available backend stays.
+        if ejected >= pool.max_ejected || others_available == 0 {
             tracing::warn!(
                 backend = %b.addr,
                 ejected,
                 cap = pool.max_ejected,
-                "outlier not ejected: the site's ejection cap is reached"
+                "outlier not ejected: the site's ejection cap is reached or it is the last available backend"
             );
             return;
         }
@@ -212,7 +248,40 @@ impl SiteHealth for HealthView<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::smooth_weighted_schedule;
+    use super::{pick_weighted, smooth_weighted_schedule};
+
+    fn shares(schedule: &[usize], backends: usize, down: usize, picks: usize) -> Vec<usize> {
+        let mut counts = vec![0; backends];
+        for start in 0..picks {
+            counts[pick_weighted(schedule, start, |i| i != down).unwrap()] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn a_missing_backend_shares_out_by_weight_not_to_its_neighbour() {
+        // 1:1:1 with backend 1 down: the other two split evenly, not 1:2.
+        let counts = shares(&smooth_weighted_schedule(&[1, 1, 1]), 3, 1, 30_000);
+        assert_eq!(counts[1], 0);
+        let ratio = counts[0] as f64 / counts[2] as f64;
+        assert!((0.9..1.1).contains(&ratio), "{counts:?}");
+        // 5:1:1 with the heavy backend down: 1:1 between the light ones.
+        let counts = shares(&smooth_weighted_schedule(&[5, 1, 1]), 3, 0, 70_000);
+        let ratio = counts[1] as f64 / counts[2] as f64;
+        assert!((0.9..1.1).contains(&ratio), "{counts:?}");
+        // 2:1:1 with a light backend down: still 2:1.
+        let counts = shares(&smooth_weighted_schedule(&[2, 1, 1]), 3, 2, 40_000);
+        let ratio = counts[0] as f64 / counts[1] as f64;
+        assert!((1.8..2.2).contains(&ratio), "{counts:?}");
+    }
+
+    #[test]
+    fn nothing_eligible_is_none_and_anything_eligible_is_found() {
+        let schedule = smooth_weighted_schedule(&[3, 1]);
+        assert_eq!(pick_weighted(&schedule, 7, |_| false), None);
+        assert_eq!(pick_weighted(&schedule, 7, |i| i == 1), Some(1));
+        assert_eq!(pick_weighted(&[], 0, |_| true), None);
+    }
 
     #[test]
     fn smooth_schedule_spreads_heavy_backends() {

@@ -8,17 +8,22 @@
 //! Only the order inside a region changes; `regions::decide` keeps home before replicas and
 //! never lets a preference add a site.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use config::Snapshot;
 use geoip::Location;
-use regions::{great_circle_km, SiteId, SitePreference, Topology};
+use regions::{great_circle_km, RegionId, SiteId, SitePreference, Topology};
+use smallvec::SmallVec;
 
 use crate::pools::smooth_weighted_schedule;
 
-/// Per region, the sites in smooth weighted round-robin order.
+/// Per region, the sites in smooth weighted round-robin order, and the region's own turn
+/// counter (one shared counter would let periodic traffic, such as clients alternating a us
+/// and an eu tenant, land on the same slot of every region forever).
 pub struct SiteRotation {
-    per_region: Vec<Vec<SiteId>>,
+    per_region: Vec<(Vec<SiteId>, AtomicUsize)>,
 }
 
 impl SiteRotation {
@@ -40,20 +45,20 @@ impl SiteRotation {
                             .max(1)
                     })
                     .collect();
-                if weights.is_empty() {
-                    return Vec::new();
-                }
-                smooth_weighted_schedule(&weights)
+                let schedule = smooth_weighted_schedule(&weights)
                     .into_iter()
                     .map(|i| region.sites[i])
-                    .collect()
+                    .collect();
+                (schedule, AtomicUsize::new(0))
             })
             .collect();
         SiteRotation { per_region }
     }
 
-    fn preferred(&self, topology: &Topology, site: SiteId, ticket: usize) -> Option<SiteId> {
-        let schedule = &self.per_region[usize::from(topology.site(site).region.0)];
+    /// Takes the region's next turn.
+    fn next(&self, region: RegionId) -> Option<SiteId> {
+        let (schedule, turn) = &self.per_region[usize::from(region.0)];
+        let ticket = turn.fetch_add(1, Ordering::Relaxed);
         (!schedule.is_empty()).then(|| schedule[ticket % schedule.len()])
     }
 }
@@ -82,11 +87,32 @@ impl GeoHint {
 }
 
 pub struct RequestPreference<'a> {
-    pub topology: &'a Topology,
-    pub rotation: &'a SiteRotation,
+    topology: &'a Topology,
+    rotation: &'a SiteRotation,
     pub geo: Option<GeoHint>,
-    /// Per-request number that picks this request's place in the weighted rotation.
-    pub ticket: usize,
+    /// This request's turn in each region it asked about: taken once, on first use.
+    turns: RefCell<SmallVec<[(RegionId, Option<SiteId>); 2]>>,
+}
+
+impl<'a> RequestPreference<'a> {
+    pub fn new(topology: &'a Topology, rotation: &'a SiteRotation, geo: Option<GeoHint>) -> Self {
+        RequestPreference {
+            topology,
+            rotation,
+            geo,
+            turns: RefCell::new(SmallVec::new()),
+        }
+    }
+
+    fn rotation_pick(&self, region: RegionId) -> Option<SiteId> {
+        let mut turns = self.turns.borrow_mut();
+        if let Some(&(_, pick)) = turns.iter().find(|(r, _)| *r == region) {
+            return pick;
+        }
+        let pick = self.rotation.next(region);
+        turns.push((region, pick));
+        pick
+    }
 }
 
 impl SitePreference for RequestPreference<'_> {
@@ -97,7 +123,7 @@ impl SitePreference for RequestPreference<'_> {
                 great_circle_km((lat, lon), (s.lat, s.lon)) as u32
             }
             Some(GeoHint::Country(preferred)) if preferred == site => 0,
-            _ if self.rotation.preferred(self.topology, site, self.ticket) == Some(site) => 1,
+            _ if self.rotation_pick(self.topology.site(site).region) == Some(site) => 1,
             _ => 2,
         }
     }

@@ -178,12 +178,11 @@ impl ResidencyProxy {
                 .map(|v| v.as_bytes());
             geoip::client_address(a.ip(), forwarded, &snapshot.proxy.trusted_proxies)
         });
-        let preference = RequestPreference {
-            topology: &snapshot.topology,
-            rotation: &state.rotation,
-            geo: client.and_then(|ip| GeoHint::lookup(snapshot, ip)),
-            ticket: state.next_ticket(),
-        };
+        let preference = RequestPreference::new(
+            &snapshot.topology,
+            &state.rotation,
+            client.and_then(|ip| GeoHint::lookup(snapshot, ip)),
+        );
         let decision = decide(
             &snapshot.topology,
             snapshot.unknown,
@@ -395,6 +394,11 @@ impl ProxyHttp for ResidencyProxy {
             return e;
         }
         ctx.last_failure = Some(ErrorCode::UpstreamError);
+        // A reset or garbage on a fresh connection is the backend's fault; on a reused one it
+        // is usually a keep-alive race and says nothing about its health.
+        if *e.esource() == ErrorSource::Upstream && !client_reused {
+            self.record_outcome(ctx, false);
+        }
         if replayable {
             // A pooled keep-alive connection the backend had already closed: Pingora retries
             // such errors on a fresh connection. The backend is fine, so it stays eligible

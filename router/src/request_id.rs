@@ -24,17 +24,10 @@ pub fn generate() -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         // Mix pid and time; uniqueness comes from the counter, the prefix only separates processes.
-        splitmix(nanos ^ (u64::from(std::process::id()) << 32))
+        crate::pools::mix(nanos ^ (u64::from(std::process::id()) << 32))
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{:016x}", splitmix(n))
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+    format!("{prefix:016x}{:016x}", crate::pools::mix(n))
 }
 
 #[cfg(test)]

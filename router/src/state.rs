@@ -1,4 +1,3 @@
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -14,7 +13,6 @@ pub struct RouterState {
     pub snapshot: Arc<Snapshot>,
     pub pools: Pools,
     pub rotation: SiteRotation,
-    tickets: AtomicUsize,
     /// `Retry-After` on 503s: the longest health-check interval, by when a check may have
     /// found a backend again.
     pub retry_after_secs: u64,
@@ -33,13 +31,8 @@ impl RouterState {
             pools: Pools::new(&snapshot, health),
             rotation: SiteRotation::new(&snapshot),
             snapshot: Arc::new(snapshot),
-            tickets: AtomicUsize::new(0),
             retry_after_secs,
         }
-    }
-
-    pub fn next_ticket(&self) -> usize {
-        self.tickets.fetch_add(1, Ordering::Relaxed)
     }
 }
 

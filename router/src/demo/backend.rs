@@ -177,8 +177,12 @@ async fn echo(
     (status, body)
 }
 
-/// Health endpoint for active checks; not counted as traffic.
-async fn healthz(State(id): State<Identity>) -> StatusCode {
+/// Health endpoint for active checks; not counted as traffic. Like nginx, it refuses an
+/// HTTP/1.1 request without Host.
+async fn healthz(State(id): State<Identity>, headers: HeaderMap) -> StatusCode {
+    if !headers.contains_key("host") {
+        return StatusCode::BAD_REQUEST;
+    }
     StatusCode::from_u16(id.health_status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
 }
 
