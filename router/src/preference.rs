@@ -90,9 +90,12 @@ pub struct RequestPreference<'a> {
     topology: &'a Topology,
     rotation: &'a SiteRotation,
     pub geo: Option<GeoHint>,
-    /// This request's turn in each region it asked about: taken once, on first use.
-    turns: RefCell<SmallVec<[(RegionId, Option<SiteId>); 2]>>,
+    turns: RefCell<Turns>,
 }
+
+/// This request's pick in each region it asked about: drawn once, on first use (inline for
+/// the usual one or two regions, so no allocation).
+type Turns = SmallVec<[(RegionId, Option<SiteId>); 2]>;
 
 impl<'a> RequestPreference<'a> {
     pub fn new(topology: &'a Topology, rotation: &'a SiteRotation, geo: Option<GeoHint>) -> Self {
