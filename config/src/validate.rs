@@ -71,8 +71,14 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let server = server_settings(&file.server, &mut problems);
 
     // The registry is checked even when the config has problems, so one run reports both.
-    let registry = match read_json::<RegistryFile>(&registry_path) {
-        Ok(registry_file) => registry(&registry_file, &topology, &registry_path, &mut errors),
+    let registry = match read(&registry_path) {
+        Ok(text) => match serde_json::from_str::<RegistryFile<'_>>(&text) {
+            Ok(file) => registry(&file, &topology, &registry_path, &mut errors),
+            Err(e) => {
+                errors.push(json_error(&registry_path, &e));
+                Registry::default()
+            }
+        },
         Err(e) => {
             errors.push(e);
             Registry::default()
@@ -112,14 +118,13 @@ fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     })
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = read(path)?;
-    serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+fn json_error(path: &Path, e: &serde_json::Error) -> ConfigError {
+    ConfigError::Parse {
         file: path.to_owned(),
         line: e.line(),
         column: e.column(),
         message: e.to_string(),
-    })
+    }
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -829,19 +834,22 @@ fn geoip(
 }
 
 fn registry(
-    file: &RegistryFile,
+    file: &RegistryFile<'_>,
     topology: &Topology,
     path: &Path,
     errors: &mut Vec<ConfigError>,
 ) -> Registry {
     let mut problems = Problems { file: path, errors };
-    let mut registry = Registry::default();
-    let mut first_index: HashMap<TenantId, usize> = HashMap::new();
-    let region = |name: &str, at: String, problems: &mut Problems<'_>| {
+    let id_bytes = file.tenants.iter().map(|t| t.id.len()).sum();
+    let mut registry = Registry::with_capacity(file.tenants.len(), id_bytes);
+    let mut shared_replications = HashMap::new();
+    // Registry position -> file position, for duplicate messages.
+    let mut file_index: Vec<u32> = Vec::with_capacity(file.tenants.len());
+    let region = |name: &str, at: &dyn Fn() -> String, problems: &mut Problems<'_>| {
         let id = topology.region_by_name(name);
         if id.is_none() {
             problems.add(
-                at,
+                at(),
                 format!("region `{name}` is not defined in the config"),
                 format!("use one of: {}", region_list(topology)),
             );
@@ -850,12 +858,14 @@ fn registry(
     };
 
     for (i, tenant) in file.tenants.iter().enumerate() {
-        let at = format!("tenants[{i}]");
+        // Locations are formatted only when there is a problem: a million clean tenants
+        // should not cost a million strings.
+        let at = |field: &str| format!("tenants[{i}]{field}");
         let id = match TenantId::parse(tenant.id.as_bytes()) {
             Ok(id) if id.as_str() == tenant.id => Some(id),
             Ok(id) => {
                 problems.add(
-                    format!("{at}.id"),
+                    at(".id"),
                     format!("tenant id `{}` is not lowercase", tenant.id),
                     format!("write it as `{id}`: ids are compared lowercased"),
                 );
@@ -863,32 +873,31 @@ fn registry(
             }
             Err(e) => {
                 problems.add(
-                    format!("{at}.id"),
+                    at(".id"),
                     format!("`{}`: {e}", tenant.id),
                     "use 1 to 64 characters of a-z, 0-9 and '-'",
                 );
                 None
             }
         };
-        let home = region(&tenant.region, format!("{at}.region"), &mut problems);
+        let home = region(&tenant.region, &|| at(".region"), &mut problems);
         let replication = tenant.replication.as_ref().and_then(|r| {
-            let at = format!("{at}.replication");
             let mut regions = RegionSet::EMPTY;
             let mut ok = true;
             if r.regions.is_empty() {
                 problems.add(
-                    format!("{at}.regions"),
+                    at(".replication.regions"),
                     "no replica region is listed",
                     "list at least one region, or remove `replication`",
                 );
                 ok = false;
             }
             for (j, name) in r.regions.iter().enumerate() {
-                let at = format!("{at}.regions[{j}]");
-                match region(name, at.clone(), &mut problems) {
+                let at_region = || at(&format!(".replication.regions[{j}]"));
+                match region(name, &at_region, &mut problems) {
                     Some(replica) if Some(replica) == home => {
                         problems.add(
-                            at,
+                            at_region(),
                             format!("`{name}` is the tenant's home region"),
                             "replicate only to other regions",
                         );
@@ -896,7 +905,7 @@ fn registry(
                     }
                     Some(replica) if regions.contains(replica) => {
                         problems.add(
-                            at,
+                            at_region(),
                             format!("`{name}` is listed twice"),
                             "remove the duplicate",
                         );
@@ -912,7 +921,7 @@ fn registry(
                     Ok(t) => Some(UnixTime(t.unix_timestamp())),
                     Err(e) => {
                         problems.add(
-                            format!("{at}.expires_at"),
+                            at(".replication.expires_at"),
                             format!("`{text}` is not an RFC 3339 time: {e}"),
                             "write e.g. `2027-01-01T00:00:00Z`",
                         );
@@ -933,15 +942,18 @@ fn registry(
         let (Some(id), Some(home)) = (id, home) else {
             continue;
         };
-        if let Some(first) = first_index.insert(id, i) {
-            problems.add(
-                format!("{at}.id"),
-                format!("tenant `{id}` is already defined at tenants[{first}]"),
+        let record = TenantRecord { home, replication };
+        match registry.insert(&id, record, &mut shared_replications) {
+            Ok(()) => file_index.push(i as u32),
+            Err(first) => problems.add(
+                at(".id"),
+                format!(
+                    "tenant `{id}` is already defined at tenants[{}]",
+                    file_index[first]
+                ),
                 "keep one record per tenant",
-            );
-            continue;
+            ),
         }
-        registry.insert(id, TenantRecord { home, replication });
     }
     registry
 }

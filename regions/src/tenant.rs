@@ -128,7 +128,7 @@ pub enum ReplicationMode {
 }
 
 /// A tenant's explicit consent to have its data served from other regions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Replication {
     pub regions: RegionSet,
     pub mode: ReplicationMode,

@@ -161,12 +161,13 @@ impl ResidencyProxy {
                 requested_region: hint,
                 ..Block::new(e.code())
             })?;
-        let lookup = match identified.tenant {
-            None => TenantLookup::Absent,
-            Some((id, _)) => match snapshot.registry.get(&id) {
-                Some(record) => TenantLookup::Known(id, record),
-                None => TenantLookup::Unknown(id),
-            },
+        let record = identified
+            .tenant
+            .and_then(|(id, _)| snapshot.registry.get(&id));
+        let lookup = match (identified.tenant, &record) {
+            (None, _) => TenantLookup::Absent,
+            (Some((id, _)), Some(record)) => TenantLookup::Known(id, record),
+            (Some((id, _)), None) => TenantLookup::Unknown(id),
         };
         let tenant = identified.tenant.map(|(id, _)| id);
         let registered = matches!(lookup, TenantLookup::Known(..));
