@@ -5,6 +5,7 @@
 //! - [`pools`]: per-site backend choice (weighted round-robin, least-in-flight) and outlier
 //!   ejection; the health view the engine reads;
 //! - [`preference`]: the order of sites inside a region (GeoIP or weighted rotation);
+//! - [`routing`]: one request's residency decision from plain request facts;
 //! - [`respond`]: the JSON bodies of every response the router writes itself;
 //! - [`server`]: Pingora server wiring, signals and graceful shutdown;
 //! - [`demo`]: the `demo` subcommand and the site backends it (and the tests) run.
@@ -17,5 +18,6 @@ pub mod preference;
 pub mod proxy;
 pub mod request_id;
 pub mod respond;
+pub mod routing;
 pub mod server;
 pub mod state;

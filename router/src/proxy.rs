@@ -16,16 +16,14 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
-use regions::{
-    decide, normalize_host, Block, BlockCode, Decision, HeaderValues, MethodClass, RegionId, Route,
-    RoutedSite, TenantId, TenantLookup, UnixTime,
-};
+use regions::{Block, BlockCode, HeaderValues, RegionId, Route, RoutedSite, TenantId, UnixTime};
 use smallvec::SmallVec;
 
 use crate::health::InFlight;
-use crate::preference::{GeoHint, RequestPreference};
+use crate::preference::GeoHint;
 use crate::request_id;
 use crate::respond::{write_error, Connection, ErrorBody, ErrorCode};
+use crate::routing::{self, RequestFacts};
 use crate::state::{RouterState, SharedState};
 
 const RESIDENCY_HEADER_PREFIX: &str = "x-residency-";
@@ -147,64 +145,36 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 impl ResidencyProxy {
     /// Identification + registry + engine. Returns the block to answer with, if any.
     fn decide(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Route, Block> {
-        let state = ctx.state();
-        let snapshot = &state.snapshot;
         let req = session.req_header();
-        let host = request_host(req).map(normalize_host);
-        let hint = host.and_then(|h| snapshot.topology.region_for_host(h));
-        let tenant_host = if hint.is_some() { None } else { host };
-
-        let identified = snapshot
-            .identifier
-            .identify(tenant_host, req.uri.path(), |name| header_values(req, name))
-            .map_err(|e| Block {
-                requested_region: hint,
-                ..Block::new(e.code())
-            })?;
-        let record = identified
-            .tenant
-            .and_then(|(id, _)| snapshot.registry.get(&id));
-        let lookup = match (identified.tenant, &record) {
-            (None, _) => TenantLookup::Absent,
-            (Some((id, _)), Some(record)) => TenantLookup::Known(id, record),
-            (Some((id, _)), None) => TenantLookup::Unknown(id),
+        let facts = RequestFacts {
+            host: request_host(req),
+            path: req.uri.path(),
+            method: req.method.as_str(),
+            upgrade: session.is_upgrade_req(),
+            peer: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
         };
-        let tenant = identified.tenant.map(|(id, _)| id);
-        let registered = matches!(lookup, TenantLookup::Known(..));
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| {
-            let forwarded = req
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .map(|v| v.as_bytes());
-            geoip::client_address(a.ip(), forwarded, &snapshot.proxy.trusted_proxies)
-        });
-        let preference = RequestPreference::new(
-            &snapshot.topology,
-            &state.rotation,
-            client.and_then(|ip| GeoHint::lookup(snapshot, ip)),
-        );
-        let decision = decide(
-            &snapshot.topology,
-            snapshot.unknown,
-            lookup,
-            MethodClass::of(req.method.as_str(), session.is_upgrade_req()),
-            hint,
-            &state.pools.view(),
-            &preference,
+        let forwarded_for = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes());
+        let routed = routing::route(
+            ctx.state(),
+            &facts,
+            |name| header_values(req, name),
+            forwarded_for,
             now(),
         );
-        let geo = preference.geo;
-        ctx.tenant = tenant;
-        ctx.registered = registered;
-        ctx.client = client;
-        ctx.geo = geo;
-        ctx.hint = hint;
-        ctx.strip_path_prefix = identified.strip_path_prefix;
-        match decision {
-            Decision::Route(route) => Ok(route),
-            Decision::Block(block) => Err(block),
-        }
+        ctx.tenant = routed.tenant;
+        ctx.registered = routed.registered;
+        ctx.hint = routed.hint;
+        ctx.strip_path_prefix = routed.strip_path_prefix;
+        ctx.client = routed.client;
+        ctx.geo = routed.geo;
+        routed.decision
     }
 
     async fn respond_block(

@@ -1,0 +1,112 @@
+//! One request's residency decision, from plain request facts: no Pingora types, so tests
+//! and benchmarks drive exactly the code the proxy runs.
+
+use std::net::IpAddr;
+
+use regions::{
+    decide, normalize_host, Block, Decision, HeaderValues, MethodClass, RegionId, Route, TenantId,
+    TenantLookup, UnixTime,
+};
+
+use crate::preference::{GeoHint, RequestPreference};
+use crate::state::RouterState;
+
+/// What the decision needs to know about a request.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFacts<'r> {
+    /// Host header, or the authority of an absolute-form target; port and case as sent.
+    pub host: Option<&'r str>,
+    /// The path, without the query.
+    pub path: &'r str,
+    pub method: &'r str,
+    /// The request asks for a protocol upgrade (WebSocket).
+    pub upgrade: bool,
+    /// The socket peer.
+    pub peer: Option<IpAddr>,
+}
+
+/// The decision and what was learnt on the way (kept for headers, errors and logs).
+#[derive(Debug)]
+pub struct Routed {
+    pub tenant: Option<TenantId>,
+    /// The tenant is in the registry (only then do backends get `x-residency-tenant`).
+    pub registered: bool,
+    pub hint: Option<RegionId>,
+    pub strip_path_prefix: Option<usize>,
+    /// The address GeoIP located (SPEC 6), and what it said.
+    pub client: Option<IpAddr>,
+    pub geo: Option<GeoHint>,
+    pub decision: Result<Route, Block>,
+}
+
+/// Identification, registry lookup, GeoIP preference and `regions::decide`, in that order.
+pub fn route<'r>(
+    state: &RouterState,
+    facts: &RequestFacts<'r>,
+    header: impl Fn(&str) -> HeaderValues<'r>,
+    forwarded_for: impl DoubleEndedIterator<Item = &'r [u8]>,
+    now: UnixTime,
+) -> Routed {
+    let snapshot = &state.snapshot;
+    let host = facts.host.map(normalize_host);
+    let hint = host.and_then(|h| snapshot.topology.region_for_host(h));
+    // A region host is a region hint, never a tenant id.
+    let tenant_host = if hint.is_some() { None } else { host };
+    let mut routed = Routed {
+        tenant: None,
+        registered: false,
+        hint,
+        strip_path_prefix: None,
+        client: None,
+        geo: None,
+        decision: Err(Block::new(regions::BlockCode::TenantRequired)),
+    };
+    let identified = match snapshot
+        .identifier
+        .identify(tenant_host, facts.path, header)
+    {
+        Ok(identified) => identified,
+        Err(e) => {
+            routed.decision = Err(Block {
+                requested_region: hint,
+                ..Block::new(e.code())
+            });
+            return routed;
+        }
+    };
+    let tenant = identified.tenant.map(|(id, _)| id);
+    let record = tenant.and_then(|id| snapshot.registry.get(&id));
+    let lookup = match (tenant, &record) {
+        (None, _) => TenantLookup::Absent,
+        (Some(id), Some(record)) => TenantLookup::Known(id, record),
+        (Some(id), None) => TenantLookup::Unknown(id),
+    };
+    let client = facts
+        .peer
+        .map(|peer| geoip::client_address(peer, forwarded_for, &snapshot.proxy.trusted_proxies));
+    let preference = RequestPreference::new(
+        &snapshot.topology,
+        &state.rotation,
+        client.and_then(|ip| GeoHint::lookup(snapshot, ip)),
+    );
+    let decision = decide(
+        &snapshot.topology,
+        snapshot.unknown,
+        lookup,
+        MethodClass::of(facts.method, facts.upgrade),
+        hint,
+        &state.pools.view(),
+        &preference,
+        now,
+    );
+    routed.tenant = tenant;
+    routed.registered = record.is_some();
+    routed.strip_path_prefix = identified.strip_path_prefix;
+    routed.client = client;
+    routed.geo = preference.geo;
+    routed.decision = match decision {
+        Decision::Route(route) => Ok(route),
+        Decision::Block(block) => Err(block),
+    };
+    routed
+}
