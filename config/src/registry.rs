@@ -73,7 +73,7 @@ impl Registry {
     }
 
     pub fn get(&self, id: &TenantId) -> Option<TenantRecord> {
-        self.find(id.as_str().as_bytes()).map(|t| self.record(t))
+        self.find(id.as_bytes()).map(|t| self.record(t))
     }
 
     pub fn len(&self) -> usize {
@@ -108,7 +108,7 @@ impl Registry {
         record: TenantRecord,
         replications: &mut HashMap<Replication, u32>,
     ) -> Result<(), usize> {
-        let bytes = id.as_str().as_bytes();
+        let bytes = id.as_bytes();
         if let Some(existing) = self.find(bytes) {
             return Err(existing as usize);
         }

@@ -265,8 +265,28 @@ pub fn decide(
                 });
             }
         }
-        // Site ids grow in topology order, so (rank, id) keeps that order among equal ranks.
-        route.sites[first..].sort_unstable_by_key(|s| (preference.rank(s.site), s.site));
+        // Order the region's sites by (rank, id); ids grow in topology order, so equal ranks
+        // keep it. Each site is ranked once: a rank can be a GeoIP distance.
+        let added = &mut route.sites[first..];
+        if added.len() > 1 {
+            if added.len() <= MAX_INLINE_ROUTE {
+                let mut ranks = [0u32; MAX_INLINE_ROUTE];
+                for (rank, routed) in ranks.iter_mut().zip(added.iter()) {
+                    *rank = preference.rank(routed.site);
+                }
+                // Insertion sort: a region holds a handful of sites.
+                for i in 1..added.len() {
+                    let mut j = i;
+                    while j > 0 && (ranks[j - 1], added[j - 1].site) > (ranks[j], added[j].site) {
+                        ranks.swap(j - 1, j);
+                        added.swap(j - 1, j);
+                        j -= 1;
+                    }
+                }
+            } else {
+                added.sort_by_cached_key(|s| (preference.rank(s.site), s.site));
+            }
+        }
     };
 
     match hint {

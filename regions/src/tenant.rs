@@ -9,6 +9,20 @@ use crate::topology::RegionId;
 
 pub const MAX_TENANT_ID_LEN: usize = 64;
 
+/// For every byte: its lowercase form when it may appear in a tenant id, else 0.
+const ID_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let lower = (b as u8).to_ascii_lowercase();
+        if lower.is_ascii_lowercase() || lower.is_ascii_digit() || lower == b'-' {
+            table[b] = lower;
+        }
+        b += 1;
+    }
+    table
+};
+
 /// A validated tenant id: 1 to 64 of `[a-z0-9-]`, lowercased.
 ///
 /// Stored inline so that parsing one from a request never allocates.
@@ -39,16 +53,22 @@ impl TenantId {
         }
         let mut bytes = [0u8; MAX_TENANT_ID_LEN];
         for (slot, &b) in bytes.iter_mut().zip(raw) {
-            let b = b.to_ascii_lowercase();
-            if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            // One table load per byte: the lowercased byte, or 0 when it is not allowed.
+            let allowed = ID_BYTES[usize::from(b)];
+            if allowed == 0 {
                 return Err(InvalidTenantId::BadCharacter);
             }
-            *slot = b;
+            *slot = allowed;
         }
         Ok(TenantId {
             len: raw.len() as u8,
             bytes,
         })
+    }
+
+    /// The id's bytes, without the UTF-8 check `as_str` makes: for hashing and comparing.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 
     pub fn as_str(&self) -> &str {
@@ -102,9 +122,15 @@ impl RegionSet {
 
     /// Regions in id order.
     pub fn iter(self) -> impl Iterator<Item = RegionId> {
-        (0..64u8)
-            .filter(move |i| self.0 & (1 << i) != 0)
-            .map(RegionId)
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let next = rest.trailing_zeros() as u8;
+            rest &= rest - 1;
+            Some(RegionId(next))
+        })
     }
 }
 

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use config::{ActiveCheck, HealthSettings, Snapshot};
@@ -24,11 +23,7 @@ use pingora::prelude::*;
 use pingora::services::background::{background_service, GenBackgroundService};
 use pingora::ErrorType;
 
-/// Milliseconds since the process started: health timestamps fit in one atomic.
-pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
+pub use crate::clock::now_ms;
 
 /// Live state of one backend, shared by the data plane and the health checks.
 #[derive(Debug)]

@@ -10,6 +10,7 @@
 //! - [`server`]: Pingora server wiring, signals and graceful shutdown;
 //! - [`demo`]: the `demo` subcommand and the site backends it (and the tests) run.
 
+pub mod clock;
 pub mod demo;
 pub mod health;
 pub mod logging;

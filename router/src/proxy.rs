@@ -7,7 +7,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use http::header::HOST;
@@ -16,7 +15,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
-use regions::{Block, BlockCode, HeaderValues, RegionId, Route, RoutedSite, TenantId, UnixTime};
+use regions::{Block, BlockCode, HeaderValues, RegionId, Route, RoutedSite, TenantId};
 use smallvec::SmallVec;
 
 use crate::health::InFlight;
@@ -109,14 +108,6 @@ impl RequestCtx {
     }
 }
 
-fn now() -> UnixTime {
-    UnixTime(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    )
-}
-
 fn header_values<'r>(req: &'r RequestHeader, name: &str) -> HeaderValues<'r> {
     let mut values = req.headers.get_all(name).iter();
     match (values.next(), values.next()) {
@@ -166,7 +157,7 @@ impl ResidencyProxy {
             &facts,
             |name| header_values(req, name),
             forwarded_for,
-            now(),
+            crate::clock::unix_now(),
         );
         ctx.tenant = routed.tenant;
         ctx.registered = routed.registered;
@@ -208,7 +199,7 @@ impl ResidencyProxy {
         if ctx.tried.len() >= state.snapshot.proxy.max_attempts as usize {
             return None;
         }
-        let now = now();
+        let now = crate::clock::unix_now();
         route
             .sites
             .iter()

@@ -1,0 +1,237 @@
+//! `registry-scale`: the registry at a million tenants.
+//!
+//! Reports load + validate + build + swap time, heap bytes per tenant, resident memory per
+//! tenant, lookup + decision time per request (median of batches), and allocations per
+//! decision. Run it with `load-tests/registry-scale.sh`.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use clap::Parser;
+use regions::{HeaderValues, UnixTime};
+use residency_router::health::states_for;
+use residency_router::routing::{route, RequestFacts};
+use residency_router::state::RouterState;
+
+#[derive(Parser)]
+#[command(about = "Registry load time, memory and lookup + decision time at scale")]
+struct Args {
+    #[arg(long, default_value_t = 1_000_000)]
+    tenants: usize,
+    /// Loads to time (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+const CONFIG: &str = r#"
+[listen]
+http = "127.0.0.1:8080"
+
+[tenancy]
+sources  = [ { header = "x-tenant-id" } ]
+unknown  = "reject"
+registry = "tenants.json"
+
+[[regions]]
+name = "us"
+hosts = ["us.api.example.com"]
+  [[regions.sites]]
+  name = "virginia"
+  lat = 38.9
+  lon = -77.4
+  backends = ["127.0.0.1:9101", "127.0.0.1:9102"]
+  [[regions.sites]]
+  name = "oregon"
+  lat = 45.8
+  lon = -119.7
+  backends = ["127.0.0.1:9111"]
+
+[[regions]]
+name = "eu"
+hosts = ["eu.api.example.com"]
+  [[regions.sites]]
+  name = "frankfurt"
+  lat = 50.1
+  lon = 8.7
+  backends = ["127.0.0.1:9201"]
+  [[regions.sites]]
+  name = "dublin"
+  lat = 53.3
+  lon = -6.3
+  backends = ["127.0.0.1:9211"]
+"#;
+
+fn tenant_id(i: usize) -> String {
+    format!("tenant-{i:07}")
+}
+
+/// One tenant in ten replicates, half of those with an expiry.
+fn write_registry(path: &Path, tenants: usize) -> usize {
+    let mut json = String::with_capacity(tenants * 64);
+    json.push_str("{ \"tenants\": [\n");
+    for i in 0..tenants {
+        let (home, other) = if i % 2 == 0 {
+            ("us", "eu")
+        } else {
+            ("eu", "us")
+        };
+        let _ = write!(
+            json,
+            "{{ \"id\": \"{}\", \"region\": \"{home}\"",
+            tenant_id(i)
+        );
+        if i % 10 == 0 {
+            let expiry = if i % 20 == 0 {
+                ", \"expires_at\": \"2030-01-01T00:00:00Z\""
+            } else {
+                ""
+            };
+            let _ = write!(json, ", \"replication\": {{ \"regions\": [\"{other}\"], \"mode\": \"read-replica\"{expiry} }}");
+        }
+        json.push_str(if i + 1 == tenants { " }\n" } else { " },\n" });
+    }
+    json.push_str("] }\n");
+    std::fs::write(path, &json).unwrap();
+    json.len()
+}
+
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("router.toml"), CONFIG).unwrap();
+    let json_bytes = write_registry(&dir.path().join("tenants.json"), args.tenants);
+    let config_path = dir.path().join("router.toml");
+
+    // What the router holds once a registry is live: one state behind the ArcSwap.
+    let state_from = |path: &Path| {
+        let snapshot = config::load(path).expect("the generated config is valid");
+        let health = states_for(&snapshot);
+        RouterState::new(snapshot, &health)
+    };
+    let small_path = small_config(dir.path());
+    let live = ArcSwap::from_pointee(state_from(&small_path));
+    let rss_before = resident_kib();
+    let mut seconds = Vec::new();
+    let mut heap_per_tenant = 0.0;
+    for _ in 0..args.runs {
+        // A tiny state is live before each load, so the measure sees only what one load keeps.
+        live.store(Arc::new(state_from(&small_path)));
+        let started = Instant::now();
+        let info = allocation_counter::measure(|| {
+            live.store(Arc::new(state_from(&config_path)));
+        });
+        seconds.push(started.elapsed().as_secs_f64());
+        heap_per_tenant = info.bytes_current as f64 / args.tenants as f64;
+    }
+    let rss_after = resident_kib();
+
+    // Lookup + decision through the same function the proxy calls, on random tenants.
+    let state = live.load_full();
+    let peer: IpAddr = "127.0.0.1".parse().unwrap();
+    let ids: Vec<String> = (0..1000)
+        .map(|k| tenant_id((k * 7919) % args.tenants))
+        .collect();
+    let facts = RequestFacts {
+        host: None,
+        path: "/",
+        method: "GET",
+        upgrade: false,
+        peer: Some(peer),
+    };
+    let now = UnixTime(1_800_000_000);
+    let tenant_ids: Vec<regions::TenantId> = ids
+        .iter()
+        .map(|id| regions::TenantId::parse(id.as_bytes()).unwrap())
+        .collect();
+    let mut lookup_ns = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = Instant::now();
+        for id in &tenant_ids {
+            std::hint::black_box(state.snapshot.registry.get(std::hint::black_box(id)));
+        }
+        lookup_ns.push(started.elapsed().as_nanos() as f64 / ids.len() as f64);
+    }
+    // Warm up once: the first decision starts process-wide helpers (the coarse clock).
+    route(
+        &state,
+        &facts,
+        |_| HeaderValues::One(ids[0].as_bytes()),
+        std::iter::empty(),
+        now,
+    );
+    let mut batch_ns = Vec::with_capacity(200);
+    let mut decisions = 0u64;
+    let info = allocation_counter::measure(|| {
+        for _ in 0..200 {
+            let started = Instant::now();
+            for id in &ids {
+                let routed = route(
+                    &state,
+                    &facts,
+                    |_| HeaderValues::One(id.as_bytes()),
+                    std::iter::empty(),
+                    now,
+                );
+                assert!(routed.decision.is_ok());
+                decisions += 1;
+            }
+            batch_ns.push(started.elapsed().as_nanos() as f64 / ids.len() as f64);
+        }
+    });
+
+    println!(
+        "| {} tenants ({} MB of JSON) | |",
+        args.tenants,
+        json_bytes / 1_000_000
+    );
+    println!("|---|---|");
+    println!(
+        "| load + validate + build + swap (median of {}) | {:.3} s |",
+        args.runs,
+        median(&mut seconds)
+    );
+    println!("| heap held per tenant (counting allocator) | {heap_per_tenant:.1} bytes |");
+    println!(
+        "| resident memory per tenant (RSS after - RSS with a 4-tenant state) | {:.1} bytes |",
+        (rss_after.saturating_sub(rss_before) * 1024) as f64 / args.tenants as f64
+    );
+    println!(
+        "| lookup + decision, median of 200 batches of 1000 | {:.0} ns |",
+        median(&mut batch_ns)
+    );
+    println!(
+        "| of which the registry lookup alone | {:.0} ns |",
+        median(&mut lookup_ns)
+    );
+    println!(
+        "| heap allocations per decision | {} |",
+        info.count_total as f64 / decisions as f64
+    );
+}
+
+/// A four-tenant config, swapped in before each measured load.
+fn small_config(dir: &Path) -> std::path::PathBuf {
+    let small = dir.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::write(small.join("router.toml"), CONFIG).unwrap();
+    write_registry(&small.join("tenants.json"), 4);
+    small.join("router.toml")
+}

@@ -1,0 +1,64 @@
+//! A coarse clock for the request path: one atomic load instead of a `clock_gettime` call
+//! (about 30 ns here, several per request). A background thread ticks it every millisecond;
+//! health timestamps (ms) and replication expiry (s) need no finer.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use regions::UnixTime;
+
+const TICK: Duration = Duration::from_millis(1);
+
+struct Clock {
+    started: Instant,
+    /// Milliseconds since `started`.
+    elapsed_ms: AtomicU64,
+    /// Seconds since the Unix epoch.
+    unix_seconds: AtomicI64,
+}
+
+impl Clock {
+    fn update(&self) {
+        self.elapsed_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.unix_seconds.store(unix, Ordering::Relaxed);
+    }
+}
+
+fn clock() -> &'static Clock {
+    static CLOCK: OnceLock<&'static Clock> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        let clock: &'static Clock = Box::leak(Box::new(Clock {
+            started: Instant::now(),
+            elapsed_ms: AtomicU64::new(0),
+            unix_seconds: AtomicI64::new(0),
+        }));
+        clock.update();
+        let ticker = std::thread::Builder::new()
+            .name("coarse-clock".into())
+            .spawn(move || loop {
+                std::thread::sleep(TICK);
+                clock.update();
+            });
+        if let Err(e) = ticker {
+            // Without the ticker the clock would stand still: health back-offs would never
+            // end. That is a broken process, not bad input.
+            panic!("cannot start the clock thread: {e}");
+        }
+        clock
+    })
+}
+
+/// Milliseconds since the process first asked, to within a tick.
+pub fn now_ms() -> u64 {
+    clock().elapsed_ms.load(Ordering::Relaxed)
+}
+
+/// The current Unix time in seconds, to within a tick.
+pub fn unix_now() -> UnixTime {
+    UnixTime(clock().unix_seconds.load(Ordering::Relaxed))
+}
