@@ -19,7 +19,19 @@ pub struct ConfigFile {
     pub health: HealthFile,
     pub geoip: Option<GeoIpFile>,
     #[serde(default)]
+    pub reload: ReloadFile,
+    #[serde(default)]
     pub server: ServerFile,
+}
+
+/// `[reload]`: how changes are picked up, and the guard against a wrong registry file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadFile {
+    pub watch: Option<bool>,
+    pub watch_interval_ms: Option<u64>,
+    pub max_moved_percent: Option<u32>,
+    pub always_allowed_moves: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +173,8 @@ pub struct ProxyFile {
 pub struct ServerFile {
     pub threads: Option<usize>,
     pub shutdown_grace_seconds: Option<u64>,
+    /// Unix socket for `residency-router reload`; relative to the config file.
+    pub control_socket: Option<String>,
 }
 
 /// `tenants.json`. Strings borrow from the file's text: a million tenants parse without a

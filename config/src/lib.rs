@@ -17,7 +17,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use registry::Registry;
 pub use snapshot::{
     ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck, Listen,
-    OutlierSettings, ProxySettings, ServerSettings, SiteConfig, Snapshot,
+    OutlierSettings, ProxySettings, ReloadSettings, ServerSettings, SiteConfig, Snapshot,
 };
 
 use std::path::Path;

@@ -20,7 +20,31 @@ pub struct Snapshot {
     pub sites: Vec<SiteConfig>,
     pub geoip: Option<GeoIpSettings>,
     pub proxy: ProxySettings,
+    pub reload: ReloadSettings,
     pub server: ServerSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSettings {
+    /// Reload when the config, registry or GeoIP file changes.
+    pub watch: bool,
+    pub watch_interval: Duration,
+    /// A reload that moves more than this share of tenants to another home region is refused
+    /// unless forced: a guard against deploying the wrong registry file.
+    pub max_moved_percent: u32,
+    /// Moves of this many tenants or fewer are never refused.
+    pub always_allowed_moves: u32,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            watch: true,
+            watch_interval: Duration::from_secs(1),
+            max_moved_percent: 10,
+            always_allowed_moves: 10,
+        }
+    }
 }
 
 impl Snapshot {
@@ -153,6 +177,8 @@ pub struct ServerSettings {
     pub threads: usize,
     /// After SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
+    /// Where `residency-router reload` reaches the running router.
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -160,6 +186,7 @@ impl Default for ServerSettings {
         ServerSettings {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shutdown_grace: Duration::from_secs(10),
+            control_socket: None,
         }
     }
 }

@@ -16,11 +16,11 @@ use time::OffsetDateTime;
 use crate::error::line_column;
 use crate::file::{
     BackendFile, BalanceFile, CheckFile, ConfigFile, GeoIpFile, HealthFile, ProxyFile,
-    RegistryFile, ReplicationModeFile, ServerFile, SourceFile, UnknownFile,
+    RegistryFile, ReloadFile, ReplicationModeFile, ServerFile, SourceFile, UnknownFile,
 };
 use crate::snapshot::{
     ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck, Listen,
-    OutlierSettings, ProxySettings, ServerSettings, SiteConfig,
+    OutlierSettings, ProxySettings, ReloadSettings, ServerSettings, SiteConfig,
 };
 use crate::{ConfigError, ConfigErrors, Registry, Snapshot};
 
@@ -68,7 +68,8 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let identifier = identifier(&file.tenancy.sources, &topology, &mut problems);
     let unknown = unknown_policy(&file.tenancy.unknown, &topology, &mut problems);
     let proxy = proxy_settings(&file.proxy, &mut problems);
-    let server = server_settings(&file.server, &mut problems);
+    let server = server_settings(&file.server, config_path, &mut problems);
+    let reload = reload_settings(&file.reload, &mut problems);
 
     // The registry is checked even when the config has problems, so one run reports both.
     let registry = match read(&registry_path) {
@@ -99,6 +100,7 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         sites,
         geoip,
         proxy,
+        reload,
         server,
     })
 }
@@ -569,7 +571,11 @@ fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> ProxySetting
     }
 }
 
-fn server_settings(file: &ServerFile, problems: &mut Problems<'_>) -> ServerSettings {
+fn server_settings(
+    file: &ServerFile,
+    config_path: &Path,
+    problems: &mut Problems<'_>,
+) -> ServerSettings {
     let d = ServerSettings::default();
     ServerSettings {
         threads: positive(
@@ -582,6 +588,37 @@ fn server_settings(file: &ServerFile, problems: &mut Problems<'_>) -> ServerSett
         shutdown_grace: file
             .shutdown_grace_seconds
             .map_or(d.shutdown_grace, Duration::from_secs),
+        control_socket: file
+            .control_socket
+            .as_ref()
+            .map(|p| config_path.parent().unwrap_or(Path::new(".")).join(p)),
+    }
+}
+
+fn reload_settings(file: &ReloadFile, problems: &mut Problems<'_>) -> ReloadSettings {
+    let d = ReloadSettings::default();
+    let max_moved_percent = match file.max_moved_percent {
+        Some(p) if p > 100 => {
+            problems.add(
+                "reload.max_moved_percent",
+                format!("{p}% is more than every tenant"),
+                "use 0 to 100",
+            );
+            d.max_moved_percent
+        }
+        Some(p) => p,
+        None => d.max_moved_percent,
+    };
+    ReloadSettings {
+        watch: file.watch.unwrap_or(d.watch),
+        watch_interval: millis(
+            file.watch_interval_ms,
+            d.watch_interval,
+            "reload.watch_interval_ms",
+            problems,
+        ),
+        max_moved_percent,
+        always_allowed_moves: file.always_allowed_moves.unwrap_or(d.always_allowed_moves),
     }
 }
 

@@ -123,7 +123,7 @@ fn main() {
     // What the router holds once a registry is live: one state behind the ArcSwap.
     let state_from = |path: &Path| {
         let snapshot = config::load(path).expect("the generated config is valid");
-        let health = states_for(&snapshot);
+        let health = states_for(&snapshot, None);
         RouterState::new(snapshot, &health)
     };
     let small_path = small_config(dir.path());

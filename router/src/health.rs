@@ -1,27 +1,31 @@
-//! Backend health: active checks (Pingora's `HealthRegistry` + `HealthCheckService`, one per
+//! Backend health: active checks (Pingora's TCP/HTTP checks run through a `HealthRegistry` per
 //! site) and the per-backend state that passive outlier detection and balancing share.
 //!
 //! Request handling only ever reads [`BackendHealth`] atomics. The checks write them through
-//! [`RecordingCheck`], which wraps Pingora's TCP/HTTP checks: it mirrors Pingora's threshold
-//! verdicts, and adds what Pingora's `Health` lacks (start unhealthy until a first pass, and
-//! re-admission of a passively ejected backend only after a passing check).
+//! [`RecordingCheck`], which applies the thresholds itself and adds what Pingora's `Health`
+//! lacks (start unhealthy until a first pass, re-admission of a passively ejected backend only
+//! after a passing check). Keeping the verdicts here, keyed by address, is what lets a reload
+//! rebuild registries and pools without forgetting any backend's health.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use config::{ActiveCheck, HealthSettings, Snapshot};
-use futures_util::FutureExt;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::discovery::Static;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
-use pingora::lb::{Backend, Backends, HealthCheckService, HealthRegistry};
+use pingora::lb::{Backend, Backends, HealthRegistry};
 use pingora::prelude::*;
-use pingora::services::background::{background_service, GenBackgroundService};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::services::ServiceReadyNotifier;
 use pingora::ErrorType;
+use tokio::sync::{oneshot, watch};
 
 pub use crate::clock::now_ms;
 
@@ -29,10 +33,14 @@ pub use crate::clock::now_ms;
 #[derive(Debug)]
 pub struct BackendHealth {
     pub addr: SocketAddr,
-    /// Pingora's active-check verdict after thresholds. Starts true, as Pingora's does.
+    /// The active checks' verdict after thresholds. Starts up: a backend is trusted until its
+    /// checks say otherwise (unless its site uses `start_unhealthy`).
     active_up: AtomicBool,
     /// At least one active check passed (for `start_unhealthy`).
     passed_once: AtomicBool,
+    /// Consecutive passing / failing checks, for the thresholds.
+    checks_passed_in_row: AtomicU32,
+    checks_failed_in_row: AtomicU32,
     consecutive_failures: AtomicU32,
     /// Passive ejections so far; each one doubles the next back-off.
     ejections: AtomicU32,
@@ -49,6 +57,8 @@ impl BackendHealth {
             addr,
             active_up: AtomicBool::new(true),
             passed_once: AtomicBool::new(false),
+            checks_passed_in_row: AtomicU32::new(0),
+            checks_failed_in_row: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
@@ -113,17 +123,29 @@ impl BackendHealth {
         length
     }
 
-    fn observe_check(&self, passed: bool) {
-        if !passed {
-            return;
-        }
-        self.passed_once.store(true, Ordering::Relaxed);
-        if self.awaiting_check.load(Ordering::Relaxed)
-            && now_ms() >= self.ejected_until_ms.load(Ordering::Relaxed)
-        {
-            self.awaiting_check.store(false, Ordering::Relaxed);
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            tracing::info!(backend = %self.addr, "ejected backend passed a check and is back");
+    /// One active check result. Thresholds live here rather than in Pingora's registry so
+    /// that a registry rebuilt by a reload never forgets a verdict.
+    fn observe_check(&self, passed: bool, healthy_threshold: u32, unhealthy_threshold: u32) {
+        if passed {
+            self.checks_failed_in_row.store(0, Ordering::Relaxed);
+            let streak = self.checks_passed_in_row.fetch_add(1, Ordering::Relaxed) + 1;
+            self.passed_once.store(true, Ordering::Relaxed);
+            if streak >= healthy_threshold && !self.active_up.swap(true, Ordering::Relaxed) {
+                tracing::info!(backend = %self.addr, "active health check: backend is up");
+            }
+            if self.awaiting_check.load(Ordering::Relaxed)
+                && now_ms() >= self.ejected_until_ms.load(Ordering::Relaxed)
+            {
+                self.awaiting_check.store(false, Ordering::Relaxed);
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                tracing::info!(backend = %self.addr, "ejected backend passed a check and is back");
+            }
+        } else {
+            self.checks_passed_in_row.store(0, Ordering::Relaxed);
+            let streak = self.checks_failed_in_row.fetch_add(1, Ordering::Relaxed) + 1;
+            if streak >= unhealthy_threshold && self.active_up.swap(false, Ordering::Relaxed) {
+                tracing::warn!(backend = %self.addr, "active health check: backend is down");
+            }
         }
     }
 }
@@ -147,12 +169,20 @@ impl Drop for InFlight {
 /// Every backend's state, by address. A backend belongs to exactly one site (validated).
 pub type HealthStates = HashMap<SocketAddr, Arc<BackendHealth>>;
 
-pub fn states_for(snapshot: &Snapshot) -> HealthStates {
+/// The health state of every backend of `snapshot`: carried over from `previous` for
+/// backends that stay (a reload keeps what checks and outlier detection learnt), fresh for
+/// new ones.
+pub fn states_for(snapshot: &Snapshot, previous: Option<&HealthStates>) -> HealthStates {
     snapshot
         .sites
         .iter()
         .flat_map(|site| &site.backends)
-        .map(|b| (b.addr, Arc::new(BackendHealth::new(b.addr))))
+        .map(|b| {
+            let state = previous
+                .and_then(|p| p.get(&b.addr))
+                .map_or_else(|| Arc::new(BackendHealth::new(b.addr)), Arc::clone);
+            (b.addr, state)
+        })
         .collect()
 }
 
@@ -160,59 +190,41 @@ pub fn states_for(snapshot: &Snapshot) -> HealthStates {
 struct RecordingCheck {
     inner: Box<dyn HealthCheck + Send + Sync>,
     states: HealthStates,
-}
-
-impl RecordingCheck {
-    fn state(&self, target: &Backend) -> Option<&Arc<BackendHealth>> {
-        self.states.get(target.addr.as_inet()?)
-    }
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
 }
 
 #[async_trait]
 impl HealthCheck for RecordingCheck {
     async fn check(&self, target: &Backend) -> Result<()> {
         let result = self.inner.check(target).await;
-        if let Some(state) = self.state(target) {
-            state.observe_check(result.is_ok());
+        if let Some(state) = target.addr.as_inet().and_then(|a| self.states.get(a)) {
+            state.observe_check(
+                result.is_ok(),
+                self.healthy_threshold,
+                self.unhealthy_threshold,
+            );
         }
         result
     }
 
-    async fn health_status_change(&self, target: &Backend, healthy: bool) {
-        if let Some(state) = self.state(target) {
-            state.active_up.store(healthy, Ordering::Relaxed);
-            if healthy {
-                tracing::info!(backend = %state.addr, "active health check: backend is up");
-            } else {
-                tracing::warn!(backend = %state.addr, "active health check: backend is down");
-            }
-        }
-    }
-
-    fn health_threshold(&self, success: bool) -> usize {
-        self.inner.health_threshold(success)
+    /// Thresholds are applied in [`BackendHealth`]; Pingora's own flips are not used.
+    fn health_threshold(&self, _success: bool) -> usize {
+        1
     }
 }
 
 fn pingora_check(settings: &HealthSettings) -> Option<Box<dyn HealthCheck + Send + Sync>> {
     let timeout = Some(settings.timeout);
-    let (up, down) = (
-        settings.healthy_threshold as usize,
-        settings.unhealthy_threshold as usize,
-    );
     match &settings.check {
         ActiveCheck::Disabled => None,
         ActiveCheck::Tcp => {
             let mut check = TcpHealthCheck::new();
-            check.consecutive_success = up;
-            check.consecutive_failure = down;
             check.peer_template.options.connection_timeout = timeout;
             Some(check)
         }
         ActiveCheck::Http(http) => {
             let mut check = HttpHealthCheck::new(&http.host, false);
-            check.consecutive_success = up;
-            check.consecutive_failure = down;
             check.peer_template.options.connection_timeout = timeout;
             check.peer_template.options.read_timeout = timeout;
             let mut req = RequestHeader::build(http.method.as_str(), http.path.as_bytes(), None)
@@ -237,61 +249,153 @@ fn pingora_check(settings: &HealthSettings) -> Option<Box<dyn HealthCheck + Send
     }
 }
 
-/// The active checks of one configuration: Pingora background services to run, and the
-/// backend views that register the targets (kept alive as long as the checks should run).
-pub struct ActiveChecks {
-    pub services: Vec<GenBackgroundService<HealthCheckService>>,
-    _views: Vec<Backends>,
+/// What one site's checks need. A change to any of it restarts that site's check loop.
+#[derive(Clone)]
+pub struct SitePlan {
+    name: String,
+    settings: HealthSettings,
+    backends: Vec<(SocketAddr, u32)>,
+    states: HealthStates,
 }
 
-pub fn active_checks(snapshot: &Snapshot, states: &HealthStates) -> ActiveChecks {
-    let mut services = Vec::new();
-    let mut views = Vec::new();
-    for (site_id, site) in snapshot.topology.sites() {
-        let settings = &snapshot.site(site_id).health;
-        let Some(check) = pingora_check(settings) else {
-            continue;
-        };
-        let site_states: HealthStates = snapshot
-            .site(site_id)
-            .backends
-            .iter()
-            .map(|b| (b.addr, Arc::clone(&states[&b.addr])))
-            .collect();
-        // Keyed by address alone, so a weight change keeps a backend's health.
-        let registry = Arc::new(HealthRegistry::with_equivalence(|backend: &Backend| {
-            let mut hasher = DefaultHasher::new();
-            backend.addr.hash(&mut hasher);
-            hasher.finish()
-        }));
-        registry.set_health_check(Box::new(RecordingCheck {
-            inner: check,
-            states: site_states,
-        }));
-        let targets = snapshot
-            .site(site_id)
-            .backends
-            .iter()
-            .map(|b| Backend::new_with_weight(&b.addr.to_string(), b.weight as usize))
-            .collect::<Result<_>>()
-            .expect("validated addresses parse");
-        let view = Backends::new_with_health_registry(Static::new(targets), Arc::clone(&registry));
-        // Static discovery completes at once; this only publishes the view's targets.
-        view.update(|_| {})
-            .now_or_never()
-            .expect("static discovery does not wait")
-            .expect("static discovery does not fail");
-        let mut service = HealthCheckService::new(registry);
-        service.health_check_frequency = Some(settings.interval);
-        service.parallel_health_check = true;
-        services.push(background_service(
-            &format!("health {}", site.name),
-            service,
-        ));
-        views.push(view);
+impl SitePlan {
+    fn same_checks_as(&self, other: &SitePlan) -> bool {
+        self.settings == other.settings && self.backends == other.backends
     }
-    ActiveChecks {
-        services,
-        _views: views,
+}
+
+/// Every site with active checks in one configuration.
+pub type CheckPlan = Vec<SitePlan>;
+
+pub fn plan_for(snapshot: &Snapshot, states: &HealthStates) -> CheckPlan {
+    snapshot
+        .topology
+        .sites()
+        .filter(|(id, _)| snapshot.site(*id).health.check != ActiveCheck::Disabled)
+        .map(|(id, site)| {
+            let config = snapshot.site(id);
+            SitePlan {
+                name: site.name.clone(),
+                settings: config.health.clone(),
+                backends: config.backends.iter().map(|b| (b.addr, b.weight)).collect(),
+                states: config
+                    .backends
+                    .iter()
+                    .map(|b| (b.addr, Arc::clone(&states[&b.addr])))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// One Pingora background service running every site's checks, re-planned on reload.
+/// (Pingora's `HealthCheckService` would be simpler, but services cannot be added after the
+/// server starts, and a reload can add sites.)
+pub struct HealthSupervisor {
+    plans: watch::Receiver<Arc<CheckPlan>>,
+}
+
+pub fn supervisor(initial: CheckPlan) -> (watch::Sender<Arc<CheckPlan>>, HealthSupervisor) {
+    let (sender, plans) = watch::channel(Arc::new(initial));
+    (sender, HealthSupervisor { plans })
+}
+
+#[async_trait]
+impl BackgroundService for HealthSupervisor {
+    /// Ready once every site has had its first round of checks, so that the proxy (which
+    /// depends on this service) opens its listener knowing which backends are up. The wait
+    /// is bounded by the longest check timeout.
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        self.run(shutdown, Some(ready)).await;
+    }
+
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.run(shutdown, None).await;
+    }
+}
+
+impl HealthSupervisor {
+    async fn run(&self, mut shutdown: ShutdownWatch, mut ready: Option<ServiceReadyNotifier>) {
+        let mut plans = self.plans.clone();
+        let mut running: HashMap<String, (SitePlan, tokio::task::JoinHandle<()>)> = HashMap::new();
+        loop {
+            let plan = plans.borrow_and_update().clone();
+            running.retain(|name, (current, task)| {
+                let keep = plan
+                    .iter()
+                    .any(|p| &p.name == name && p.same_checks_as(current));
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            let mut first_rounds = Vec::new();
+            for site in plan.iter() {
+                if !running.contains_key(&site.name) {
+                    let (done, first_round) = oneshot::channel();
+                    first_rounds.push(first_round);
+                    let task = tokio::spawn(run_site_checks(site.clone(), done));
+                    running.insert(site.name.clone(), (site.clone(), task));
+                }
+            }
+            if let Some(ready) = ready.take() {
+                let longest = plan
+                    .iter()
+                    .map(|s| s.settings.timeout)
+                    .max()
+                    .unwrap_or_default();
+                let all = futures_util::future::join_all(first_rounds);
+                let _ = tokio::time::timeout(longest + Duration::from_secs(1), all).await;
+                ready.notify_ready();
+            }
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                changed = plans.changed() => if changed.is_err() { break },
+            }
+        }
+        for (_, (_, task)) in running {
+            task.abort();
+        }
+    }
+}
+
+async fn run_site_checks(plan: SitePlan, first_round: oneshot::Sender<()>) {
+    let mut first_round = Some(first_round);
+    let Some(check) = pingora_check(&plan.settings) else {
+        return;
+    };
+    // Keyed by address alone, so a weight change keeps a backend's health.
+    let registry = Arc::new(HealthRegistry::with_equivalence(|backend: &Backend| {
+        let mut hasher = DefaultHasher::new();
+        backend.addr.hash(&mut hasher);
+        hasher.finish()
+    }));
+    registry.set_health_check(Box::new(RecordingCheck {
+        inner: check,
+        states: plan.states.clone(),
+        healthy_threshold: plan.settings.healthy_threshold,
+        unhealthy_threshold: plan.settings.unhealthy_threshold,
+    }));
+    let targets = plan
+        .backends
+        .iter()
+        .map(|(addr, weight)| Backend::new_with_weight(&addr.to_string(), *weight as usize))
+        .collect::<Result<_>>()
+        .expect("validated addresses parse");
+    let view = Backends::new_with_health_registry(Static::new(targets), Arc::clone(&registry));
+    if let Err(e) = view.update(|_| {}).await {
+        tracing::error!(site = %plan.name, error = %e, "cannot register health-check targets");
+        return;
+    }
+    loop {
+        registry.run_health_check(true).await;
+        if let Some(done) = first_round.take() {
+            let _ = done.send(());
+        }
+        tokio::time::sleep(plan.settings.interval).await;
     }
 }

@@ -7,6 +7,7 @@
 //! - [`preference`]: the order of sites inside a region (GeoIP or weighted rotation);
 //! - [`routing`]: one request's residency decision from plain request facts;
 //! - [`respond`]: the JSON bodies of every response the router writes itself;
+//! - [`reload`]: hot reload (validate -> build -> swap) and its triggers;
 //! - [`server`]: Pingora server wiring, signals and graceful shutdown;
 //! - [`demo`]: the `demo` subcommand and the site backends it (and the tests) run.
 
@@ -17,6 +18,7 @@ pub mod logging;
 pub mod pools;
 pub mod preference;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod respond;
 pub mod routing;

@@ -37,6 +37,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Ask the running router to reload its config and registry (through
+    /// `[server] control_socket`). The files are validated here first.
+    Reload {
+        /// Path to router.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Apply even when more tenants change home region than `reload.max_moved_percent`.
+        #[arg(long)]
+        force: bool,
+    },
     /// Start four demo site backends and the router, and print curl commands to try.
     Demo {
         /// Where the demo router listens.
@@ -76,6 +86,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload { config, force } => reload(&config, force),
         Command::Demo { listen } => match residency_router::demo::run(listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -83,5 +94,39 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn reload(config: &std::path::Path, force: bool) -> ExitCode {
+    let snapshot = match config::load(config) {
+        Ok(snapshot) => snapshot,
+        Err(errors) => {
+            eprintln!("{}: {errors}", config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(socket) = snapshot.server.control_socket else {
+        eprintln!(
+            "{}: no [server] control_socket is configured; set one, or send SIGHUP to the router",
+            config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    match residency_router::reload::request_reload(&socket, force) {
+        Ok(answer) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).expect("answers serialize")
+            );
+            if answer.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("cannot reach the router at {}: {e}", socket.display());
+            ExitCode::FAILURE
+        }
     }
 }

@@ -8,12 +8,12 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use geoip::{LiveDatabase, Reloaded};
+use pingora::services::background::background_service;
 
 use crate::health;
 use crate::proxy::ResidencyProxy;
+use crate::reload::{self, ReloadTriggers, Reloader};
 use crate::state;
 
 /// Pingora treats SIGINT as an immediate stop. Operators (and Ctrl-C in the demo) expect both
@@ -58,54 +58,40 @@ pub fn run(snapshot: Snapshot) {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let health = health::states_for(&snapshot);
-    // The views registering check targets must outlive the server, hence the binding.
-    let mut checks = health::active_checks(&snapshot, &health);
-    for service in checks.services.drain(..) {
-        server.add_service(service);
-    }
-    if let Some(geoip) = &snapshot.geoip {
-        watch_geoip(Arc::clone(&geoip.database), geoip.reload_check);
-    }
+    let health = health::states_for(&snapshot, None);
+    let (plans, supervisor) = health::supervisor(health::plan_for(&snapshot, &health));
+    let health_checks = server.add_service(background_service("health checks", supervisor));
+    let config_path = snapshot.config_path.clone();
+    let control_socket = snapshot.server.control_socket.clone();
 
     let shared = state::shared(snapshot, &health);
+    let reloader = Arc::new(Reloader::new(
+        config_path,
+        Arc::clone(&shared),
+        health,
+        plans,
+    ));
+    server.add_service(background_service(
+        "reload triggers",
+        ReloadTriggers {
+            reloader: Arc::clone(&reloader),
+            control_socket,
+        },
+    ));
+    reload::watch_files(reloader);
+
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
         ResidencyProxy::new(shared),
         "residency-proxy",
     );
     proxy.add_tcp(&listen.http.to_string());
-    server.add_service(proxy);
+    // The listener opens once the first round of health checks is in.
+    server.add_service(proxy).add_dependency(&health_checks);
 
     tracing::info!(http = %listen.http, "residency-router listening");
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnTermOrInt),
     });
     tracing::info!("residency-router stopped");
-}
-
-/// Polls the GeoIP file on its own thread: reading and verifying a large database must never
-/// stall request handling. A bad new file keeps the current database.
-fn watch_geoip(database: Arc<LiveDatabase>, every: Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("geoip-reload".into())
-        .spawn(move || loop {
-            std::thread::sleep(every);
-            match database.reload_if_changed() {
-                Reloaded::Unchanged => {}
-                Reloaded::Swapped => tracing::info!(
-                    path = %database.path().display(),
-                    build_epoch = database.current().build_epoch(),
-                    "GeoIP database reloaded"
-                ),
-                Reloaded::Kept(error) => tracing::error!(
-                    path = %database.path().display(),
-                    %error,
-                    "GeoIP database not reloaded; the previous one keeps serving"
-                ),
-            }
-        });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start the GeoIP reload thread; the database will not be reloaded");
-    }
 }

@@ -32,7 +32,7 @@ fn state_with_geoip() -> (tempfile::TempDir, RouterState) {
     )
     .unwrap();
     let snapshot = config::load(&dir.path().join("router.toml")).unwrap();
-    let health = states_for(&snapshot);
+    let health = states_for(&snapshot, None);
     (dir, RouterState::new(snapshot, &health))
 }
 

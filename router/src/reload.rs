@@ -1,0 +1,446 @@
+//! Hot reload: validate -> build -> swap, never a half-applied or invalid configuration.
+//!
+//! Triggers: SIGHUP, the control socket (`residency-router reload [--force]`), and a file
+//! watcher on the config, the registry and the GeoIP database. Every trigger ends in
+//! [`Reloader::reload`], which runs on a blocking thread, serialised: the new snapshot is
+//! loaded and validated, compared with the running one (tenants changing home region, listener
+//! changes that need a restart), checked against the mass-move guard, then built into a new
+//! state that keeps every staying backend's health, and swapped in with one pointer store.
+//! Requests in flight keep the state they started with.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use config::{ConfigErrors, Snapshot};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use regions::TenantId;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::health::{self, CheckPlan, HealthStates};
+use crate::state::{RouterState, SharedState};
+
+/// Counters for the metrics endpoint (a later issue) and the reload answers.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// 1 for the configuration the process started with, +1 per applied reload.
+    pub generation: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub last_success_unix: AtomicI64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegionMove {
+    pub from: String,
+    pub to: String,
+    pub tenants: usize,
+}
+
+/// What an applied reload changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub generation: u64,
+    pub tenants: usize,
+    pub moved_tenants: usize,
+    pub moves: Vec<RegionMove>,
+    pub backends_added: usize,
+    pub backends_removed: usize,
+    /// Settings that changed but only take effect after a restart (listeners).
+    pub restart_needed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new configuration is invalid, the running one keeps serving: {0}")]
+    Invalid(ConfigErrors),
+    #[error(
+        "refused: {moved} of {total} tenants ({percent:.1}%) would change home region, above \
+         reload.max_moved_percent = {limit}%; if the registry is right, reload with --force"
+    )]
+    MassMove {
+        moved: usize,
+        total: usize,
+        percent: f64,
+        limit: u32,
+    },
+}
+
+pub struct Reloader {
+    config_path: PathBuf,
+    shared: SharedState,
+    health: Mutex<HealthStates>,
+    plans: watch::Sender<Arc<CheckPlan>>,
+    /// One reload at a time: triggers may fire together.
+    serialised: Mutex<()>,
+    pub stats: ReloadStats,
+}
+
+impl Reloader {
+    pub fn new(
+        config_path: PathBuf,
+        shared: SharedState,
+        health: HealthStates,
+        plans: watch::Sender<Arc<CheckPlan>>,
+    ) -> Self {
+        let stats = ReloadStats::default();
+        stats.generation.store(1, Ordering::Relaxed);
+        stats.last_success_unix.store(unix_now(), Ordering::Relaxed);
+        Reloader {
+            config_path,
+            shared,
+            health: Mutex::new(health),
+            plans,
+            serialised: Mutex::new(()),
+            stats,
+        }
+    }
+
+    pub fn current(&self) -> Arc<RouterState> {
+        self.shared.load_full()
+    }
+
+    /// Loads, checks and applies the configuration on disk. Blocking: call it from a
+    /// blocking thread, never from a request.
+    pub fn reload(&self, force: bool) -> Result<ReloadReport, ReloadError> {
+        let _one_at_a_time = self.serialised.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.reload_now(force);
+        match &result {
+            Ok(report) => {
+                self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .last_success_unix
+                    .store(unix_now(), Ordering::Relaxed);
+                let moves: Vec<String> = report
+                    .moves
+                    .iter()
+                    .map(|m| format!("{}->{} {}", m.from, m.to, m.tenants))
+                    .collect();
+                tracing::info!(
+                    generation = report.generation,
+                    tenants = report.tenants,
+                    backends_added = report.backends_added,
+                    backends_removed = report.backends_removed,
+                    "configuration reloaded; {} tenants change region: {}",
+                    report.moved_tenants,
+                    if moves.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        moves.join(", ")
+                    }
+                );
+                for setting in &report.restart_needed {
+                    tracing::warn!(setting, "changed, but only takes effect after a restart");
+                }
+            }
+            Err(error) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "reload failed; the running configuration keeps serving");
+            }
+        }
+        result
+    }
+
+    fn reload_now(&self, force: bool) -> Result<ReloadReport, ReloadError> {
+        let new = config::load(&self.config_path).map_err(ReloadError::Invalid)?;
+        let current = self.current();
+        let old = &current.snapshot;
+
+        let moves = region_moves(old, &new);
+        let moved: usize = moves.values().sum();
+        let guard = &new.reload;
+        let total = old.registry.len().max(1);
+        let percent = moved as f64 * 100.0 / total as f64;
+        if !force
+            && moved > guard.always_allowed_moves as usize
+            && percent > f64::from(guard.max_moved_percent)
+        {
+            return Err(ReloadError::MassMove {
+                moved,
+                total: old.registry.len(),
+                percent,
+                limit: guard.max_moved_percent,
+            });
+        }
+
+        let restart_needed = restart_needed(old, &new);
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let states = health::states_for(&new, Some(&health));
+        let backends_added = states.keys().filter(|a| !health.contains_key(a)).count();
+        let backends_removed = health.keys().filter(|a| !states.contains_key(a)).count();
+        let plan = health::plan_for(&new, &states);
+        let tenants = new.registry.len();
+        let state = RouterState::new(new, &states);
+        // The swap: requests from here on see the new state; requests in flight keep theirs,
+        // and with it the backends that were just removed, until they finish.
+        self.shared.store(Arc::new(state));
+        *health = states;
+        // Only the check loops of sites whose checks changed restart.
+        let _ = self.plans.send(Arc::new(plan));
+        let generation = self.stats.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(ReloadReport {
+            generation,
+            tenants,
+            moved_tenants: moved,
+            moves: moves
+                .into_iter()
+                .map(|((from, to), tenants)| RegionMove { from, to, tenants })
+                .collect(),
+            backends_added,
+            backends_removed,
+            restart_needed,
+        })
+    }
+}
+
+/// Tenants present in both registries whose home region (by name) differs.
+fn region_moves(old: &Snapshot, new: &Snapshot) -> BTreeMap<(String, String), usize> {
+    let mut moves = BTreeMap::new();
+    for (id, record) in new.registry.iter() {
+        let Ok(id) = TenantId::parse(id.as_bytes()) else {
+            continue;
+        };
+        let Some(before) = old.registry.get(&id) else {
+            continue;
+        };
+        let from = &old.topology.region(before.home).name;
+        let to = &new.topology.region(record.home).name;
+        if from != to {
+            *moves.entry((from.clone(), to.clone())).or_insert(0) += 1;
+        }
+    }
+    moves
+}
+
+/// Pingora binds listeners once: changes to them wait for a restart (or an upgrade).
+fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
+    let mut changed = Vec::new();
+    if old.listen.http != new.listen.http {
+        changed.push("listen.http".to_owned());
+    }
+    if old.listen.admin != new.listen.admin {
+        changed.push("listen.admin".to_owned());
+    }
+    if old.listen.metrics != new.listen.metrics {
+        changed.push("listen.metrics".to_owned());
+    }
+    if old.server.threads != new.server.threads {
+        changed.push("server.threads".to_owned());
+    }
+    if old.server.control_socket != new.server.control_socket {
+        changed.push("server.control_socket".to_owned());
+    }
+    changed
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The control socket's answer, one JSON line.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ControlAnswer {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReloadReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+async fn reload_in_background(reloader: &Arc<Reloader>, force: bool) -> ControlAnswer {
+    let reloader = Arc::clone(reloader);
+    match tokio::task::spawn_blocking(move || reloader.reload(force)).await {
+        Ok(Ok(report)) => ControlAnswer {
+            ok: true,
+            report: Some(report),
+            error: None,
+        },
+        Ok(Err(e)) => ControlAnswer {
+            ok: false,
+            report: None,
+            error: Some(e.to_string()),
+        },
+        Err(e) => ControlAnswer {
+            ok: false,
+            report: None,
+            error: Some(format!("reload task failed: {e}")),
+        },
+    }
+}
+
+/// SIGHUP and the control socket, as a Pingora background service.
+pub struct ReloadTriggers {
+    pub reloader: Arc<Reloader>,
+    pub control_socket: Option<PathBuf>,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadTriggers {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot handle SIGHUP; reload with the control socket");
+                return;
+            }
+        };
+        let listener = self.control_socket.as_deref().and_then(bind_control_socket);
+        loop {
+            let accept = async {
+                match &listener {
+                    Some(l) => l.accept().await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = hangups.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    reload_in_background(&self.reloader, false).await;
+                }
+                Some((stream, _)) = accept => {
+                    let reloader = Arc::clone(&self.reloader);
+                    tokio::spawn(serve_control(stream, reloader));
+                }
+            }
+        }
+        if let Some(path) = &self.control_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn bind_control_socket(path: &Path) -> Option<tokio::net::UnixListener> {
+    // A socket left by a previous process would make bind fail.
+    let _ = std::fs::remove_file(path);
+    match tokio::net::UnixListener::bind(path) {
+        Ok(listener) => {
+            tracing::info!(path = %path.display(), "control socket listening");
+            Some(listener)
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot listen on the control socket");
+            None
+        }
+    }
+}
+
+/// One request per connection: `reload` or `reload --force`, answered with one JSON line.
+async fn serve_control(stream: tokio::net::UnixStream, reloader: Arc<Reloader>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut lines = tokio::io::BufReader::new(read);
+    if lines.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let answer = match line.trim() {
+        "reload" => reload_in_background(&reloader, false).await,
+        "reload --force" => reload_in_background(&reloader, true).await,
+        other => ControlAnswer {
+            ok: false,
+            report: None,
+            error: Some(format!(
+                "unknown command `{other}`; use `reload` or `reload --force`"
+            )),
+        },
+    };
+    let mut json = serde_json::to_vec(&answer).expect("answers serialize");
+    json.push(b'\n');
+    let _ = write.write_all(&json).await;
+}
+
+/// The CLI side: asks the router behind `socket` to reload and returns its answer.
+pub fn request_reload(socket: &Path, force: bool) -> std::io::Result<ControlAnswer> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    let command = if force {
+        "reload --force\n"
+    } else {
+        "reload\n"
+    };
+    stream.write_all(command.as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
+
+/// Polls the config, the registry and the GeoIP file on its own thread. A change is applied
+/// once the file has stopped changing for one interval (editors and deploy tools write in
+/// steps); replacement by rename, as Kubernetes ConfigMaps do, is a change like any other.
+pub fn watch_files(reloader: Arc<Reloader>) {
+    let spawned = std::thread::Builder::new()
+        .name("config-watch".into())
+        .spawn(move || {
+            let stamps = |state: &RouterState| {
+                let s = &state.snapshot;
+                (file_stamp(&s.config_path), file_stamp(&s.registry_path))
+            };
+            let mut applied = stamps(&reloader.current());
+            let mut last_seen = applied.clone();
+            loop {
+                let state = reloader.current();
+                let snapshot = &state.snapshot;
+                let geoip_every = snapshot.geoip.as_ref().map(|g| g.reload_check);
+                let every = geoip_every.map_or(snapshot.reload.watch_interval, |g| {
+                    g.min(snapshot.reload.watch_interval)
+                });
+                std::thread::sleep(every);
+                if let Some(geoip) = &state.snapshot.geoip {
+                    log_geoip(&geoip.database, geoip.database.reload_if_changed());
+                }
+                if !state.snapshot.reload.watch {
+                    continue;
+                }
+                let now = stamps(&state);
+                if now != applied && now == last_seen {
+                    tracing::info!("configuration files changed: reloading");
+                    // Applied or refused, this version has been judged; a failed one is not
+                    // retried until the files change again.
+                    let _ = reloader.reload(false);
+                    applied = now.clone();
+                }
+                last_seen = now;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the file watcher; reload with SIGHUP or the control socket");
+    }
+}
+
+fn log_geoip(database: &geoip::LiveDatabase, result: geoip::Reloaded) {
+    match result {
+        geoip::Reloaded::Unchanged => {}
+        geoip::Reloaded::Swapped => tracing::info!(
+            path = %database.path().display(),
+            build_epoch = database.current().build_epoch(),
+            "GeoIP database reloaded"
+        ),
+        geoip::Reloaded::Kept(error) => tracing::error!(
+            path = %database.path().display(),
+            %error,
+            "GeoIP database not reloaded; the previous one keeps serving"
+        ),
+    }
+}
+
+type Stamp = Option<(SystemTime, u64, u64, i64)>;
+
+fn file_stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((
+        meta.modified().ok()?,
+        meta.len(),
+        meta.ino(),
+        meta.ctime_nsec(),
+    ))
+}
