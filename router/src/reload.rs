@@ -385,7 +385,7 @@ pub fn watch_files(reloader: Arc<Reloader>) {
                 (file_stamp(&s.config_path), file_stamp(&s.registry_path))
             };
             let mut applied = stamps(&reloader.current());
-            let mut last_seen = applied.clone();
+            let mut last_seen = applied;
             loop {
                 let state = reloader.current();
                 let snapshot = &state.snapshot;
@@ -406,7 +406,7 @@ pub fn watch_files(reloader: Arc<Reloader>) {
                     // Applied or refused, this version has been judged; a failed one is not
                     // retried until the files change again.
                     let _ = reloader.reload(false);
-                    applied = now.clone();
+                    applied = now;
                 }
                 last_seen = now;
             }
