@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 
 #[derive(Clone)]
 struct Identity {
+    addr: SocketAddr,
     site: &'static str,
     region: &'static str,
     requests: Arc<AtomicU64>,
@@ -50,6 +51,7 @@ impl SiteBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let identity = Identity {
+            addr,
             site,
             region,
             requests: Arc::new(AtomicU64::new(0)),
@@ -168,6 +170,7 @@ async fn echo(
     let body = Json(serde_json::json!({
         "site": id.site,
         "region": id.region,
+        "backend": id.addr.to_string(),
         "method": method.as_str(),
         "path": uri.path_and_query().map_or("/", |p| p.as_str()),
         "body_bytes": body.len(),

@@ -33,7 +33,8 @@ pub struct Options {
     pub site_lines: [&'static str; 4],
 }
 
-pub const FAST_SHUTDOWN: &str = "[server]\nshutdown_grace_seconds = 0\nthreads = 2\n";
+pub const FAST_SHUTDOWN: &str =
+    "[server]\nshutdown_grace_seconds = 0\nthreads = 2\ncontrol_socket = \"control.sock\"\n";
 
 impl Default for Options {
     fn default() -> Self {
@@ -133,6 +134,35 @@ impl Cluster {
             .filter(|(s, _)| s.0 == region)
             .flat_map(|(_, backends)| backends.iter().map(SiteBackend::requests))
             .sum()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("router.toml")
+    }
+
+    /// Replaces the registry the way deploy tools do: write aside, then rename over.
+    pub fn replace_registry(&self, json: &str) {
+        let staged = self.dir.path().join("tenants.json.new");
+        std::fs::write(&staged, json).unwrap();
+        std::fs::rename(&staged, self.dir.path().join("tenants.json")).unwrap();
+    }
+
+    /// Asks the running router to reload through its control socket.
+    pub async fn reload(&self, force: bool) -> residency_router::reload::ControlAnswer {
+        let socket = self.dir.path().join("control.sock");
+        tokio::task::spawn_blocking(move || {
+            residency_router::reload::request_reload(&socket, force)
+        })
+        .await
+        .unwrap()
+        .expect("the control socket answers")
+    }
+
+    /// The region that serves `tenant` right now.
+    pub async fn region_of(&self, tenant: &str) -> String {
+        let (status, _, body) = json(self.get("/", tenant).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        body["region"].as_str().unwrap().to_owned()
     }
 
     pub fn get(&self, path: &str, tenant: &str) -> reqwest::RequestBuilder {
