@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use common::{json, Cluster, Options, FAST_SHUTDOWN, TEST_TENANTS};
 use residency_router::demo::{write_config, DEMO_SITES};
 
+/// Puts one kind of bad file in place.
+type Breaker<'a> = Box<dyn Fn() + 'a>;
+
 fn moved(tenant: &str, to: &str) -> String {
     TEST_TENANTS.replace(
         &format!("\"id\": \"{tenant}\",     \"region\": \"us\""),
@@ -60,7 +63,7 @@ async fn invalid_truncated_or_vanished_files_keep_the_running_configuration() {
     let registry_path = cluster.dir.path().join("tenants.json");
     let config_path = cluster.config_path();
     let good_config = std::fs::read_to_string(&config_path).unwrap();
-    let bad_cases: [(&str, Box<dyn Fn()>); 4] = [
+    let bad_cases: [(&str, Breaker); 4] = [
         (
             "invalid config",
             Box::new(|| {
