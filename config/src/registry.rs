@@ -13,21 +13,26 @@ use regions::{RegionId, Replication, TenantId, TenantRecord};
 
 const NO_REPLICATION: u32 = u32::MAX;
 
+/// One tenant, stored in the hash table itself so that a lookup touches the table and the
+/// id bytes and nothing else.
 #[derive(Clone, Copy, Debug)]
-struct Compact {
-    home: RegionId,
+struct Entry {
+    /// Where the id starts in `ids`.
+    start: u32,
+    /// Index into `replications`, or `NO_REPLICATION`.
     replication: u32,
+    /// Position in the registry file (for messages about duplicates).
+    order: u32,
+    len: u8,
+    home: RegionId,
 }
 
 /// Tenant id -> record. Immutable once built.
 #[derive(Clone, Default)]
 pub struct Registry {
     ids: Vec<u8>,
-    /// `ends[i]`: where tenant i's id ends in `ids` (it starts where tenant i-1's ends).
-    ends: Vec<u32>,
-    records: Vec<Compact>,
     replications: Vec<Replication>,
-    index: HashTable<u32>,
+    index: HashTable<Entry>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -44,77 +49,71 @@ impl Registry {
     pub(crate) fn with_capacity(tenants: usize, id_bytes: usize) -> Self {
         Registry {
             ids: Vec::with_capacity(id_bytes),
-            ends: Vec::with_capacity(tenants),
-            records: Vec::with_capacity(tenants),
             replications: Vec::new(),
             index: HashTable::with_capacity(tenants),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
 
-    fn id(&self, tenant: u32) -> &[u8] {
-        let i = tenant as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.ids[start..self.ends[i] as usize]
+    fn id_of<'a>(ids: &'a [u8], entry: &Entry) -> &'a [u8] {
+        &ids[entry.start as usize..entry.start as usize + usize::from(entry.len)]
     }
 
-    fn record(&self, tenant: u32) -> TenantRecord {
-        let compact = self.records[tenant as usize];
+    fn record(&self, entry: &Entry) -> TenantRecord {
         TenantRecord {
-            home: compact.home,
-            replication: (compact.replication != NO_REPLICATION)
-                .then(|| self.replications[compact.replication as usize]),
+            home: entry.home,
+            replication: (entry.replication != NO_REPLICATION)
+                .then(|| self.replications[entry.replication as usize]),
         }
     }
 
-    fn find(&self, id: &[u8]) -> Option<u32> {
+    fn find(&self, id: &[u8]) -> Option<&Entry> {
         let hash = self.hasher.hash_one(id);
-        self.index.find(hash, |&t| self.id(t) == id).copied()
+        self.index.find(hash, |e| Self::id_of(&self.ids, e) == id)
     }
 
     pub fn get(&self, id: &TenantId) -> Option<TenantRecord> {
-        self.find(id.as_bytes()).map(|t| self.record(t))
+        self.find(id.as_bytes()).map(|e| self.record(e))
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.index.is_empty()
     }
 
-    /// Every tenant in registry-file order.
+    /// Every tenant, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, TenantRecord)> {
-        (0..self.records.len() as u32).map(|t| {
-            let id = std::str::from_utf8(self.id(t)).expect("ids are validated ASCII");
-            (id, self.record(t))
+        self.index.iter().map(|e| {
+            let id =
+                std::str::from_utf8(Self::id_of(&self.ids, e)).expect("ids are validated ASCII");
+            (id, self.record(e))
         })
     }
 
     /// Heap bytes held, for capacity planning.
     pub fn heap_bytes(&self) -> usize {
         self.ids.capacity()
-            + self.ends.capacity() * 4
-            + self.records.capacity() * std::mem::size_of::<Compact>()
             + self.replications.capacity() * std::mem::size_of::<Replication>()
-            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.index.capacity() * (std::mem::size_of::<Entry>() + 1)
     }
 
-    /// Adds a tenant; `Err` carries the position of the tenant that already has this id.
+    /// Adds a tenant; `Err` carries the file position of the tenant that already has this id.
     pub(crate) fn insert(
         &mut self,
         id: &TenantId,
         record: TenantRecord,
+        order: usize,
         replications: &mut HashMap<Replication, u32>,
     ) -> Result<(), usize> {
         let bytes = id.as_bytes();
         if let Some(existing) = self.find(bytes) {
-            return Err(existing as usize);
+            return Err(existing.order as usize);
         }
-        let tenant = self.records.len() as u32;
+        let start = self.ids.len() as u32;
         self.ids.extend_from_slice(bytes);
-        self.ends.push(self.ids.len() as u32);
         let replication = match record.replication {
             None => NO_REPLICATION,
             Some(r) => *replications.entry(r).or_insert_with(|| {
@@ -122,18 +121,17 @@ impl Registry {
                 self.replications.len() as u32 - 1
             }),
         };
-        self.records.push(Compact {
-            home: record.home,
+        let entry = Entry {
+            start,
             replication,
-        });
+            order: order as u32,
+            len: bytes.len() as u8,
+            home: record.home,
+        };
         let hash = self.hasher.hash_one(bytes);
-        let (ids, ends) = (&self.ids, &self.ends);
-        let hasher = &self.hasher;
-        self.index.insert_unique(hash, tenant, |&t| {
-            let i = t as usize;
-            let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-            hasher.hash_one(&ids[start..ends[i] as usize])
-        });
+        let (ids, hasher) = (&self.ids, &self.hasher);
+        self.index
+            .insert_unique(hash, entry, |e| hasher.hash_one(Self::id_of(ids, e)));
         Ok(())
     }
 }
@@ -163,7 +161,7 @@ mod tests {
                 replication: (i % 3 == 0).then_some(replication),
             };
             registry
-                .insert(&id(&format!("t-{i}")), record, &mut shared)
+                .insert(&id(&format!("t-{i}")), record, i, &mut shared)
                 .unwrap();
         }
         assert_eq!(registry.len(), 10_000);
@@ -184,9 +182,14 @@ mod tests {
             home: RegionId(0),
             replication: None,
         };
-        assert_eq!(registry.insert(&id("t-42"), again, &mut shared), Err(42));
-        let ids: Vec<&str> = registry.iter().take(3).map(|(id, _)| id).collect();
-        assert_eq!(ids, ["t-0", "t-1", "t-2"]);
+        assert_eq!(
+            registry.insert(&id("t-42"), again, 10_000, &mut shared),
+            Err(42)
+        );
+        assert_eq!(registry.iter().count(), 10_000);
+        assert!(registry
+            .iter()
+            .any(|(id, r)| id == "t-7" && r.home == RegionId(1)));
         assert!(
             registry.heap_bytes() < 10_000 * 60,
             "{} bytes",

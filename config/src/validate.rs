@@ -880,8 +880,6 @@ fn registry(
     let id_bytes = file.tenants.iter().map(|t| t.id.len()).sum();
     let mut registry = Registry::with_capacity(file.tenants.len(), id_bytes);
     let mut shared_replications = HashMap::new();
-    // Registry position -> file position, for duplicate messages.
-    let mut file_index: Vec<u32> = Vec::with_capacity(file.tenants.len());
     let region = |name: &str, at: &dyn Fn() -> String, problems: &mut Problems<'_>| {
         let id = topology.region_by_name(name);
         if id.is_none() {
@@ -980,14 +978,11 @@ fn registry(
             continue;
         };
         let record = TenantRecord { home, replication };
-        match registry.insert(&id, record, &mut shared_replications) {
-            Ok(()) => file_index.push(i as u32),
+        match registry.insert(&id, record, i, &mut shared_replications) {
+            Ok(()) => {}
             Err(first) => problems.add(
                 at(".id"),
-                format!(
-                    "tenant `{id}` is already defined at tenants[{}]",
-                    file_index[first]
-                ),
+                format!("tenant `{id}` is already defined at tenants[{first}]"),
                 "keep one record per tenant",
             ),
         }

@@ -8,14 +8,13 @@
 //! Only the order inside a region changes; `regions::decide` keeps home before replicas and
 //! never lets a preference add a site.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use config::Snapshot;
 use geoip::Location;
 use regions::{great_circle_km, RegionId, SiteId, SitePreference, Topology};
-use smallvec::SmallVec;
 
 use crate::pools::smooth_weighted_schedule;
 
@@ -90,12 +89,11 @@ pub struct RequestPreference<'a> {
     topology: &'a Topology,
     rotation: &'a SiteRotation,
     pub geo: Option<GeoHint>,
-    turns: RefCell<Turns>,
+    /// This request's turn in the region it asked about, drawn once on first use. Routes
+    /// rank at most the home region and, rarely, a replica region: one slot suffices, and a
+    /// second region simply draws its own turn.
+    turn: Cell<Option<(RegionId, Option<SiteId>)>>,
 }
-
-/// This request's pick in each region it asked about: drawn once, on first use (inline for
-/// the usual one or two regions, so no allocation).
-type Turns = SmallVec<[(RegionId, Option<SiteId>); 2]>;
 
 impl<'a> RequestPreference<'a> {
     pub fn new(topology: &'a Topology, rotation: &'a SiteRotation, geo: Option<GeoHint>) -> Self {
@@ -103,18 +101,19 @@ impl<'a> RequestPreference<'a> {
             topology,
             rotation,
             geo,
-            turns: RefCell::new(SmallVec::new()),
+            turn: Cell::new(None),
         }
     }
 
     fn rotation_pick(&self, region: RegionId) -> Option<SiteId> {
-        let mut turns = self.turns.borrow_mut();
-        if let Some(&(_, pick)) = turns.iter().find(|(r, _)| *r == region) {
-            return pick;
+        match self.turn.get() {
+            Some((drawn, pick)) if drawn == region => pick,
+            _ => {
+                let pick = self.rotation.next(region);
+                self.turn.set(Some((region, pick)));
+                pick
+            }
         }
-        let pick = self.rotation.next(region);
-        turns.push((region, pick));
-        pick
     }
 }
 
