@@ -175,6 +175,8 @@ pub struct ServerFile {
     pub shutdown_grace_seconds: Option<u64>,
     /// Unix socket for `residency-router reload`; relative to the config file.
     pub control_socket: Option<String>,
+    /// Unix socket over which a running router hands its listeners to `run --upgrade`.
+    pub upgrade_socket: Option<String>,
 }
 
 /// `tenants.json`. Strings borrow from the file's text: a million tenants parse without a

@@ -179,6 +179,9 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Where `residency-router reload` reaches the running router.
     pub control_socket: Option<PathBuf>,
+    /// Where a new process started with `run --upgrade` receives the listening sockets of the
+    /// old one on its SIGQUIT (Pingora's zero-downtime upgrade).
+    pub upgrade_socket: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -187,6 +190,7 @@ impl Default for ServerSettings {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shutdown_grace: Duration::from_secs(10),
             control_socket: None,
+            upgrade_socket: PathBuf::from("/tmp/residency-router-upgrade.sock"),
         }
     }
 }

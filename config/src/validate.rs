@@ -591,8 +591,17 @@ fn server_settings(
         control_socket: file
             .control_socket
             .as_ref()
-            .map(|p| config_path.parent().unwrap_or(Path::new(".")).join(p)),
+            .map(|p| relative_to(config_path, p)),
+        upgrade_socket: file
+            .upgrade_socket
+            .as_ref()
+            .map_or(d.upgrade_socket, |p| relative_to(config_path, p)),
     }
+}
+
+/// Paths in the config file are relative to the file's directory.
+fn relative_to(config_path: &Path, path: &str) -> std::path::PathBuf {
+    config_path.parent().unwrap_or(Path::new(".")).join(path)
 }
 
 fn reload_settings(file: &ReloadFile, problems: &mut Problems<'_>) -> ReloadSettings {

@@ -5,7 +5,9 @@
 //! - `direct`: wrk straight at a site backend (the ceiling);
 //! - `router`: the release router, residency logic on, GeoIP off;
 //! - `router-geoip`: the same with a City database and a trusted `x-forwarded-for`, so every
-//!   request does a GeoIP lookup and a distance ranking.
+//!   request does a GeoIP lookup and a distance ranking;
+//! - `router-reloading`: the `router` target while another thread reloads it every 50 ms
+//!   through its control socket, alternating two registries in which a tenant changes region.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -54,10 +56,19 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
+/// The demo tenants plus `mover`, homed in `mover_region`.
+fn tenants(mover_region: &str) -> String {
+    DEMO_TENANTS.replacen(
+        "{ \"tenants\": [",
+        &format!("{{ \"tenants\": [\n  {{ \"id\": \"mover\", \"region\": \"{mover_region}\" }},"),
+        1,
+    )
+}
+
 fn start_router(binary: &Path, dir: &Path, backends: &[Vec<SocketAddr>], tables: &str) -> Router {
     let addr = free_port();
     let proxy = format!("trusted_proxies = [\"127.0.0.1/32\"]\n\n{tables}");
-    let config = write_config(dir, addr, backends, DEMO_TENANTS, &proxy, &[""; 4]).unwrap();
+    let config = write_config(dir, addr, backends, &tenants("us"), &proxy, &[""; 4]).unwrap();
     let log = std::fs::File::create(dir.join(format!("router-{}.log", addr.port()))).unwrap();
     let child = Command::new(binary)
         .args(["run", "--config"])
@@ -160,7 +171,12 @@ fn main() {
         geoip::testing::city_database(&geoip::testing::WORLD),
     )
     .unwrap();
-    let plain = start_router(&args.router, dir.path(), &addrs, "");
+    let plain = start_router(
+        &args.router,
+        dir.path(),
+        &addrs,
+        "[server]\ncontrol_socket = \"control.sock\"\n[reload]\nwatch = false\n",
+    );
     let geo_dir = tempfile::tempdir().unwrap();
     std::fs::copy(dir.path().join("geo.mmdb"), geo_dir.path().join("geo.mmdb")).unwrap();
     let with_geoip = start_router(
@@ -176,11 +192,18 @@ fn main() {
         ("direct", format!("http://{}/hello", backends[0].addr())),
         ("router", format!("http://{}/hello", plain.addr)),
         ("router-geoip", format!("http://{}/hello", with_geoip.addr)),
+        ("router-reloading", format!("http://{}/hello", plain.addr)),
     ];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); targets.len()];
     for round in 0..args.rounds {
         for (i, (name, url)) in targets.iter().enumerate() {
+            let storm = (*name == "router-reloading").then(|| reload_storm(dir.path()));
             let sample = wrk(&args, &format!("{name}-{round}"), url, &headers);
+            if let Some((stop, thread)) = storm {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let reloads = thread.join().expect("reload thread");
+                eprintln!("round {round}: {reloads} reloads during the run");
+            }
             eprintln!("round {round} {name}: {:.0} req/s", sample.rps);
             samples[i].push(sample);
         }
@@ -212,4 +235,38 @@ fn main() {
         );
     }
     println!("\nGeoIP on / off: {:.3}", summary[2].rps / summary[1].rps);
+    println!(
+        "Reloading every 50 ms / steady: throughput {:.3}, p99 {:.2} ms vs {:.2} ms",
+        summary[3].rps / summary[1].rps,
+        summary[3].p99_ms,
+        summary[1].p99_ms
+    );
+}
+
+/// Reloads the router in `dir` every 50 ms, alternating the home region of `mover`, until
+/// stopped. Returns the number of applied reloads.
+fn reload_storm(
+    dir: &Path,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u32>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (dir, flag) = (dir.to_owned(), std::sync::Arc::clone(&stop));
+    let thread = std::thread::spawn(move || {
+        let mut applied = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let region = if applied % 2 == 0 { "eu" } else { "us" };
+            let staged = dir.join("tenants.json.new");
+            std::fs::write(&staged, tenants(region)).unwrap();
+            std::fs::rename(&staged, dir.join("tenants.json")).unwrap();
+            let answer = residency_router::reload::request_reload(&dir.join("control.sock"), false)
+                .expect("the control socket answers");
+            assert!(answer.ok, "{:?}", answer.error);
+            applied += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        applied
+    });
+    (stop, thread)
 }

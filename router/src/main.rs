@@ -30,6 +30,10 @@ enum Command {
         /// Path to router.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Take over the listeners of the router running with this config: start this
+        /// process, then send SIGQUIT to the old one. No connection is refused in between.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Check a config file and the registry it names; print every problem; exit 0 or 1.
     Validate {
@@ -59,9 +63,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
     match cli.command {
-        Command::Run { config } => match config::load(&config) {
+        Command::Run { config, upgrade } => match config::load(&config) {
             Ok(snapshot) => {
-                residency_router::server::run(snapshot);
+                residency_router::server::run(snapshot, upgrade);
                 ExitCode::SUCCESS
             }
             Err(errors) => {

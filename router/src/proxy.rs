@@ -260,6 +260,9 @@ impl ProxyHttp for ResidencyProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if crate::server::draining() {
+            session.set_keepalive(None);
+        }
         ctx.state = Some(self.state.load_full());
         ctx.request_id = match session.req_header().headers.get("x-request-id") {
             Some(v) if request_id::is_acceptable(v.as_bytes()) => {

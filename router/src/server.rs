@@ -3,10 +3,11 @@
 use async_trait::async_trait;
 use config::Snapshot;
 use pingora::proxy::http_proxy_service_with_name;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pingora::services::background::background_service;
@@ -21,22 +22,35 @@ use crate::state;
 /// SIGQUIT keeps Pingora's meaning: hand the listeners to an upgraded process.
 struct DrainOnTermOrInt;
 
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// The process is shutting down or handing its listeners to an upgraded process: responses
+/// close their connections so clients reconnect (to the new process, after an upgrade)
+/// instead of reusing a connection that is about to go away.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
 #[async_trait]
 impl ShutdownSignalWatch for DrainOnTermOrInt {
     async fn recv(&self) -> ShutdownSignal {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
         let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
-        tokio::select! {
+        let signal = tokio::select! {
             _ = term.recv() => ShutdownSignal::GracefulTerminate,
             _ = int.recv() => ShutdownSignal::GracefulTerminate,
             _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
-        }
+        };
+        DRAINING.store(true, Ordering::Relaxed);
+        signal
     }
 }
 
 /// Runs the router until SIGTERM/SIGINT, then drains for `shutdown_grace` and returns.
-pub fn run(snapshot: Snapshot) {
+/// With `upgrade`, takes over the listening sockets of a running router instead of binding
+/// them: start this process, then send SIGQUIT to the old one.
+pub fn run(snapshot: Snapshot, upgrade: bool) {
     let listen = snapshot.listen.clone();
     for (name, addr) in [("admin", listen.admin), ("metrics", listen.metrics)] {
         if let Some(addr) = addr {
@@ -53,9 +67,14 @@ pub fn run(snapshot: Snapshot) {
         // Retries are bounded per request by `proxy.max_attempts`; retries of stale pooled
         // connections do not count against it, so Pingora's backstop leaves room for them.
         max_retries: snapshot.proxy.max_attempts as usize * 2 + 1,
+        upgrade_sock: snapshot.server.upgrade_socket.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let health = health::states_for(&snapshot, None);

@@ -102,7 +102,7 @@ pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     println!("config written to {}", config_path.display());
     print_curl_commands(listen);
 
-    crate::server::run(snapshot);
+    crate::server::run(snapshot, false);
     let _ = std::fs::remove_dir_all(&dir);
     drop(runtime);
     Ok(())

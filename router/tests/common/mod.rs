@@ -33,8 +33,7 @@ pub struct Options {
     pub site_lines: [&'static str; 4],
 }
 
-pub const FAST_SHUTDOWN: &str =
-    "[server]\nshutdown_grace_seconds = 0\nthreads = 2\ncontrol_socket = \"control.sock\"\n";
+pub const FAST_SHUTDOWN: &str = "[server]\nshutdown_grace_seconds = 0\nthreads = 2\ncontrol_socket = \"control.sock\"\nupgrade_socket = \"upgrade.sock\"\n";
 
 impl Default for Options {
     fn default() -> Self {
