@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{json, Cluster, Options, FAST_SHUTDOWN, TEST_TENANTS};
+use common::{failures, json, Cluster, Load, Options, Outcome, FAST_SHUTDOWN, TEST_TENANTS};
 use residency_router::demo::{write_config, DEMO_SITES};
 
 /// Puts one kind of bad file in place.
@@ -280,39 +280,9 @@ async fn a_hundred_reloads_under_load_fail_nothing_and_never_mix_snapshots() {
     write(0);
     assert!(cluster.reload(false).await.ok);
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm_started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (client, url) = (cluster.client.clone(), cluster.url("/"));
-            let (stop, storm) = (stop.clone(), storm_started.clone());
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let started = Instant::now();
-                    let response = client
-                        .get(&url)
-                        .header("x-tenant-id", "acme")
-                        .send()
-                        .await
-                        .unwrap();
-                    let status = response.status().as_u16();
-                    let body: serde_json::Value = response.json().await.unwrap_or_default();
-                    seen.push((
-                        status,
-                        body["region"].as_str().unwrap_or_default().to_owned(),
-                        body["backend"].as_str().unwrap_or_default().to_owned(),
-                        started.elapsed(),
-                        storm.load(std::sync::atomic::Ordering::Relaxed),
-                    ));
-                }
-                seen
-            })
-        })
-        .collect();
+    let load = Load::start(&cluster, "acme", 4);
     // Steady load first, for the p99 without reloads; then 100 reloads, alternating.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    storm_started.store(true, std::sync::atomic::Ordering::Relaxed);
     let storm = Instant::now();
     for i in 1..=100 {
         write(i % 2);
@@ -321,29 +291,26 @@ async fn a_hundred_reloads_under_load_fail_nothing_and_never_mix_snapshots() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let storm_took = storm.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut seen = Vec::new();
-    for client in clients {
-        seen.extend(client.await.unwrap());
-    }
+    let seen = load.stop().await;
 
-    let failed = seen.iter().filter(|r| r.0 != 200).count();
+    let failed = failures(&seen).len();
     let mixed: Vec<_> = seen
         .iter()
-        .filter(|(_, region, backend, _, _)| {
-            !((region == "us" && a_us.contains(backend))
-                || (region == "eu" && b_eu.contains(backend)))
+        .filter(|o| {
+            !((o.region == "us" && a_us.contains(&o.backend))
+                || (o.region == "eu" && b_eu.contains(&o.backend)))
         })
         .collect();
-    let in_storm: Vec<_> = seen.iter().filter(|r| r.4).collect();
-    let served_a = in_storm.iter().filter(|r| r.1 == "us").count();
-    let served_b = in_storm.iter().filter(|r| r.1 == "eu").count();
-    let p99 = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() * 99 / 100]
+    let (steady, in_storm): (Vec<&Outcome>, Vec<&Outcome>) =
+        seen.iter().partition(|o| o.started < storm);
+    let served_a = in_storm.iter().filter(|o| o.region == "us").count();
+    let served_b = in_storm.iter().filter(|o| o.region == "eu").count();
+    let p99 = |outcomes: &[&Outcome]| {
+        let mut latencies: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
+        latencies.sort();
+        latencies[latencies.len() * 99 / 100]
     };
-    let steady = p99(seen.iter().filter(|r| !r.4).map(|r| r.3).collect());
-    let reloading = p99(in_storm.iter().map(|r| r.3).collect());
+    let (steady, reloading) = (p99(&steady), p99(&in_storm));
     eprintln!(
         "{} requests ({} during 100 reloads in {storm_took:?}: {served_a} by A, {served_b} by B), \
          {failed} failed, {} mixed; p99 {steady:?} steady vs {reloading:?} during reloads",

@@ -4,11 +4,9 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Options, FAST_SHUTDOWN};
+use common::{failures, Cluster, Load, Options, FAST_SHUTDOWN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigquit_hands_the_listener_to_an_upgraded_process_without_failing_a_request() {
@@ -39,29 +37,7 @@ async fn sigquit_hands_the_listener_to_an_upgraded_process_without_failing_a_req
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (client, url, stop) = (cluster.client.clone(), cluster.url("/"), stop.clone());
-            tokio::spawn(async move {
-                let (mut ok, mut failed, mut errors) = (0, 0, Vec::new());
-                while !stop.load(Ordering::Relaxed) {
-                    match client.get(&url).header("x-tenant-id", "acme").send().await {
-                        Ok(r) if r.status() == 200 => ok += 1,
-                        Ok(r) => {
-                            failed += 1;
-                            errors.push(format!("status {}", r.status()));
-                        }
-                        Err(e) => {
-                            failed += 1;
-                            errors.push(format!("{e:?}"));
-                        }
-                    }
-                }
-                (ok, failed, errors)
-            })
-        })
-        .collect();
+    let load = Load::start(&cluster, "acme", 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.router.signal("QUIT");
     let old_exit = loop {
@@ -76,14 +52,8 @@ async fn sigquit_hands_the_listener_to_an_upgraded_process_without_failing_a_req
     };
     // Keep going for a while on the new process alone.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut ok, mut failed, mut errors) = (0, 0, Vec::new());
-    for client in clients {
-        let (o, f, e) = client.await.unwrap();
-        ok += o;
-        failed += f;
-        errors.extend(e);
-    }
+    let outcomes = load.stop().await;
+    let failed = failures(&outcomes);
     let still_serving = cluster
         .get("/", "acme")
         .send()
@@ -91,12 +61,20 @@ async fn sigquit_hands_the_listener_to_an_upgraded_process_without_failing_a_req
         .map(|r| r.status().as_u16());
     let _ = upgraded.kill();
     let _ = upgraded.wait();
-    eprintln!("upgrade under load: {ok} requests succeeded, {failed} failed; old process exited {old_exit:?}");
+    eprintln!(
+        "upgrade under load: {} requests, {} failed; old process exited {old_exit:?}",
+        outcomes.len(),
+        failed.len()
+    );
     assert_eq!(
         still_serving.ok(),
         Some(200),
         "the upgraded process is not serving"
     );
-    assert!(ok > 50);
-    assert_eq!(failed, 0, "requests failed during the upgrade: {errors:?}");
+    assert!(outcomes.len() > 50);
+    assert!(
+        failed.is_empty(),
+        "requests failed during the upgrade: {:?}",
+        &failed[..failed.len().min(3)]
+    );
 }

@@ -261,3 +261,77 @@ pub async fn send_many(cluster: &Cluster, tenant: &str, count: usize) -> Vec<u16
     }
     statuses
 }
+
+/// One request of a [`Load`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub started: Instant,
+    pub latency: Duration,
+    /// `None` when the request failed below HTTP (reset, refused).
+    pub status: Option<u16>,
+    pub region: String,
+    pub backend: String,
+    pub error: Option<String>,
+}
+
+/// Clients sending GETs for one tenant back to back until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
+}
+
+impl Load {
+    pub fn start(cluster: &Cluster, tenant: &'static str, clients: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|_| {
+                let (client, url, stop) = (cluster.client.clone(), cluster.url("/"), stop.clone());
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let sent = client.get(&url).header("x-tenant-id", tenant).send().await;
+                        let mut outcome = Outcome {
+                            started,
+                            latency: Duration::ZERO,
+                            status: None,
+                            region: String::new(),
+                            backend: String::new(),
+                            error: None,
+                        };
+                        match sent {
+                            Ok(response) => {
+                                outcome.status = Some(response.status().as_u16());
+                                let body: serde_json::Value =
+                                    response.json().await.unwrap_or_default();
+                                outcome.region =
+                                    body["region"].as_str().unwrap_or_default().to_owned();
+                                outcome.backend =
+                                    body["backend"].as_str().unwrap_or_default().to_owned();
+                            }
+                            Err(e) => outcome.error = Some(format!("{e:?}")),
+                        }
+                        outcome.latency = started.elapsed();
+                        outcomes.push(outcome);
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    pub async fn stop(self) -> Vec<Outcome> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut outcomes = Vec::new();
+        for client in self.clients {
+            outcomes.extend(client.await.unwrap());
+        }
+        outcomes
+    }
+}
+
+/// Outcomes that were not a 200.
+pub fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
+    outcomes.iter().filter(|o| o.status != Some(200)).collect()
+}
