@@ -68,7 +68,7 @@ fn tenants(mover_region: &str) -> String {
 fn start_router(binary: &Path, dir: &Path, backends: &[Vec<SocketAddr>], tables: &str) -> Router {
     let addr = free_port();
     let proxy = format!("trusted_proxies = [\"127.0.0.1/32\"]\n\n{tables}");
-    let config = write_config(dir, addr, backends, &tenants("us"), &proxy, &[""; 4]).unwrap();
+    let config = write_config(dir, addr, None, backends, &tenants("us"), &proxy, &[""; 4]).unwrap();
     let log = std::fs::File::create(dir.join(format!("router-{}.log", addr.port()))).unwrap();
     let child = Command::new(binary)
         .args(["run", "--config"])

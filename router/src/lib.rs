@@ -6,6 +6,7 @@
 //!   ejection; the health view the engine reads;
 //! - [`preference`]: the order of sites inside a region (GeoIP or weighted rotation);
 //! - [`routing`]: one request's residency decision from plain request facts;
+//! - [`metrics`]: Prometheus metrics, their definitions and the `/metrics` endpoint;
 //! - [`respond`]: the JSON bodies of every response the router writes itself;
 //! - [`reload`]: hot reload (validate -> build -> swap) and its triggers;
 //! - [`server`]: Pingora server wiring, signals and graceful shutdown;
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod demo;
 pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod pools;
 pub mod preference;
 pub mod proxy;

@@ -153,6 +153,11 @@ impl Pools {
         }
     }
 
+    /// Whether the backend may take traffic now (for the `residency_backend_up` gauge).
+    pub fn available(&self, site: SiteId, backend: usize) -> bool {
+        self.site(site).available(backend, now_ms())
+    }
+
     pub fn backend(&self, site: SiteId, backend: usize) -> &Arc<BackendHealth> {
         &self.site(site).backends[backend]
     }

@@ -19,6 +19,7 @@ use regions::{Block, BlockCode, HeaderValues, RegionId, Route, RoutedSite, Tenan
 use smallvec::SmallVec;
 
 use crate::health::InFlight;
+use crate::metrics::UpstreamError;
 use crate::preference::GeoHint;
 use crate::request_id;
 use crate::respond::{write_error, Connection, ErrorBody, ErrorCode};
@@ -65,6 +66,8 @@ pub struct RequestCtx {
     last_failure: Option<ErrorCode>,
     /// Counts this request on the backend of the current attempt (least-in-flight).
     in_flight: Option<InFlight>,
+    /// When the request arrived, for the duration histogram.
+    arrived: Option<std::time::Instant>,
     /// The address GeoIP located (SPEC 6), and what it said.
     client: Option<IpAddr>,
     geo: Option<GeoHint>,
@@ -175,6 +178,9 @@ impl ResidencyProxy {
         block: Block,
     ) -> Result<()> {
         let code = ErrorCode::Block(block.code);
+        ctx.state()
+            .metrics
+            .blocked(block.code, block.home_region, block.requested_region);
         let body = ctx.error_body(code, block.home_region, block.requested_region);
         tracing::debug!(
             request_id = %ctx.request_id,
@@ -217,6 +223,12 @@ impl ResidencyProxy {
                     backend,
                 })
             })
+    }
+
+    fn count_upstream_error(&self, ctx: &RequestCtx, kind: UpstreamError) {
+        if let Some(site) = ctx.current_site() {
+            ctx.state().metrics.upstream_error(site.site, kind);
+        }
     }
 
     /// Passive health: tell the pool how the current attempt went.
@@ -263,6 +275,7 @@ impl ProxyHttp for ResidencyProxy {
         if crate::server::draining() {
             session.set_keepalive(None);
         }
+        ctx.arrived = Some(std::time::Instant::now());
         ctx.state = Some(self.state.load_full());
         ctx.request_id = match session.req_header().headers.get("x-request-id") {
             Some(v) if request_id::is_acceptable(v.as_bytes()) => {
@@ -300,9 +313,13 @@ impl ProxyHttp for ResidencyProxy {
                 "no allowed backend left to try",
             ));
         };
+        let retry = !ctx.tried.is_empty();
         ctx.tried.push(attempt);
         ctx.current = Some(attempt);
         let site = ctx.current_site().expect("attempt was just set").site;
+        if retry {
+            ctx.state().metrics.retry(site);
+        }
         // Replacing the guard ends the previous attempt's count.
         let guard = InFlight::start(ctx.state().pools.backend(site, attempt.backend));
         ctx.in_flight = Some(guard);
@@ -328,6 +345,14 @@ impl ProxyHttp for ResidencyProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.record_outcome(ctx, false);
+        self.count_upstream_error(
+            ctx,
+            if is_timeout(&e) {
+                UpstreamError::Timeout
+            } else {
+                UpstreamError::Connect
+            },
+        );
         ctx.last_failure = Some(ErrorCode::Block(BlockCode::RegionUnavailable));
         // Nothing reached the backend, so any method may go to the next allowed backend.
         e.set_retry(true);
@@ -347,6 +372,7 @@ impl ProxyHttp for ResidencyProxy {
             && session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
         if *e.esource() == ErrorSource::Upstream && is_timeout(&e) {
+            self.count_upstream_error(ctx, UpstreamError::Timeout);
             ctx.last_failure = Some(ErrorCode::UpstreamTimeout);
             // Blame the backend only when it had the whole request and still kept quiet. A
             // client that stalls its upload, or an idle stream after the response started,
@@ -363,6 +389,7 @@ impl ProxyHttp for ResidencyProxy {
         // is usually a keep-alive race and says nothing about its health.
         if *e.esource() == ErrorSource::Upstream && !client_reused {
             self.record_outcome(ctx, false);
+            self.count_upstream_error(ctx, UpstreamError::Reset);
         }
         if replayable {
             // A pooled keep-alive connection the backend had already closed: Pingora retries
@@ -442,7 +469,11 @@ impl ProxyHttp for ResidencyProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Passive health: 5xx answers count against the backend (outlier detection).
-        self.record_outcome(ctx, !response.status.is_server_error());
+        let server_error = response.status.is_server_error();
+        self.record_outcome(ctx, !server_error);
+        if server_error {
+            self.count_upstream_error(ctx, UpstreamError::Status5xx);
+        }
         Ok(())
     }
 
@@ -512,6 +543,10 @@ impl ProxyHttp for ResidencyProxy {
         } else {
             ErrorCode::UpstreamError
         };
+        if let ErrorCode::Block(block) = code {
+            let home = ctx.route.as_ref().map(|r| r.home_region);
+            ctx.state().metrics.blocked(block, home, ctx.hint);
+        }
         let retry_after = ctx.retry_after(code);
         let home = ctx.route.as_ref().map(|r| r.home_region);
         let body = ctx.error_body(code, home, ctx.hint);
@@ -523,6 +558,25 @@ impl ProxyHttp for ResidencyProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let (Some(state), Some(route), Some(site), Some(response)) = (
+            ctx.state.as_deref(),
+            ctx.route.as_ref(),
+            ctx.current_site(),
+            session.response_written(),
+        ) {
+            // Proxied requests only: the router's own answers are counted as blocks.
+            if ctx.response_started {
+                let seconds = ctx.arrived.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                let metrics = &state.metrics;
+                metrics.request(
+                    route.home_region,
+                    site.site,
+                    response.status.as_u16(),
+                    seconds,
+                );
+                metrics.cross_region(route.home_region, site.site, site.reason);
+            }
+        }
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return;
         }

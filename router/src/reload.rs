@@ -6,12 +6,13 @@
 //! loaded and validated, compared with the running one (tenants changing home region, listener
 //! changes that need a restart), checked against the mass-move guard, then built into a new
 //! state that keeps every staying backend's health, and swapped in with one pointer store.
-//! Requests in flight keep the state they started with.
+//! Requests in flight keep the state they started with. Outcomes are counted in
+//! `residency_config_reloads_total` and `residency_config_generation`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -26,16 +27,6 @@ use tokio::sync::watch;
 
 use crate::health::{self, CheckPlan, HealthStates};
 use crate::state::{RouterState, SharedState};
-
-/// Counters for the metrics endpoint (a later issue) and the reload answers.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// 1 for the configuration the process started with, +1 per applied reload.
-    pub generation: AtomicU64,
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
-    pub last_success_unix: AtomicI64,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RegionMove {
@@ -80,7 +71,8 @@ pub struct Reloader {
     plans: watch::Sender<Arc<CheckPlan>>,
     /// One reload at a time: triggers may fire together.
     serialised: Mutex<()>,
-    pub stats: ReloadStats,
+    /// 1 for the configuration the process started with, +1 per applied reload.
+    generation: AtomicU64,
 }
 
 impl Reloader {
@@ -90,16 +82,16 @@ impl Reloader {
         health: HealthStates,
         plans: watch::Sender<Arc<CheckPlan>>,
     ) -> Self {
-        let stats = ReloadStats::default();
-        stats.generation.store(1, Ordering::Relaxed);
-        stats.last_success_unix.store(unix_now(), Ordering::Relaxed);
+        let metrics = crate::metrics::global();
+        metrics.generation.set(1);
+        metrics.last_success.set(unix_now());
         Reloader {
             config_path,
             shared,
             health: Mutex::new(health),
             plans,
             serialised: Mutex::new(()),
-            stats,
+            generation: AtomicU64::new(1),
         }
     }
 
@@ -114,10 +106,10 @@ impl Reloader {
         let result = self.reload_now(force);
         match &result {
             Ok(report) => {
-                self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .last_success_unix
-                    .store(unix_now(), Ordering::Relaxed);
+                let metrics = crate::metrics::global();
+                metrics.reloads.with_label_values(&["success"]).inc();
+                metrics.generation.set(report.generation as i64);
+                metrics.last_success.set(unix_now());
                 let moves: Vec<String> = report
                     .moves
                     .iter()
@@ -141,7 +133,10 @@ impl Reloader {
                 }
             }
             Err(error) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::global()
+                    .reloads
+                    .with_label_values(&["failure"])
+                    .inc();
                 tracing::error!(%error, "reload failed; the running configuration keeps serving");
             }
         }
@@ -184,7 +179,7 @@ impl Reloader {
         *health = states;
         // Only the check loops of sites whose checks changed restart.
         let _ = self.plans.send(Arc::new(plan));
-        let generation = self.stats.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(ReloadReport {
             generation,
             tenants,

@@ -84,11 +84,11 @@ pub fn route<'r>(
     let client = facts
         .peer
         .map(|peer| geoip::client_address(peer, forwarded_for, &snapshot.proxy.trusted_proxies));
-    let preference = RequestPreference::new(
-        &snapshot.topology,
-        &state.rotation,
-        client.and_then(|ip| GeoHint::lookup(snapshot, ip)),
-    );
+    let geo = client.and_then(|ip| GeoHint::lookup(snapshot, ip));
+    if snapshot.geoip.is_some() {
+        state.metrics.geoip(geo.is_some());
+    }
+    let preference = RequestPreference::new(&snapshot.topology, &state.rotation, geo);
     let decision = decide(
         &snapshot.topology,
         snapshot.unknown,

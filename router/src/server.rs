@@ -13,6 +13,7 @@ use std::sync::Arc;
 use pingora::services::background::background_service;
 
 use crate::health;
+use crate::metrics::MetricsServer;
 use crate::proxy::ResidencyProxy;
 use crate::reload::{self, ReloadTriggers, Reloader};
 use crate::state;
@@ -52,10 +53,8 @@ impl ShutdownSignalWatch for DrainOnTermOrInt {
 /// them: start this process, then send SIGQUIT to the old one.
 pub fn run(snapshot: Snapshot, upgrade: bool) {
     let listen = snapshot.listen.clone();
-    for (name, addr) in [("admin", listen.admin), ("metrics", listen.metrics)] {
-        if let Some(addr) = addr {
-            tracing::warn!(%addr, "listen.{name} is configured but not served yet by this version");
-        }
+    if let Some(addr) = listen.admin {
+        tracing::warn!(%addr, "listen.admin is configured but not served yet by this version");
     }
 
     let conf = ServerConf {
@@ -84,6 +83,15 @@ pub fn run(snapshot: Snapshot, upgrade: bool) {
     let control_socket = snapshot.server.control_socket.clone();
 
     let shared = state::shared(snapshot, &health);
+    if let Some(addr) = listen.metrics {
+        server.add_service(background_service(
+            "metrics",
+            MetricsServer {
+                addr,
+                state: Arc::clone(&shared),
+            },
+        ));
+    }
     let reloader = Arc::new(Reloader::new(
         config_path,
         Arc::clone(&shared),

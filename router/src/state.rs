@@ -4,6 +4,7 @@ use arc_swap::ArcSwap;
 use config::Snapshot;
 
 use crate::health::HealthStates;
+use crate::metrics::Handles;
 use crate::pools::Pools;
 use crate::preference::SiteRotation;
 
@@ -13,6 +14,8 @@ pub struct RouterState {
     pub snapshot: Arc<Snapshot>,
     pub pools: Pools,
     pub rotation: SiteRotation,
+    /// Metric handles for this configuration's regions and sites.
+    pub metrics: Handles,
     /// `Retry-After` on 503s: the longest health-check interval, by when a check may have
     /// found a backend again.
     pub retry_after_secs: u64,
@@ -30,6 +33,7 @@ impl RouterState {
         RouterState {
             pools: Pools::new(&snapshot, health),
             rotation: SiteRotation::new(&snapshot),
+            metrics: Handles::new(&snapshot),
             snapshot: Arc::new(snapshot),
             retry_after_secs,
         }

@@ -26,14 +26,17 @@ pub const DEMO_SITES: [(&str, &str, f64, f64); 4] = [
 pub fn write_config(
     dir: &Path,
     listen: SocketAddr,
+    metrics: Option<SocketAddr>,
     backends: &[Vec<SocketAddr>],
     tenants_json: &str,
     extra: &str,
     site_lines: &[&str; 4],
 ) -> std::io::Result<PathBuf> {
+    let metrics = metrics.map_or(String::new(), |addr| format!("metrics = \"{addr}\""));
     let mut toml = format!(
         r#"[listen]
 http = "{listen}"
+{metrics}
 
 [tenancy]
 sources  = [ {{ header = "x-tenant-id" }}, {{ host = "{{tenant}}.app.example.com" }}, {{ path = "/t/{{tenant}}/" }} ]
@@ -86,7 +89,7 @@ pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 
     let dir = std::env::temp_dir().join(format!("residency-router-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config_path = write_config(&dir, listen, &addrs, DEMO_TENANTS, "", &[""; 4])?;
+    let config_path = write_config(&dir, listen, None, &addrs, DEMO_TENANTS, "", &[""; 4])?;
     let mut snapshot = config::load(&config_path).map_err(|e| e.to_string())?;
     // Ctrl-C should end the demo promptly.
     snapshot.server.shutdown_grace = std::time::Duration::from_secs(1);

@@ -31,6 +31,8 @@ pub struct Options {
     pub prepare: fn(&[Vec<SiteBackend>]),
     /// Extra lines inside each site's table, in `DEMO_SITES` order.
     pub site_lines: [&'static str; 4],
+    /// Serve `/metrics` on a port of its own.
+    pub metrics: bool,
 }
 
 pub const FAST_SHUTDOWN: &str = "[server]\nshutdown_grace_seconds = 0\nthreads = 2\ncontrol_socket = \"control.sock\"\nupgrade_socket = \"upgrade.sock\"\n";
@@ -44,11 +46,14 @@ impl Default for Options {
             files: Vec::new(),
             prepare: |_| {},
             site_lines: [""; 4],
+            metrics: false,
         }
     }
 }
 
 pub struct Cluster {
+    /// Where `/metrics` is served, when asked for.
+    pub metrics: Option<SocketAddr>,
     /// Backends per site, in `DEMO_SITES` order.
     pub sites: Vec<Vec<SiteBackend>>,
     pub router: RouterProcess,
@@ -84,9 +89,11 @@ impl Cluster {
         let mut last_log = String::new();
         for _ in 0..5 {
             let listen = free_port();
+            let metrics = options.metrics.then(free_port);
             let config = write_config(
                 dir.path(),
                 listen,
+                metrics,
                 &addrs,
                 TEST_TENANTS,
                 &extra,
@@ -97,6 +104,7 @@ impl Cluster {
                 Ok(router) => {
                     let client = reqwest::Client::builder().no_proxy().build().unwrap();
                     return Cluster {
+                        metrics,
                         sites,
                         router,
                         client,
@@ -334,4 +342,42 @@ impl Load {
 /// Outcomes that were not a 200.
 pub fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
     outcomes.iter().filter(|o| o.status != Some(200)).collect()
+}
+
+impl Cluster {
+    /// One sample from `/metrics`: the value of `name` with exactly `labels` (as
+    /// `key="value"` pairs, in any order), 0 when the series is absent.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let url = format!("http://{}/metrics", self.metrics.expect("metrics are on"));
+        let text = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        wanted.sort();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ').expect("name value");
+            let (metric, mut found) = match series.split_once('{') {
+                Some((metric, rest)) => (
+                    metric,
+                    rest.trim_end_matches('}')
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                ),
+                None => (series, Vec::new()),
+            };
+            found.sort();
+            if metric == name && found == wanted {
+                return value.parse().unwrap();
+            }
+        }
+        0.0
+    }
 }

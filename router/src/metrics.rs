@@ -1,0 +1,451 @@
+//! Prometheus metrics.
+//!
+//! [`DEFINITIONS`] is the one list of metrics: it registers them and generates
+//! `docs/metrics.md` (a test keeps the file in step). Label values are bounded by the
+//! configuration: regions, sites, backends, fixed code lists. No tenant label, ever.
+//!
+//! Recording is cheap: [`Handles`] resolves every label combination once per configuration,
+//! so the request path indexes an array and adds to an atomic. Gauges that describe state
+//! (backend health, tenants per region, reloads) are computed when Prometheus scrapes.
+
+use std::sync::OnceLock;
+
+use config::Snapshot;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use regions::{BlockCode, RegionId, ReplicationMode, RouteReason, SiteId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+pub struct Definition {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+/// Request latency buckets for an edge proxy: 0.5 ms to 10 s.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub const DEFINITIONS: &[Definition] = &[
+    Definition { name: "residency_requests_total", kind: Kind::Counter, labels: &["tenant_region", "served_region", "site", "code_class"], help: "Requests proxied to a backend, by the tenant's home region, the region and site that served them, and the response class (2xx..5xx)." },
+    Definition { name: "residency_request_duration_seconds", kind: Kind::Histogram, labels: &["served_region", "site"], help: "Time from the request's arrival to the end of its response, for proxied requests." },
+    Definition { name: "residency_blocked_total", kind: Kind::Counter, labels: &["reason", "tenant_region", "requested_region"], help: "Requests the router answered itself without proxying; reason is the SPEC error code. Regions are `none` when unknown." },
+    Definition { name: "residency_cross_region_served_total", kind: Kind::Counter, labels: &["tenant_region", "served_region", "cause"], help: "Requests served outside the tenant's home region under its replication: cause `hint` (the request named the replica region), `replica_read` / `replica_active` (every home site failed; by replication mode). `failover` is reserved." },
+    Definition { name: "residency_upstream_errors_total", kind: Kind::Counter, labels: &["region", "site", "kind"], help: "Failed attempts on a backend: kind `connect`, `timeout`, `reset` or `status_5xx`." },
+    Definition { name: "residency_retries_total", kind: Kind::Counter, labels: &["region", "site"], help: "Attempts on a backend of this site that followed a failed attempt of the same request." },
+    Definition { name: "residency_backend_up", kind: Kind::Gauge, labels: &["region", "site", "backend"], help: "1 when the backend may take traffic (active checks up, not ejected), else 0." },
+    Definition { name: "residency_site_healthy_backends", kind: Kind::Gauge, labels: &["region", "site"], help: "Backends of the site that may take traffic." },
+    Definition { name: "residency_tenants", kind: Kind::Gauge, labels: &["region"], help: "Tenants whose home is the region." },
+    Definition { name: "residency_replications", kind: Kind::Gauge, labels: &["from", "to", "mode"], help: "Tenants homed in `from` replicating to `to`, by mode (`read-replica`, `active`), expired or not." },
+    Definition { name: "residency_config_generation", kind: Kind::Gauge, labels: &[], help: "Generation of the running configuration: 1 at start, +1 per applied reload." },
+    Definition { name: "residency_config_reloads_total", kind: Kind::Counter, labels: &["result"], help: "Reload attempts by result (`success`, `failure`)." },
+    Definition { name: "residency_config_last_success_timestamp_seconds", kind: Kind::Gauge, labels: &[], help: "Unix time of the last configuration applied (start or reload)." },
+    Definition { name: "residency_geoip_lookups_total", kind: Kind::Counter, labels: &["result"], help: "GeoIP lookups: `located` (the site order used it) or `unknown` (no usable record)." },
+    Definition { name: "residency_geoip_database_epoch_seconds", kind: Kind::Gauge, labels: &[], help: "Build time of the GeoIP database in use (0 without GeoIP)." },
+    Definition { name: "residency_build_info", kind: Kind::Gauge, labels: &["version"], help: "Always 1; the label carries the router version." },
+];
+
+fn definition(name: &str) -> &'static Definition {
+    DEFINITIONS
+        .iter()
+        .find(|d| d.name == name)
+        .expect("every registered metric is defined")
+}
+
+fn opts(name: &str) -> Opts {
+    Opts::new(name, definition(name).help)
+}
+
+fn counter_vec(registry: &Registry, name: &str) -> IntCounterVec {
+    let metric = IntCounterVec::new(opts(name), definition(name).labels).expect("valid definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn gauge_vec(registry: &Registry, name: &str) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(opts(name), definition(name).labels).expect("valid definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str) -> IntGauge {
+    let metric = IntGauge::with_opts(opts(name)).expect("valid definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+/// The process-wide metric families.
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    blocked: IntCounterVec,
+    cross_region: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    retries: IntCounterVec,
+    backend_up: IntGaugeVec,
+    site_healthy: IntGaugeVec,
+    tenants: IntGaugeVec,
+    replications: IntGaugeVec,
+    pub generation: IntGauge,
+    pub reloads: IntCounterVec,
+    pub last_success: IntGauge,
+    geoip_lookups: IntCounterVec,
+    geoip_epoch: IntGauge,
+}
+
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let registry = Registry::new();
+        let name = "residency_request_duration_seconds";
+        let duration = HistogramVec::new(
+            HistogramOpts::new(name, definition(name).help).buckets(DURATION_BUCKETS.to_vec()),
+            definition(name).labels,
+        )
+        .expect("valid definition");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("registered once");
+        let build_info = gauge_vec(&registry, "residency_build_info");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = registry.register(Box::new(process));
+        }
+        Metrics {
+            requests: counter_vec(&registry, "residency_requests_total"),
+            duration,
+            blocked: counter_vec(&registry, "residency_blocked_total"),
+            cross_region: counter_vec(&registry, "residency_cross_region_served_total"),
+            upstream_errors: counter_vec(&registry, "residency_upstream_errors_total"),
+            retries: counter_vec(&registry, "residency_retries_total"),
+            backend_up: gauge_vec(&registry, "residency_backend_up"),
+            site_healthy: gauge_vec(&registry, "residency_site_healthy_backends"),
+            tenants: gauge_vec(&registry, "residency_tenants"),
+            replications: gauge_vec(&registry, "residency_replications"),
+            generation: gauge(&registry, "residency_config_generation"),
+            reloads: counter_vec(&registry, "residency_config_reloads_total"),
+            last_success: gauge(&registry, "residency_config_last_success_timestamp_seconds"),
+            geoip_lookups: counter_vec(&registry, "residency_geoip_lookups_total"),
+            geoip_epoch: gauge(&registry, "residency_geoip_database_epoch_seconds"),
+            registry,
+        }
+    })
+}
+
+const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const CAUSES: [&str; 3] = ["hint", "replica_read", "replica_active"];
+
+/// Why an attempt on a backend failed, for `residency_upstream_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamError {
+    Connect,
+    Timeout,
+    Reset,
+    Status5xx,
+}
+
+const UPSTREAM_ERRORS: [&str; 4] = ["connect", "timeout", "reset", "status_5xx"];
+
+/// Every label combination of one configuration, resolved once.
+pub struct Handles {
+    regions: usize,
+    sites: usize,
+    site_region: Vec<usize>,
+    /// [tenant_region][site][code class]
+    requests: Vec<IntCounter>,
+    /// [site]
+    duration: Vec<Histogram>,
+    /// [reason][tenant_region or none][requested_region or none]
+    blocked: Vec<IntCounter>,
+    /// [tenant_region][served_region][cause]
+    cross_region: Vec<IntCounter>,
+    /// [site][kind]
+    upstream_errors: Vec<IntCounter>,
+    /// [site]
+    retries: Vec<IntCounter>,
+    geoip_located: IntCounter,
+    geoip_unknown: IntCounter,
+}
+
+impl Handles {
+    pub fn new(snapshot: &Snapshot) -> Self {
+        let m = global();
+        let topology = &snapshot.topology;
+        let region_names: Vec<&str> = topology.regions().map(|(_, r)| r.name.as_str()).collect();
+        let sites: Vec<(&str, usize)> = topology
+            .sites()
+            .map(|(_, s)| (s.name.as_str(), usize::from(s.region.0)))
+            .collect();
+        let with_none: Vec<&str> = region_names.iter().copied().chain(["none"]).collect();
+        let mut requests = Vec::new();
+        for tenant_region in &region_names {
+            for (site, region) in &sites {
+                for class in CODE_CLASSES {
+                    requests.push(m.requests.with_label_values(&[
+                        tenant_region,
+                        region_names[*region],
+                        site,
+                        class,
+                    ]));
+                }
+            }
+        }
+        let mut blocked = Vec::new();
+        for reason in BlockCode::ALL {
+            for tenant_region in &with_none {
+                for requested in &with_none {
+                    blocked.push(m.blocked.with_label_values(&[
+                        reason.as_str(),
+                        tenant_region,
+                        requested,
+                    ]));
+                }
+            }
+        }
+        let mut cross_region = Vec::new();
+        for tenant_region in &region_names {
+            for served in &region_names {
+                for cause in CAUSES {
+                    cross_region.push(m.cross_region.with_label_values(&[
+                        tenant_region,
+                        served,
+                        cause,
+                    ]));
+                }
+            }
+        }
+        let mut upstream_errors = Vec::new();
+        for (site, region) in &sites {
+            for kind in UPSTREAM_ERRORS {
+                upstream_errors.push(m.upstream_errors.with_label_values(&[
+                    region_names[*region],
+                    site,
+                    kind,
+                ]));
+            }
+        }
+        Handles {
+            regions: region_names.len(),
+            sites: sites.len(),
+            site_region: sites.iter().map(|(_, r)| *r).collect(),
+            requests,
+            duration: sites
+                .iter()
+                .map(|(site, region)| m.duration.with_label_values(&[region_names[*region], site]))
+                .collect(),
+            blocked,
+            cross_region,
+            upstream_errors,
+            retries: sites
+                .iter()
+                .map(|(site, region)| m.retries.with_label_values(&[region_names[*region], site]))
+                .collect(),
+            geoip_located: m.geoip_lookups.with_label_values(&["located"]),
+            geoip_unknown: m.geoip_lookups.with_label_values(&["unknown"]),
+        }
+    }
+
+    /// A proxied request finished.
+    pub fn request(&self, tenant_region: RegionId, site: SiteId, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        let site = usize::from(site.0);
+        let index = (usize::from(tenant_region.0) * self.sites + site) * CODE_CLASSES.len() + class;
+        self.requests[index].inc();
+        self.duration[site].observe(seconds);
+    }
+
+    pub fn blocked(
+        &self,
+        code: BlockCode,
+        tenant_region: Option<RegionId>,
+        requested: Option<RegionId>,
+    ) {
+        let reason = BlockCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .expect("every code is listed");
+        let region = |r: Option<RegionId>| r.map_or(self.regions, |r| usize::from(r.0));
+        let width = self.regions + 1;
+        self.blocked[(reason * width + region(tenant_region)) * width + region(requested)].inc();
+    }
+
+    /// A request served outside its tenant's home region.
+    pub fn cross_region(&self, tenant_region: RegionId, site: SiteId, reason: RouteReason) {
+        let cause = match reason {
+            RouteReason::Home => return,
+            RouteReason::HintedReplica(_) => 0,
+            RouteReason::ReplicaFailover(ReplicationMode::ReadReplica) => 1,
+            RouteReason::ReplicaFailover(ReplicationMode::Active) => 2,
+        };
+        let served = self.site_region[usize::from(site.0)];
+        let index = (usize::from(tenant_region.0) * self.regions + served) * CAUSES.len() + cause;
+        self.cross_region[index].inc();
+    }
+
+    pub fn upstream_error(&self, site: SiteId, kind: UpstreamError) {
+        let kind = match kind {
+            UpstreamError::Connect => 0,
+            UpstreamError::Timeout => 1,
+            UpstreamError::Reset => 2,
+            UpstreamError::Status5xx => 3,
+        };
+        self.upstream_errors[usize::from(site.0) * UPSTREAM_ERRORS.len() + kind].inc();
+    }
+
+    pub fn retry(&self, site: SiteId) {
+        self.retries[usize::from(site.0)].inc();
+    }
+
+    pub fn geoip(&self, located: bool) {
+        if located {
+            self.geoip_located.inc();
+        } else {
+            self.geoip_unknown.inc();
+        }
+    }
+}
+
+/// Sets the state gauges from the running state, then renders every metric.
+pub fn render(state: &crate::state::RouterState) -> Vec<u8> {
+    let m = global();
+    let snapshot = &state.snapshot;
+    let topology = &snapshot.topology;
+    // Families are reset so that sites and backends removed by a reload disappear.
+    m.backend_up.reset();
+    m.site_healthy.reset();
+    m.tenants.reset();
+    m.replications.reset();
+    for (site_id, site) in topology.sites() {
+        let region = topology.region(site.region).name.as_str();
+        let mut healthy = 0;
+        for (i, backend) in snapshot.site(site_id).backends.iter().enumerate() {
+            let up = state.pools.available(site_id, i);
+            healthy += i64::from(up);
+            m.backend_up
+                .with_label_values(&[region, site.name.as_str(), backend.configured.as_str()])
+                .set(i64::from(up));
+        }
+        m.site_healthy
+            .with_label_values(&[region, site.name.as_str()])
+            .set(healthy);
+    }
+    let mut tenants = vec![0i64; topology.regions().len()];
+    for (_, record) in snapshot.registry.iter() {
+        tenants[usize::from(record.home.0)] += 1;
+        if let Some(replication) = record.replication {
+            let mode = match replication.mode {
+                ReplicationMode::ReadReplica => "read-replica",
+                ReplicationMode::Active => "active",
+            };
+            for to in replication.regions.iter() {
+                m.replications
+                    .with_label_values(&[
+                        topology.region(record.home).name.as_str(),
+                        topology.region(to).name.as_str(),
+                        mode,
+                    ])
+                    .inc();
+            }
+        }
+    }
+    for (id, region) in topology.regions() {
+        m.tenants
+            .with_label_values(&[region.name.as_str()])
+            .set(tenants[usize::from(id.0)]);
+    }
+    let epoch = snapshot
+        .geoip
+        .as_ref()
+        .map_or(0, |g| g.database.current().build_epoch() as i64);
+    m.geoip_epoch.set(epoch);
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&m.registry.gather(), &mut out)
+        .expect("text encoding of gathered metrics");
+    out
+}
+
+/// `docs/metrics.md`, generated from [`DEFINITIONS`].
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Metrics\n\nGenerated from `router/src/metrics.rs` by `cargo test -p residency-router --test metrics` \
+         (set `UPDATE_DOCS=1` to rewrite it). Every label's values are bounded by the configuration \
+         (regions, sites, backends) or by fixed lists; there is no tenant label. Process metrics \
+         (`process_*`) are exported too.\n\n| name | type | labels | meaning |\n|---|---|---|---|\n",
+    );
+    for d in DEFINITIONS {
+        let kind = match d.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let labels: Vec<String> = d.labels.iter().map(|l| format!("`{l}`")).collect();
+        out.push_str(&format!(
+            "| `{}` | {kind} | {} | {} |\n",
+            d.name,
+            labels.join(", "),
+            d.help
+        ));
+    }
+    out
+}
+
+/// `GET /metrics` on `listen.metrics`, as a Pingora background service.
+pub struct MetricsServer {
+    pub addr: std::net::SocketAddr,
+    pub state: crate::state::SharedState,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for MetricsServer {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        use axum::http::header::CONTENT_TYPE;
+        let listener = match tokio::net::TcpListener::bind(self.addr).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(addr = %self.addr, error = %e, "cannot serve metrics");
+                return;
+            }
+        };
+        tracing::info!(addr = %self.addr, "metrics listening on /metrics");
+        let state = self.state.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let state = state.load_full();
+                async move {
+                    let body = tokio::task::spawn_blocking(move || render(&state))
+                        .await
+                        .unwrap_or_default();
+                    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+                }
+            }),
+        );
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    }
+}
