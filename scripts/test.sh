@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
 ensure_build_tools
 ensure_rust_components
+# promtool and a real Prometheus server for the metrics tests.
+ensure_packages promtool prometheus
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

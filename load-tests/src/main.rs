@@ -7,7 +7,9 @@
 //! - `router-geoip`: the same with a City database and a trusted `x-forwarded-for`, so every
 //!   request does a GeoIP lookup and a distance ranking;
 //! - `router-reloading`: the `router` target while another thread reloads it every 50 ms
-//!   through its control socket, alternating two registries in which a tenant changes region.
+//!   through its control socket, alternating two registries in which a tenant changes region;
+//! - `router-metrics`: the `router` target with `listen.metrics` set, so every request records
+//!   its metrics (the `router` target records none).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -65,10 +67,26 @@ fn tenants(mover_region: &str) -> String {
     )
 }
 
-fn start_router(binary: &Path, dir: &Path, backends: &[Vec<SocketAddr>], tables: &str) -> Router {
+fn start_router(
+    binary: &Path,
+    dir: &Path,
+    backends: &[Vec<SocketAddr>],
+    tables: &str,
+    metrics: bool,
+) -> Router {
     let addr = free_port();
+    let metrics = metrics.then(free_port);
     let proxy = format!("trusted_proxies = [\"127.0.0.1/32\"]\n\n{tables}");
-    let config = write_config(dir, addr, None, backends, &tenants("us"), &proxy, &[""; 4]).unwrap();
+    let config = write_config(
+        dir,
+        addr,
+        metrics,
+        backends,
+        &tenants("us"),
+        &proxy,
+        &[""; 4],
+    )
+    .unwrap();
     let log = std::fs::File::create(dir.join(format!("router-{}.log", addr.port()))).unwrap();
     let child = Command::new(binary)
         .args(["run", "--config"])
@@ -176,7 +194,10 @@ fn main() {
         dir.path(),
         &addrs,
         "[server]\ncontrol_socket = \"control.sock\"\n[reload]\nwatch = false\n",
+        false,
     );
+    let metrics_dir = tempfile::tempdir().unwrap();
+    let with_metrics = start_router(&args.router, metrics_dir.path(), &addrs, "", true);
     let geo_dir = tempfile::tempdir().unwrap();
     std::fs::copy(dir.path().join("geo.mmdb"), geo_dir.path().join("geo.mmdb")).unwrap();
     let with_geoip = start_router(
@@ -184,6 +205,7 @@ fn main() {
         geo_dir.path(),
         &addrs,
         "[geoip]\ndatabase = \"geo.mmdb\"",
+        false,
     );
 
     // New York: a located client of the us tenant; ranks virginia and oregon by distance.
@@ -193,6 +215,10 @@ fn main() {
         ("router", format!("http://{}/hello", plain.addr)),
         ("router-geoip", format!("http://{}/hello", with_geoip.addr)),
         ("router-reloading", format!("http://{}/hello", plain.addr)),
+        (
+            "router-metrics",
+            format!("http://{}/hello", with_metrics.addr),
+        ),
     ];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); targets.len()];
     for round in 0..args.rounds {
@@ -235,6 +261,7 @@ fn main() {
         );
     }
     println!("\nGeoIP on / off: {:.3}", summary[2].rps / summary[1].rps);
+    println!("Metrics on / off: {:.3}", summary[4].rps / summary[1].rps);
     println!(
         "Reloading every 50 ms / steady: throughput {:.3}, p99 {:.2} ms vs {:.2} ms",
         summary[3].rps / summary[1].rps,

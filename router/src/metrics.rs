@@ -5,7 +5,8 @@
 //! configuration: regions, sites, backends, fixed code lists. No tenant label, ever.
 //!
 //! Recording is cheap: [`Handles`] resolves every label combination once per configuration,
-//! so the request path indexes an array and adds to an atomic. Gauges that describe state
+//! so the request path indexes an array and adds to an atomic. Without `listen.metrics`
+//! nothing is recorded. Gauges that describe state
 //! (backend health, tenants per region, reloads) are computed when Prometheus scrapes.
 
 use std::sync::OnceLock;
@@ -169,6 +170,8 @@ const UPSTREAM_ERRORS: [&str; 4] = ["connect", "timeout", "reset", "status_5xx"]
 
 /// Every label combination of one configuration, resolved once.
 pub struct Handles {
+    /// Recording happens only when `listen.metrics` is set: off costs one branch.
+    enabled: bool,
     regions: usize,
     sites: usize,
     site_region: Vec<usize>,
@@ -246,6 +249,7 @@ impl Handles {
             }
         }
         Handles {
+            enabled: snapshot.listen.metrics.is_some(),
             regions: region_names.len(),
             sites: sites.len(),
             site_region: sites.iter().map(|(_, r)| *r).collect(),
@@ -268,6 +272,9 @@ impl Handles {
 
     /// A proxied request finished.
     pub fn request(&self, tenant_region: RegionId, site: SiteId, status: u16, seconds: f64) {
+        if !self.enabled {
+            return;
+        }
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         let site = usize::from(site.0);
         let index = (usize::from(tenant_region.0) * self.sites + site) * CODE_CLASSES.len() + class;
@@ -281,6 +288,9 @@ impl Handles {
         tenant_region: Option<RegionId>,
         requested: Option<RegionId>,
     ) {
+        if !self.enabled {
+            return;
+        }
         let reason = BlockCode::ALL
             .iter()
             .position(|c| *c == code)
@@ -292,6 +302,9 @@ impl Handles {
 
     /// A request served outside its tenant's home region.
     pub fn cross_region(&self, tenant_region: RegionId, site: SiteId, reason: RouteReason) {
+        if !self.enabled {
+            return;
+        }
         let cause = match reason {
             RouteReason::Home => return,
             RouteReason::HintedReplica(_) => 0,
@@ -304,6 +317,9 @@ impl Handles {
     }
 
     pub fn upstream_error(&self, site: SiteId, kind: UpstreamError) {
+        if !self.enabled {
+            return;
+        }
         let kind = match kind {
             UpstreamError::Connect => 0,
             UpstreamError::Timeout => 1,
@@ -314,10 +330,16 @@ impl Handles {
     }
 
     pub fn retry(&self, site: SiteId) {
+        if !self.enabled {
+            return;
+        }
         self.retries[usize::from(site.0)].inc();
     }
 
     pub fn geoip(&self, located: bool) {
+        if !self.enabled {
+            return;
+        }
         if located {
             self.geoip_located.inc();
         } else {
