@@ -20,8 +20,18 @@ pub struct ConfigFile {
     pub geoip: Option<GeoIpFile>,
     #[serde(default)]
     pub reload: ReloadFile,
+    pub access_log: Option<AccessLogFile>,
     #[serde(default)]
     pub server: ServerFile,
+}
+
+/// `[access_log]`: one JSON line per request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    /// A file (relative to the config file) or `-` for standard output.
+    pub path: String,
+    pub buffer_records: Option<usize>,
 }
 
 /// `[reload]`: how changes are picked up, and the guard against a wrong registry file.

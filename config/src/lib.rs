@@ -16,8 +16,8 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors};
 pub use registry::Registry;
 pub use snapshot::{
-    ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck, Listen,
-    OutlierSettings, ProxySettings, ReloadSettings, ServerSettings, SiteConfig, Snapshot,
+    AccessLogSettings, ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck,
+    Listen, OutlierSettings, ProxySettings, ReloadSettings, ServerSettings, SiteConfig, Snapshot,
 };
 
 use std::path::Path;

@@ -21,7 +21,17 @@ pub struct Snapshot {
     pub geoip: Option<GeoIpSettings>,
     pub proxy: ProxySettings,
     pub reload: ReloadSettings,
+    pub access_log: Option<AccessLogSettings>,
     pub server: ServerSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    /// `None`: standard output.
+    pub file: Option<PathBuf>,
+    /// Records waiting to be written; past this, records are dropped (and counted) rather
+    /// than slowing requests down.
+    pub buffer_records: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use crate::file::{
     RegistryFile, ReloadFile, ReplicationModeFile, ServerFile, SourceFile, UnknownFile,
 };
 use crate::snapshot::{
-    ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck, Listen,
-    OutlierSettings, ProxySettings, ReloadSettings, ServerSettings, SiteConfig,
+    AccessLogSettings, ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck,
+    Listen, OutlierSettings, ProxySettings, ReloadSettings, ServerSettings, SiteConfig,
 };
 use crate::{ConfigError, ConfigErrors, Registry, Snapshot};
 
@@ -70,6 +70,16 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let proxy = proxy_settings(&file.proxy, &mut problems);
     let server = server_settings(&file.server, config_path, &mut problems);
     let reload = reload_settings(&file.reload, &mut problems);
+    let access_log = file.access_log.as_ref().map(|log| AccessLogSettings {
+        file: (log.path != "-").then(|| relative_to(config_path, &log.path)),
+        buffer_records: positive(
+            log.buffer_records,
+            8192,
+            "access_log.buffer_records",
+            "records held before dropping; e.g. 8192",
+            &mut problems,
+        ),
+    });
 
     // The registry is checked even when the config has problems, so one run reports both.
     let registry = match read(&registry_path) {
@@ -101,6 +111,7 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         geoip,
         proxy,
         reload,
+        access_log,
         server,
     })
 }

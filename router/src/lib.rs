@@ -2,6 +2,7 @@
 //!
 //! - [`proxy`]: the `ProxyHttp` implementation: identify, decide, pick a backend, retry, respond;
 //! - [`health`]: active checks on Pingora's health registry, and each backend's live state;
+//! - [`access_log`]: the per-request audit trail (JSON lines, never blocking requests);
 //! - [`pools`]: per-site backend choice (weighted round-robin, least-in-flight) and outlier
 //!   ejection; the health view the engine reads;
 //! - [`preference`]: the order of sites inside a region (GeoIP or weighted rotation);
@@ -12,6 +13,7 @@
 //! - [`server`]: Pingora server wiring, signals and graceful shutdown;
 //! - [`demo`]: the `demo` subcommand and the site backends it (and the tests) run.
 
+pub mod access_log;
 pub mod clock;
 pub mod demo;
 pub mod health;

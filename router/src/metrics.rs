@@ -53,6 +53,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition { name: "residency_config_last_success_timestamp_seconds", kind: Kind::Gauge, labels: &[], help: "Unix time of the last configuration applied (start or reload)." },
     Definition { name: "residency_geoip_lookups_total", kind: Kind::Counter, labels: &["result"], help: "GeoIP lookups: `located` (the site order used it) or `unknown` (no usable record)." },
     Definition { name: "residency_geoip_database_epoch_seconds", kind: Kind::Gauge, labels: &[], help: "Build time of the GeoIP database in use (0 without GeoIP)." },
+    Definition { name: "residency_access_log_dropped_total", kind: Kind::Counter, labels: &[], help: "Access log records dropped because the writer fell behind (requests never wait for it)." },
     Definition { name: "residency_build_info", kind: Kind::Gauge, labels: &["version"], help: "Always 1; the label carries the router version." },
 ];
 
@@ -109,6 +110,7 @@ pub struct Metrics {
     pub last_success: IntGauge,
     geoip_lookups: IntCounterVec,
     geoip_epoch: IntGauge,
+    pub access_log_dropped: IntCounter,
 }
 
 pub fn global() -> &'static Metrics {
@@ -149,6 +151,14 @@ pub fn global() -> &'static Metrics {
             last_success: gauge(&registry, "residency_config_last_success_timestamp_seconds"),
             geoip_lookups: counter_vec(&registry, "residency_geoip_lookups_total"),
             geoip_epoch: gauge(&registry, "residency_geoip_database_epoch_seconds"),
+            access_log_dropped: {
+                let name = "residency_access_log_dropped_total";
+                let metric = IntCounter::with_opts(opts(name)).expect("valid definition");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("registered once");
+                metric
+            },
             registry,
         }
     })

@@ -18,6 +18,7 @@ use pingora::ErrorType;
 use regions::{Block, BlockCode, HeaderValues, RegionId, Route, RoutedSite, TenantId};
 use smallvec::SmallVec;
 
+use crate::access_log::{AccessLog, Record as AccessRecord};
 use crate::health::InFlight;
 use crate::metrics::UpstreamError;
 use crate::preference::GeoHint;
@@ -30,11 +31,12 @@ const RESIDENCY_HEADER_PREFIX: &str = "x-residency-";
 
 pub struct ResidencyProxy {
     state: SharedState,
+    access_log: Option<AccessLog>,
 }
 
 impl ResidencyProxy {
-    pub fn new(state: SharedState) -> Self {
-        ResidencyProxy { state }
+    pub fn new(state: SharedState, access_log: Option<AccessLog>) -> Self {
+        ResidencyProxy { state, access_log }
     }
 }
 
@@ -66,6 +68,8 @@ pub struct RequestCtx {
     last_failure: Option<ErrorCode>,
     /// Counts this request on the backend of the current attempt (least-in-flight).
     in_flight: Option<InFlight>,
+    /// The error code of the router's own answer, if it gave one.
+    answered: Option<&'static str>,
     /// When the request arrived, for the duration histogram.
     arrived: Option<std::time::Instant>,
     /// The address GeoIP located (SPEC 6), and what it said.
@@ -178,6 +182,7 @@ impl ResidencyProxy {
         block: Block,
     ) -> Result<()> {
         let code = ErrorCode::Block(block.code);
+        ctx.answered = Some(code.as_str());
         ctx.state()
             .metrics
             .blocked(block.code, block.home_region, block.requested_region);
@@ -547,6 +552,7 @@ impl ProxyHttp for ResidencyProxy {
             let home = ctx.route.as_ref().map(|r| r.home_region);
             ctx.state().metrics.blocked(block, home, ctx.hint);
         }
+        ctx.answered = Some(code.as_str());
         let retry_after = ctx.retry_after(code);
         let home = ctx.route.as_ref().map(|r| r.home_region);
         let body = ctx.error_body(code, home, ctx.hint);
@@ -576,6 +582,32 @@ impl ProxyHttp for ResidencyProxy {
                 );
                 metrics.cross_region(route.home_region, site.site, site.reason);
             }
+        }
+        if let (Some(log), Some(state)) = (&self.access_log, &ctx.state) {
+            let served = ctx.current_site().filter(|_| ctx.response_started);
+            log.record(AccessRecord {
+                unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                state: Arc::clone(state),
+                request_id: ctx.request_id.clone(),
+                method: session.req_header().method.clone(),
+                tenant: ctx.tenant,
+                home_region: ctx.route.as_ref().map(|r| r.home_region),
+                served: served.map(|s| (s.region, s.site)),
+                backend: served
+                    .zip(ctx.current)
+                    .map(|(s, a)| state.pools.addr(s.site, a.backend)),
+                outcome: ctx.answered.unwrap_or(if ctx.response_started {
+                    "routed"
+                } else {
+                    "none"
+                }),
+                status: session.response_written().map_or(0, |r| r.status.as_u16()),
+                attempts: ctx.tried.len(),
+                duration_us: ctx.arrived.map_or(0, |t| t.elapsed().as_micros() as u64),
+                bytes_sent: session.body_bytes_sent(),
+            });
         }
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return;

@@ -172,14 +172,16 @@ impl Reloader {
         let backends_removed = health.keys().filter(|a| !states.contains_key(a)).count();
         let plan = health::plan_for(&new, &states);
         let tenants = new.registry.len();
-        let state = RouterState::new(new, &states);
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        let mut state = RouterState::new(new, &states);
+        state.generation = generation;
         // The swap: requests from here on see the new state; requests in flight keep theirs,
         // and with it the backends that were just removed, until they finish.
         self.shared.store(Arc::new(state));
         *health = states;
         // Only the check loops of sites whose checks changed restart.
         let _ = self.plans.send(Arc::new(plan));
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.generation.store(generation, Ordering::Relaxed);
         Ok(ReloadReport {
             generation,
             tenants,
@@ -228,6 +230,9 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     }
     if old.server.threads != new.server.threads {
         changed.push("server.threads".to_owned());
+    }
+    if old.access_log != new.access_log {
+        changed.push("access_log".to_owned());
     }
     if old.server.control_socket != new.server.control_socket {
         changed.push("server.control_socket".to_owned());

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use pingora::services::background::background_service;
 
+use crate::access_log::AccessLog;
 use crate::health;
 use crate::metrics::MetricsServer;
 use crate::proxy::ResidencyProxy;
@@ -80,6 +81,11 @@ pub fn run(snapshot: Snapshot, upgrade: bool) {
     let (plans, supervisor) = health::supervisor(health::plan_for(&snapshot, &health));
     let health_checks = server.add_service(background_service("health checks", supervisor));
     let config_path = snapshot.config_path.clone();
+    let access_log = snapshot.access_log.as_ref().and_then(|settings| {
+        AccessLog::start(settings)
+            .map_err(|e| tracing::error!(error = %e, "cannot open the access log; requests are not logged"))
+            .ok()
+    });
     let control_socket = snapshot.server.control_socket.clone();
 
     let shared = state::shared(snapshot, &health);
@@ -109,7 +115,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) {
 
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
-        ResidencyProxy::new(shared),
+        ResidencyProxy::new(shared, access_log),
         "residency-proxy",
     );
     proxy.add_tcp(&listen.http.to_string());

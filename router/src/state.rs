@@ -16,6 +16,8 @@ pub struct RouterState {
     pub rotation: SiteRotation,
     /// Metric handles for this configuration's regions and sites.
     pub metrics: Handles,
+    /// 1 for the configuration the process started with, +1 per applied reload.
+    pub generation: u64,
     /// `Retry-After` on 503s: the longest health-check interval, by when a check may have
     /// found a backend again.
     pub retry_after_secs: u64,
@@ -34,6 +36,7 @@ impl RouterState {
             pools: Pools::new(&snapshot, health),
             rotation: SiteRotation::new(&snapshot),
             metrics: Handles::new(&snapshot),
+            generation: 1,
             snapshot: Arc::new(snapshot),
             retry_after_secs,
         }
