@@ -41,7 +41,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition { name: "residency_requests_total", kind: Kind::Counter, labels: &["tenant_region", "served_region", "site", "code_class"], help: "Requests proxied to a backend, by the tenant's home region, the region and site that served them, and the response class (2xx..5xx)." },
     Definition { name: "residency_request_duration_seconds", kind: Kind::Histogram, labels: &["served_region", "site"], help: "Time from the request's arrival to the end of its response, for proxied requests." },
     Definition { name: "residency_blocked_total", kind: Kind::Counter, labels: &["reason", "tenant_region", "requested_region"], help: "Requests the router answered itself without proxying; reason is the SPEC error code. Regions are `none` when unknown." },
-    Definition { name: "residency_cross_region_served_total", kind: Kind::Counter, labels: &["tenant_region", "served_region", "cause"], help: "Requests served outside the tenant's home region under its replication: cause `hint` (the request named the replica region), `replica_read` / `replica_active` (every home site failed; by replication mode). `failover` is reserved." },
+    Definition { name: "residency_cross_region_served_total", kind: Kind::Counter, labels: &["tenant_region", "served_region", "cause"], help: "Requests served outside the tenant's home region under its replication, by cause: `hint` (the request named the replica region) or `failover` (every home site had failed). `replica_read` and `replica_active` are reserved for a policy that serves reads from a nearer replica; the replication mode of each tenant is in `residency_replications`." },
     Definition { name: "residency_upstream_errors_total", kind: Kind::Counter, labels: &["region", "site", "kind"], help: "Failed attempts on a backend: kind `connect`, `timeout`, `reset` or `status_5xx`." },
     Definition { name: "residency_retries_total", kind: Kind::Counter, labels: &["region", "site"], help: "Attempts on a backend of this site that followed a failed attempt of the same request." },
     Definition { name: "residency_backend_up", kind: Kind::Gauge, labels: &["region", "site", "backend"], help: "1 when the backend may take traffic (active checks up, not ejected), else 0." },
@@ -165,7 +165,7 @@ pub fn global() -> &'static Metrics {
 }
 
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-const CAUSES: [&str; 3] = ["hint", "replica_read", "replica_active"];
+const CAUSES: [&str; 2] = ["hint", "failover"];
 
 /// Why an attempt on a backend failed, for `residency_upstream_errors_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,8 +318,7 @@ impl Handles {
         let cause = match reason {
             RouteReason::Home => return,
             RouteReason::HintedReplica(_) => 0,
-            RouteReason::ReplicaFailover(ReplicationMode::ReadReplica) => 1,
-            RouteReason::ReplicaFailover(ReplicationMode::Active) => 2,
+            RouteReason::ReplicaFailover(_) => 1,
         };
         let served = self.site_region[usize::from(site.0)];
         let index = (usize::from(tenant_region.0) * self.regions + served) * CAUSES.len() + cause;

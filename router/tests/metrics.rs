@@ -196,4 +196,21 @@ async fn requests_move_exactly_their_series() {
             .await,
         1.0
     );
+
+    // Every home site gone: a read of the read-replica tenant fails over to us.
+    cluster.kill_site("frankfurt");
+    cluster.kill_site("dublin");
+    let (status, _, body) = json(cluster.get("/", "globex").send().await.unwrap()).await;
+    assert_eq!((status, body["region"].as_str()), (200, Some("us")));
+    let failover = [
+        ("tenant_region", "eu"),
+        ("served_region", "us"),
+        ("cause", "failover"),
+    ];
+    assert_eq!(
+        cluster
+            .metric("residency_cross_region_served_total", &failover)
+            .await,
+        1.0
+    );
 }
