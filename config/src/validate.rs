@@ -70,15 +70,27 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let proxy = proxy_settings(&file.proxy, &mut problems);
     let server = server_settings(&file.server, config_path, &mut problems);
     let reload = reload_settings(&file.reload, &mut problems);
-    let access_log = file.access_log.as_ref().map(|log| AccessLogSettings {
-        file: (log.path != "-").then(|| relative_to(config_path, &log.path)),
-        buffer_records: positive(
+    let access_log = file.access_log.as_ref().map(|log| {
+        let fix = "records held before dropping: 1 to 1000000, e.g. 8192";
+        let mut buffer_records = positive(
             log.buffer_records,
             8192,
             "access_log.buffer_records",
-            "records held before dropping; e.g. 8192",
+            fix,
             &mut problems,
-        ),
+        );
+        if buffer_records > 1_000_000 {
+            problems.add(
+                "access_log.buffer_records",
+                format!("{buffer_records} records would be allocated up front"),
+                fix,
+            );
+            buffer_records = 8192;
+        }
+        AccessLogSettings {
+            file: (log.path != "-").then(|| relative_to(config_path, &log.path)),
+            buffer_records,
+        }
     });
 
     // The registry is checked even when the config has problems, so one run reports both.
@@ -897,7 +909,18 @@ fn registry(
     errors: &mut Vec<ConfigError>,
 ) -> Registry {
     let mut problems = Problems { file: path, errors };
-    let id_bytes = file.tenants.iter().map(|t| t.id.len()).sum();
+    let id_bytes: usize = file.tenants.iter().map(|t| t.id.len()).sum();
+    if id_bytes > u32::MAX as usize || file.tenants.len() > u32::MAX as usize {
+        problems.add(
+            "tenants",
+            format!(
+                "{} tenants with {id_bytes} bytes of ids",
+                file.tenants.len()
+            ),
+            "split the registry: at most 4 GiB of ids and 2^32 tenants per router",
+        );
+        return Registry::default();
+    }
     let mut registry = Registry::with_capacity(file.tenants.len(), id_bytes);
     let mut shared_replications = HashMap::new();
     let region = |name: &str, at: &dyn Fn() -> String, problems: &mut Problems<'_>| {

@@ -78,6 +78,11 @@ impl BackendHealth {
             || self.awaiting_check.load(Ordering::Relaxed)
     }
 
+    /// Inside an ejection's back-off (whatever the checks say).
+    pub fn ejection_running(&self, now_ms: u64) -> bool {
+        now_ms < self.ejected_until_ms.load(Ordering::Relaxed)
+    }
+
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -259,8 +264,16 @@ pub struct SitePlan {
 }
 
 impl SitePlan {
+    /// Same checks on the same live state: a loop for `other` can keep running for `self`.
     fn same_checks_as(&self, other: &SitePlan) -> bool {
-        self.settings == other.settings && self.backends == other.backends
+        self.settings == other.settings
+            && self.backends == other.backends
+            && self.states.iter().all(|(addr, state)| {
+                other
+                    .states
+                    .get(addr)
+                    .is_some_and(|o| Arc::ptr_eq(state, o))
+            })
     }
 }
 

@@ -359,6 +359,9 @@ impl Handles {
 
 /// Sets the state gauges from the running state, then renders every metric.
 pub fn render(state: &crate::state::RouterState) -> Vec<u8> {
+    // Gauges are reset and rebuilt: two scrapes at once must not interleave.
+    static RENDERING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = RENDERING.lock().unwrap_or_else(|p| p.into_inner());
     let m = global();
     let snapshot = &state.snapshot;
     let topology = &snapshot.topology;
@@ -452,11 +455,17 @@ pub struct MetricsServer {
 impl pingora::services::background::BackgroundService for MetricsServer {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         use axum::http::header::CONTENT_TYPE;
-        let listener = match tokio::net::TcpListener::bind(self.addr).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::error!(addr = %self.addr, error = %e, "cannot serve metrics");
-                return;
+        // During an upgrade the old process still holds the port for its grace period.
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(e) => {
+                    tracing::warn!(addr = %self.addr, error = %e, "cannot bind the metrics listener yet; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                }
             }
         };
         tracing::info!(addr = %self.addr, "metrics listening on /metrics");

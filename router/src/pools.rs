@@ -35,8 +35,20 @@ struct SitePool {
 
 impl SitePool {
     fn available(&self, backend: usize, now_ms: u64) -> bool {
+        let active_ok =
+            !self.active_checks || self.backends[backend].actively_up(self.start_unhealthy);
+        active_ok && !self.passively_out(backend, now_ms)
+    }
+
+    /// Ejected by outlier detection. Without checks, a verdict carried over from when the site
+    /// had them (waiting for a passing check) would never clear: only the back-off counts.
+    fn passively_out(&self, backend: usize, now_ms: u64) -> bool {
         let b = &self.backends[backend];
-        b.actively_up(self.start_unhealthy) && !b.passively_ejected(now_ms)
+        if self.active_checks {
+            b.passively_ejected(now_ms)
+        } else {
+            b.ejection_running(now_ms)
+        }
     }
 }
 
@@ -210,11 +222,11 @@ impl Pools {
         }
         let _serialised = pool.ejecting.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
-        if b.passively_ejected(now) {
+        if pool.passively_out(backend, now) {
             return;
         }
         let ejected = (0..pool.backends.len())
-            .filter(|&i| pool.backends[i].passively_ejected(now))
+            .filter(|&i| pool.passively_out(i, now))
             .count();
         let others_available = (0..pool.backends.len())
             .filter(|&i| i != backend && pool.available(i, now))

@@ -150,7 +150,9 @@ impl Reloader {
 
         let moves = region_moves(old, &new);
         let moved: usize = moves.values().sum();
-        let guard = &new.reload;
+        // The running configuration's limits: a file that also loosens the guard must not
+        // wave itself through.
+        let guard = &old.reload;
         let total = old.registry.len().max(1);
         let percent = moved as f64 * 100.0 / total as f64;
         if !force
@@ -197,20 +199,22 @@ impl Reloader {
     }
 }
 
-/// Tenants present in both registries whose home region (by name) differs.
+/// Tenants whose home region changes: moved to another region, or removed from the registry
+/// (`to` = `(unregistered)`). A removed tenant's requests become unknown, and under a fallback
+/// `unknown` policy they would be served in the fallback region: as much a move as any other.
 fn region_moves(old: &Snapshot, new: &Snapshot) -> BTreeMap<(String, String), usize> {
     let mut moves = BTreeMap::new();
-    for (id, record) in new.registry.iter() {
-        let Ok(id) = TenantId::parse(id.as_bytes()) else {
-            continue;
-        };
-        let Some(before) = old.registry.get(&id) else {
+    for (id, before) in old.registry.iter() {
+        let Ok(tenant) = TenantId::parse(id.as_bytes()) else {
             continue;
         };
         let from = &old.topology.region(before.home).name;
-        let to = &new.topology.region(record.home).name;
-        if from != to {
-            *moves.entry((from.clone(), to.clone())).or_insert(0) += 1;
+        let to = match new.registry.get(&tenant) {
+            Some(after) => new.topology.region(after.home).name.clone(),
+            None => "(unregistered)".to_owned(),
+        };
+        if *from != to {
+            *moves.entry((from.clone(), to)).or_insert(0) += 1;
         }
     }
     moves
@@ -298,7 +302,16 @@ impl BackgroundService for ReloadTriggers {
         loop {
             let accept = async {
                 match &listener {
-                    Some(l) => l.accept().await.ok(),
+                    // A failed accept (EMFILE under load) is retried, never the end of the socket.
+                    Some((l, _)) => loop {
+                        match l.accept().await {
+                            Ok((stream, _)) => break stream,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "control socket accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            }
+                        }
+                    },
                     None => std::future::pending().await,
                 }
             };
@@ -308,25 +321,35 @@ impl BackgroundService for ReloadTriggers {
                     tracing::info!("SIGHUP: reloading");
                     reload_in_background(&self.reloader, false).await;
                 }
-                Some((stream, _)) = accept => {
+                stream = accept => {
                     let reloader = Arc::clone(&self.reloader);
                     tokio::spawn(serve_control(stream, reloader));
                 }
             }
         }
-        if let Some(path) = &self.control_socket {
-            let _ = std::fs::remove_file(path);
+        // After an upgrade the new process has bound the same path: remove the file only if
+        // it is still the socket this process made.
+        if let (Some(path), Some((_, inode))) = (&self.control_socket, &listener) {
+            if socket_inode(path) == Some(*inode) {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
 
-fn bind_control_socket(path: &Path) -> Option<tokio::net::UnixListener> {
-    // A socket left by a previous process would make bind fail.
+fn socket_inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+fn bind_control_socket(path: &Path) -> Option<(tokio::net::UnixListener, u64)> {
+    // A socket left by a previous process (or held by one being upgraded away) would make
+    // bind fail; this process takes the path over.
     let _ = std::fs::remove_file(path);
     match tokio::net::UnixListener::bind(path) {
         Ok(listener) => {
             tracing::info!(path = %path.display(), "control socket listening");
-            Some(listener)
+            Some((listener, socket_inode(path)?))
         }
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "cannot listen on the control socket");

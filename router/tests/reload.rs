@@ -338,3 +338,68 @@ async fn a_hundred_reloads_under_load_fail_nothing_and_never_mix_snapshots() {
         "the storm never switched snapshots"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_tenants_counts_against_the_guard_and_a_file_cannot_loosen_its_own_guard() {
+    let cluster = Cluster::start().await;
+    cluster.replace_registry(&many_tenants(40, 40));
+    assert!(cluster.reload(false).await.ok);
+
+    // 30 of 40 tenants vanishing (a truncated export) is refused like a mass move.
+    cluster.replace_registry(&many_tenants(10, 10));
+    let refused = cluster.reload(false).await;
+    assert!(!refused.ok, "{refused:?}");
+    assert!(refused.error.unwrap().contains("30 of 40 tenants"));
+
+    // Loosening the guard in the same deploy does not let the deploy through.
+    let config = cluster.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[reload]\nmax_moved_percent = 100\n"),
+    )
+    .unwrap();
+    assert!(
+        !cluster.reload(false).await.ok,
+        "the new file relaxed its own guard"
+    );
+    // Once the looser guard is running, the same change goes through without --force.
+    cluster.replace_registry(&many_tenants(40, 40));
+    let answer = cluster.reload(false).await;
+    assert!(answer.ok, "{answer:?}");
+    cluster.replace_registry(&many_tenants(10, 10));
+    assert!(cluster.reload(false).await.ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_checks_off_frees_a_backend_they_had_marked_down() {
+    let cluster = Cluster::start_with(Options {
+        tables: format!(
+            "{FAST_SHUTDOWN}\n[health]\ncheck = \"http\"\ninterval_ms = 200\ntimeout_ms = 100\nunhealthy_threshold = 1\n"
+        ),
+        ..Options::default()
+    })
+    .await;
+    let v0 = &cluster.site("virginia")[0];
+    v0.set_health_status(503);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = v0.requests();
+    for _ in 0..9 {
+        cluster.region_of("acme").await;
+    }
+    assert_eq!(v0.requests(), before, "the checks did not take it out");
+
+    let config = cluster.config_path();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("check = \"http\"", "check = \"none\"");
+    std::fs::write(&config, text).unwrap();
+    assert!(cluster.reload(false).await.ok);
+    for _ in 0..9 {
+        cluster.region_of("acme").await;
+    }
+    assert!(
+        v0.requests() > before,
+        "a stale 'down' from disabled checks kept the backend out"
+    );
+}
