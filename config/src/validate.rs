@@ -43,10 +43,7 @@ impl Problems<'_> {
 
 pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let file: ConfigFile = read_toml(config_path).map_err(|e| ConfigErrors(vec![e]))?;
-    let registry_path = config_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&file.tenancy.registry);
+    let registry_path = relative_to(config_path, &file.tenancy.registry);
 
     let mut errors = Vec::new();
     let mut problems = Problems {
@@ -845,10 +842,7 @@ fn geoip(
     topology: &Topology,
     problems: &mut Problems<'_>,
 ) -> Option<GeoIpSettings> {
-    let path = config_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&file.database);
+    let path = relative_to(config_path, &file.database);
     let database = geoip::LiveDatabase::open(&path)
         .map_err(|e| {
             problems.add(

@@ -27,7 +27,7 @@ use pingora::services::ServiceReadyNotifier;
 use pingora::ErrorType;
 use tokio::sync::{oneshot, watch};
 
-pub use crate::clock::now_ms;
+use crate::clock::now_ms;
 
 /// Live state of one backend, shared by the data plane and the health checks.
 #[derive(Debug)]

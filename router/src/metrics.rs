@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 
 use config::Snapshot;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    core::Collector, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use regions::{BlockCode, RegionId, ReplicationMode, RouteReason, SiteId};
 
@@ -68,28 +68,35 @@ fn opts(name: &str) -> Opts {
     Opts::new(name, definition(name).help)
 }
 
-fn counter_vec(registry: &Registry, name: &str) -> IntCounterVec {
-    let metric = IntCounterVec::new(opts(name), definition(name).labels).expect("valid definition");
+/// Registers a metric in the process registry and hands it back.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, metric: C) -> C {
     registry
         .register(Box::new(metric.clone()))
-        .expect("registered once");
+        .expect("every metric is registered once");
     metric
+}
+
+fn counter_vec(registry: &Registry, name: &str) -> IntCounterVec {
+    let labels = definition(name).labels;
+    register(
+        registry,
+        IntCounterVec::new(opts(name), labels).expect("valid definition"),
+    )
 }
 
 fn gauge_vec(registry: &Registry, name: &str) -> IntGaugeVec {
-    let metric = IntGaugeVec::new(opts(name), definition(name).labels).expect("valid definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
-    metric
+    let labels = definition(name).labels;
+    register(
+        registry,
+        IntGaugeVec::new(opts(name), labels).expect("valid definition"),
+    )
 }
 
 fn gauge(registry: &Registry, name: &str) -> IntGauge {
-    let metric = IntGauge::with_opts(opts(name)).expect("valid definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
-    metric
+    register(
+        registry,
+        IntGauge::with_opts(opts(name)).expect("valid definition"),
+    )
 }
 
 /// The process-wide metric families.
@@ -118,14 +125,12 @@ pub fn global() -> &'static Metrics {
     METRICS.get_or_init(|| {
         let registry = Registry::new();
         let name = "residency_request_duration_seconds";
-        let duration = HistogramVec::new(
-            HistogramOpts::new(name, definition(name).help).buckets(DURATION_BUCKETS.to_vec()),
-            definition(name).labels,
-        )
-        .expect("valid definition");
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("registered once");
+        let histogram =
+            HistogramOpts::new(name, definition(name).help).buckets(DURATION_BUCKETS.to_vec());
+        let duration = register(
+            &registry,
+            HistogramVec::new(histogram, definition(name).labels).expect("valid definition"),
+        );
         let build_info = gauge_vec(&registry, "residency_build_info");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -151,14 +156,11 @@ pub fn global() -> &'static Metrics {
             last_success: gauge(&registry, "residency_config_last_success_timestamp_seconds"),
             geoip_lookups: counter_vec(&registry, "residency_geoip_lookups_total"),
             geoip_epoch: gauge(&registry, "residency_geoip_database_epoch_seconds"),
-            access_log_dropped: {
-                let name = "residency_access_log_dropped_total";
-                let metric = IntCounter::with_opts(opts(name)).expect("valid definition");
-                registry
-                    .register(Box::new(metric.clone()))
-                    .expect("registered once");
-                metric
-            },
+            access_log_dropped: register(
+                &registry,
+                IntCounter::with_opts(opts("residency_access_log_dropped_total"))
+                    .expect("valid definition"),
+            ),
             registry,
         }
     })
@@ -199,6 +201,10 @@ pub struct Handles {
     retries: Vec<IntCounter>,
     geoip_located: IntCounter,
     geoip_unknown: IntCounter,
+    /// Tenants per home region, and replications per (from, to, mode): derived from the
+    /// registry once per configuration, not on every scrape.
+    tenants: Vec<(String, i64)>,
+    replications: Vec<([String; 3], i64)>,
 }
 
 impl Handles {
@@ -258,7 +264,32 @@ impl Handles {
                 ]));
             }
         }
+        let mut tenants = vec![0i64; region_names.len()];
+        let mut replications: std::collections::BTreeMap<[String; 3], i64> = Default::default();
+        for (_, record) in snapshot.registry.iter() {
+            tenants[usize::from(record.home.0)] += 1;
+            if let Some(replication) = record.replication {
+                let mode = match replication.mode {
+                    ReplicationMode::ReadReplica => "read-replica",
+                    ReplicationMode::Active => "active",
+                };
+                for to in replication.regions.iter() {
+                    let key = [
+                        region_names[usize::from(record.home.0)].to_owned(),
+                        region_names[usize::from(to.0)].to_owned(),
+                        mode.to_owned(),
+                    ];
+                    *replications.entry(key).or_insert(0) += 1;
+                }
+            }
+        }
         Handles {
+            tenants: region_names
+                .iter()
+                .map(|r| r.to_string())
+                .zip(tenants)
+                .collect(),
+            replications: replications.into_iter().collect(),
             enabled: snapshot.listen.metrics.is_some(),
             regions: region_names.len(),
             sites: sites.len(),
@@ -384,29 +415,11 @@ pub fn render(state: &crate::state::RouterState) -> Vec<u8> {
             .with_label_values(&[region, site.name.as_str()])
             .set(healthy);
     }
-    let mut tenants = vec![0i64; topology.regions().len()];
-    for (_, record) in snapshot.registry.iter() {
-        tenants[usize::from(record.home.0)] += 1;
-        if let Some(replication) = record.replication {
-            let mode = match replication.mode {
-                ReplicationMode::ReadReplica => "read-replica",
-                ReplicationMode::Active => "active",
-            };
-            for to in replication.regions.iter() {
-                m.replications
-                    .with_label_values(&[
-                        topology.region(record.home).name.as_str(),
-                        topology.region(to).name.as_str(),
-                        mode,
-                    ])
-                    .inc();
-            }
-        }
+    for (region, count) in &state.metrics.tenants {
+        m.tenants.with_label_values(&[region]).set(*count);
     }
-    for (id, region) in topology.regions() {
-        m.tenants
-            .with_label_values(&[region.name.as_str()])
-            .set(tenants[usize::from(id.0)]);
+    for (labels, count) in &state.metrics.replications {
+        m.replications.with_label_values(labels).set(*count);
     }
     let epoch = snapshot
         .geoip

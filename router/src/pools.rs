@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use config::{ActiveCheck, Balance, OutlierSettings, Snapshot};
 use regions::{SiteHealth, SiteId};
 
-use crate::health::{now_ms, BackendHealth, HealthStates};
+use crate::clock::now_ms;
+use crate::health::{BackendHealth, HealthStates};
 
 pub struct Pools {
     sites: Vec<SitePool>,

@@ -84,7 +84,7 @@ impl Reloader {
     ) -> Self {
         let metrics = crate::metrics::global();
         metrics.generation.set(1);
-        metrics.last_success.set(unix_now());
+        metrics.last_success.set(crate::clock::unix_now().0);
         Reloader {
             config_path,
             shared,
@@ -109,7 +109,7 @@ impl Reloader {
                 let metrics = crate::metrics::global();
                 metrics.reloads.with_label_values(&["success"]).inc();
                 metrics.generation.set(report.generation as i64);
-                metrics.last_success.set(unix_now());
+                metrics.last_success.set(crate::clock::unix_now().0);
                 let moves: Vec<String> = report
                     .moves
                     .iter()
@@ -242,12 +242,6 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         changed.push("server.control_socket".to_owned());
     }
     changed
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The control socket's answer, one JSON line.

@@ -3,14 +3,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{json, Cluster, Options};
-
-fn router() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_residency-router"))
-}
+use common::{json, router_command, Cluster, Options};
 
 fn example() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/router.toml")
@@ -18,7 +13,7 @@ fn example() -> std::path::PathBuf {
 
 #[test]
 fn validate_accepts_the_shipped_example() {
-    let out = router()
+    let out = router_command()
         .args(["validate", "--config"])
         .arg(example())
         .output()
@@ -48,7 +43,7 @@ fn validate_rejects_a_broken_config_listing_every_problem() {
         dir.path().join("tenants.json"),
     )
     .unwrap();
-    let out = router()
+    let out = router_command()
         .args(["validate", "--config"])
         .arg(dir.path().join("router.toml"))
         .output()
@@ -68,7 +63,7 @@ fn validate_rejects_a_broken_config_listing_every_problem() {
 
 #[test]
 fn run_refuses_an_invalid_config() {
-    let out = router()
+    let out = router_command()
         .args(["run", "--config", "/nonexistent/router.toml"])
         .output()
         .unwrap();
@@ -84,7 +79,7 @@ fn every_command_has_help() {
         &["validate", "--help"],
         &["demo", "--help"],
     ] {
-        let out = router().args(args).output().unwrap();
+        let out = router_command().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("Usage:"),

@@ -123,16 +123,7 @@ async fn real_metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
         .await
         .unwrap();
     assert_eq!(blocked.status(), 421);
-    let metrics_url = format!("http://{}/metrics", cluster.metrics.unwrap());
-    let text = cluster
-        .client
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = cluster.scrape().await;
 
     let mut check = tool("promtool")
         .args(["check", "metrics"])

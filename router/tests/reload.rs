@@ -5,10 +5,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{failures, json, Cluster, Load, Options, Outcome, FAST_SHUTDOWN, TEST_TENANTS};
+use common::{
+    failures, json, router_command, Cluster, Load, Options, Outcome, FAST_SHUTDOWN, TEST_TENANTS,
+};
 use residency_router::demo::{write_config, DEMO_SITES};
 
 /// Puts one kind of bad file in place.
@@ -103,7 +104,7 @@ async fn invalid_truncated_or_vanished_files_keep_the_running_configuration() {
     }
     // The CLI refuses a broken file before it even asks the router.
     std::fs::write(&config_path, good_config.replace("[tenancy]", "[tenancy\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_residency-router"))
+    let out = router_command()
         .args(["reload", "--config"])
         .arg(&config_path)
         .output()
@@ -111,7 +112,7 @@ async fn invalid_truncated_or_vanished_files_keep_the_running_configuration() {
     assert_eq!(out.status.code(), Some(1));
     std::fs::write(&config_path, &good_config).unwrap();
     // And with good files the real CLI reloads.
-    let out = Command::new(env!("CARGO_BIN_EXE_residency-router"))
+    let out = router_command()
         .args(["reload", "--config"])
         .arg(&config_path)
         .output()

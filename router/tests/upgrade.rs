@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{failures, Cluster, Load, Options, FAST_SHUTDOWN};
+use common::{failures, router_command, Cluster, Load, Options, FAST_SHUTDOWN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigquit_hands_the_listener_to_an_upgraded_process_without_failing_a_request() {
@@ -18,7 +18,7 @@ async fn sigquit_hands_the_listener_to_an_upgraded_process_without_failing_a_req
     })
     .await;
     let log = std::fs::File::create(cluster.dir.path().join("upgraded.log")).unwrap();
-    let mut upgraded = Command::new(env!("CARGO_BIN_EXE_residency-router"))
+    let mut upgraded = router_command()
         .args(["run", "--upgrade", "--config"])
         .arg(cluster.config_path())
         .stdin(Stdio::null())

@@ -179,6 +179,11 @@ impl Cluster {
     }
 }
 
+/// The `residency-router` binary under test.
+pub fn router_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_residency-router"))
+}
+
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -197,7 +202,7 @@ impl RouterProcess {
     /// `Err` carries the log when it did not come up (e.g. the port was taken meanwhile).
     pub fn start(config: &std::path::Path, addr: SocketAddr, log: PathBuf) -> Result<Self, String> {
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_residency-router"))
+        let child = router_command()
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,residency_router=debug")
@@ -347,17 +352,15 @@ pub fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
 impl Cluster {
     /// One sample from `/metrics`: the value of `name` with exactly `labels` (as
     /// `key="value"` pairs, in any order), 0 when the series is absent.
-    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    /// The router's `/metrics` text.
+    pub async fn scrape(&self) -> String {
         let url = format!("http://{}/metrics", self.metrics.expect("metrics are on"));
-        let text = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let response = self.client.get(url).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.scrape().await;
         let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
         wanted.sort();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
