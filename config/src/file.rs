@@ -23,6 +23,35 @@ pub struct ConfigFile {
     pub access_log: Option<AccessLogFile>,
     #[serde(default)]
     pub server: ServerFile,
+    pub admin: Option<AdminFile>,
+}
+
+/// `[admin]`: the admin API served on `listen.admin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// The audit log (JSON lines, hash-chained); relative to the config file.
+    pub audit_log: String,
+    /// The audit log is rotated when it would grow past this size.
+    pub audit_max_file_bytes: Option<u64>,
+    /// Rotated audit files younger than this are never deleted.
+    pub audit_retention_days: Option<u32>,
+    /// Largest request body the API reads.
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub tokens: Vec<TokenFile>,
+}
+
+/// `[[admin.tokens]]`: who may call the admin API. Only the token's SHA-256 is stored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    pub name: String,
+    pub role: String,
+    /// Hex SHA-256 of the bearer token (`residency-router token hash`).
+    pub sha256: String,
+    /// For `tenant-admin`: the tenants it manages.
+    pub tenants: Option<Vec<String>>,
 }
 
 /// `[access_log]`: one JSON line per request.

@@ -11,13 +11,21 @@ mod error;
 pub mod file;
 mod registry;
 mod snapshot;
+mod store;
+mod tenant;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use registry::Registry;
 pub use snapshot::{
-    AccessLogSettings, ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck,
-    Listen, OutlierSettings, ProxySettings, ReloadSettings, ServerSettings, SiteConfig, Snapshot,
+    AccessLogSettings, ActiveCheck, AdminSettings, AdminToken, AuditSettings, Backend, Balance,
+    GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
+    ReloadSettings, Role, ServerSettings, SiteConfig, Snapshot,
+};
+pub use store::{FileStore, RegistryStore, TenantChange};
+pub use tenant::{
+    mode_name, registry_json, rfc3339, tenant_id, tenant_record, ReplicationView, TenantError,
+    TenantView,
 };
 
 use std::path::Path;

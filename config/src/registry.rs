@@ -100,6 +100,58 @@ impl Registry {
             + self.index.capacity() * (std::mem::size_of::<Entry>() + 1)
     }
 
+    /// A copy with one tenant set to `record`, or removed (`None`). A removed id's bytes stay
+    /// in the arena until the next full load: changes through the admin API are rare next
+    /// to lookups, and this keeps a change to a copy of two flat arrays.
+    pub fn with_change(&self, id: &TenantId, record: Option<TenantRecord>) -> Registry {
+        let mut next = self.clone();
+        let bytes = id.as_bytes();
+        let hash = next.hasher.hash_one(bytes);
+        let ids = &next.ids;
+        let found = next
+            .index
+            .find_entry(hash, |e| Self::id_of(ids, e) == bytes);
+        match (found, record) {
+            (Ok(entry), None) => {
+                entry.remove();
+            }
+            (Ok(mut entry), Some(record)) => {
+                let replication = Self::replication_index(&mut next.replications, record);
+                let entry = entry.get_mut();
+                entry.home = record.home;
+                entry.replication = replication;
+            }
+            (Err(_), None) => {}
+            (Err(_), Some(record)) => {
+                let entry = Entry {
+                    start: next.ids.len() as u32,
+                    replication: Self::replication_index(&mut next.replications, record),
+                    order: next.index.len() as u32,
+                    len: bytes.len() as u8,
+                    home: record.home,
+                };
+                next.ids.extend_from_slice(bytes);
+                let (ids, hasher) = (&next.ids, &next.hasher);
+                next.index
+                    .insert_unique(hash, entry, |e| hasher.hash_one(Self::id_of(ids, e)));
+            }
+        }
+        next
+    }
+
+    fn replication_index(replications: &mut Vec<Replication>, record: TenantRecord) -> u32 {
+        match record.replication {
+            None => NO_REPLICATION,
+            Some(r) => match replications.iter().position(|known| *known == r) {
+                Some(i) => i as u32,
+                None => {
+                    replications.push(r);
+                    replications.len() as u32 - 1
+                }
+            },
+        }
+    }
+
     /// Adds a tenant; `Err` carries the file position of the tenant that already has this id.
     pub(crate) fn insert(
         &mut self,
@@ -190,6 +242,24 @@ mod tests {
         assert!(registry
             .iter()
             .any(|(id, r)| id == "t-7" && r.home == RegionId(1)));
+        let moved = TenantRecord {
+            home: RegionId(0),
+            replication: Some(replication),
+        };
+        let changed = registry
+            .with_change(&id("t-9999"), Some(moved))
+            .with_change(&id("t-1"), None)
+            .with_change(&id("new"), Some(moved));
+        assert_eq!(changed.get(&id("t-9999")), Some(moved));
+        assert_eq!(changed.get(&id("t-1")), None);
+        assert_eq!(changed.get(&id("new")), Some(moved));
+        assert_eq!(changed.len(), 10_000);
+        assert_eq!(changed.replications.len(), 1, "replications stay shared");
+        assert_eq!(
+            registry.get(&id("t-1")).map(|r| r.home),
+            Some(RegionId(1)),
+            "the original is untouched"
+        );
         assert!(
             registry.heap_bytes() < 10_000 * 60,
             "{} bytes",

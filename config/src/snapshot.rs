@@ -1,13 +1,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use regions::{SiteId, TenantIdentifier, Topology, UnknownTenantPolicy};
+use regions::{SiteId, TenantId, TenantIdentifier, Topology, UnknownTenantPolicy};
 
 use crate::Registry;
 
 /// A validated configuration: everything the data plane needs, resolved and indexed.
-#[derive(Debug)]
+/// Cloning is cheap next to the registry, which is shared.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     pub config_path: PathBuf,
     pub registry_path: PathBuf,
@@ -15,7 +17,7 @@ pub struct Snapshot {
     pub topology: Topology,
     pub identifier: TenantIdentifier,
     pub unknown: UnknownTenantPolicy,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// Per-site backends, balancing and health, indexed by `SiteId`.
     pub sites: Vec<SiteConfig>,
     pub geoip: Option<GeoIpSettings>,
@@ -23,6 +25,65 @@ pub struct Snapshot {
     pub reload: ReloadSettings,
     pub access_log: Option<AccessLogSettings>,
     pub server: ServerSettings,
+    /// `None` when `listen.admin` is not set.
+    pub admin: Option<AdminSettings>,
+}
+
+/// The admin API: who may call it, where changes are audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub tokens: Vec<AdminToken>,
+    pub audit: AuditSettings,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub path: PathBuf,
+    /// The file is rotated before it grows past this size.
+    pub max_file_bytes: u64,
+    /// Rotated files are deleted only once their newest entry is older than this.
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the bearer token.
+    pub sha256: [u8; 32],
+    /// The tenants a `tenant-admin` manages; empty for other roles.
+    pub tenants: Vec<TenantId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything.
+    Operator,
+    /// Reads and changes its own tenants' region and replication.
+    TenantAdmin,
+    /// Reads tenants, the audit log and exports.
+    Auditor,
+    /// Reads tenants and explains decisions.
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Operator,
+        Role::TenantAdmin,
+        Role::Auditor,
+        Role::Viewer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::TenantAdmin => "tenant-admin",
+            Role::Auditor => "auditor",
+            Role::Viewer => "viewer",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,22 +6,21 @@ use std::path::Path;
 use std::time::Duration;
 
 use regions::{
-    HostPattern, PathPattern, RegionSet, Replication, ReplicationMode, TenantId, TenantIdentifier,
-    TenantRecord, TenantSource, Topology, UnixTime, UnknownTenantPolicy,
+    HostPattern, PathPattern, TenantIdentifier, TenantSource, Topology, UnknownTenantPolicy,
 };
 use serde::de::DeserializeOwned;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::error::line_column;
 use crate::file::{
     BackendFile, BalanceFile, CheckFile, ConfigFile, GeoIpFile, HealthFile, ProxyFile,
-    RegistryFile, ReloadFile, ReplicationModeFile, ServerFile, SourceFile, UnknownFile,
+    RegistryFile, ReloadFile, ServerFile, SourceFile, UnknownFile,
 };
 use crate::snapshot::{
-    AccessLogSettings, ActiveCheck, Backend, Balance, GeoIpSettings, HealthSettings, HttpCheck,
-    Listen, OutlierSettings, ProxySettings, ReloadSettings, ServerSettings, SiteConfig,
+    AccessLogSettings, ActiveCheck, AdminSettings, AdminToken, AuditSettings, Backend, Balance,
+    GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
+    ReloadSettings, Role, ServerSettings, SiteConfig,
 };
+use crate::tenant::{tenant_id, tenant_record, TenantError};
 use crate::{ConfigError, ConfigErrors, Registry, Snapshot};
 
 /// Accumulates problems for one file.
@@ -67,6 +66,7 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let proxy = proxy_settings(&file.proxy, &mut problems);
     let server = server_settings(&file.server, config_path, &mut problems);
     let reload = reload_settings(&file.reload, &mut problems);
+    let admin = admin_settings(&file, config_path, &mut problems);
     let access_log = file.access_log.as_ref().map(|log| {
         let fix = "records held before dropping: 1 to 1000000, e.g. 8192";
         let mut buffer_records = positive(
@@ -115,13 +115,14 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         topology,
         identifier,
         unknown,
-        registry,
+        registry: std::sync::Arc::new(registry),
         sites,
         geoip,
         proxy,
         reload,
         access_log,
         server,
+        admin,
     })
 }
 
@@ -620,6 +621,155 @@ fn server_settings(
 }
 
 /// Paths in the config file are relative to the file's directory.
+/// Six years, the retention auditors of the seed customers ask for.
+const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 6 * 366;
+
+fn admin_settings(
+    file: &ConfigFile,
+    config_path: &Path,
+    problems: &mut Problems<'_>,
+) -> Option<AdminSettings> {
+    let admin = match (&file.listen.admin, &file.admin) {
+        (None, None) => return None,
+        (Some(_), None) => {
+            problems.add(
+                "admin",
+                "listen.admin is set but there is no [admin] table",
+                "add [admin] with `audit_log = \"audit.log\"` and [[admin.tokens]], or remove listen.admin",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            problems.add(
+                "listen.admin",
+                "[admin] is configured but the admin API has no address",
+                "set listen.admin, e.g. `admin = \"127.0.0.1:9901\"`",
+            );
+            return None;
+        }
+        (Some(_), Some(admin)) => admin,
+    };
+    let mut tokens: Vec<AdminToken> = Vec::new();
+    for (i, token) in admin.tokens.iter().enumerate() {
+        let at = |field: &str| format!("admin.tokens[{i}].{field}");
+        if !is_name(&token.name) {
+            problems.add(
+                at("name"),
+                format!("`{}` is not a usable name", token.name),
+                "use 1 to 32 characters of a-z, 0-9 and '-' (it is written to the audit log)",
+            );
+        } else if let Some(j) = tokens.iter().position(|t| t.name == token.name) {
+            problems.add(
+                at("name"),
+                format!("`{}` is already the name of admin.tokens[{j}]", token.name),
+                "give every token its own name",
+            );
+        }
+        let role = match Role::ALL.into_iter().find(|r| r.as_str() == token.role) {
+            Some(role) => role,
+            None => {
+                problems.add(
+                    at("role"),
+                    format!("unknown role `{}`", token.role),
+                    "use one of: operator, tenant-admin, auditor, viewer",
+                );
+                Role::Viewer
+            }
+        };
+        let mut sha256 = [0u8; 32];
+        if hex::decode_to_slice(&token.sha256, &mut sha256).is_err() {
+            problems.add(
+                at("sha256"),
+                "not 64 hexadecimal digits",
+                "store the SHA-256 of the token: `residency-router token hash` prints it",
+            );
+        } else if let Some(j) = tokens.iter().position(|t| t.sha256 == sha256) {
+            problems.add(
+                at("sha256"),
+                format!("the same token as admin.tokens[{j}]"),
+                "give every caller its own token",
+            );
+        }
+        let mut tenants = Vec::new();
+        match (role, &token.tenants) {
+            (Role::TenantAdmin, None) => problems.add(
+                at("tenants"),
+                "a tenant-admin token names no tenants",
+                "list the tenants it manages, e.g. `tenants = [\"acme\"]`",
+            ),
+            (Role::TenantAdmin, Some(list)) => {
+                if list.is_empty() {
+                    problems.add(
+                        at("tenants"),
+                        "a tenant-admin token names no tenants",
+                        "list the tenants it manages, e.g. `tenants = [\"acme\"]`",
+                    );
+                }
+                for (j, id) in list.iter().enumerate() {
+                    match tenant_id(id) {
+                        Ok(id) => tenants.push(id),
+                        Err(e) => {
+                            problems.add(format!("{}[{j}]", at("tenants")), e.to_string(), e.fix())
+                        }
+                    }
+                }
+            }
+            (_, Some(_)) => problems.add(
+                at("tenants"),
+                format!(
+                    "only tenant-admin tokens are scoped to tenants, this one is `{}`",
+                    role.as_str()
+                ),
+                "remove `tenants`, or make the role tenant-admin",
+            ),
+            (_, None) => {}
+        }
+        tokens.push(AdminToken {
+            name: token.name.clone(),
+            role,
+            sha256,
+            tenants,
+        });
+    }
+    let max_file_bytes = positive(
+        admin.audit_max_file_bytes,
+        64 << 20,
+        "admin.audit_max_file_bytes",
+        "use a size in bytes of at least 65536, e.g. 67108864",
+        problems,
+    );
+    if max_file_bytes < 65536 {
+        problems.add(
+            "admin.audit_max_file_bytes",
+            format!("{max_file_bytes} bytes would rotate every few entries"),
+            "use a size in bytes of at least 65536, e.g. 67108864",
+        );
+    }
+    let retention_days = positive(
+        admin.audit_retention_days,
+        DEFAULT_AUDIT_RETENTION_DAYS,
+        "admin.audit_retention_days",
+        "use a number of days, e.g. 2196 (six years)",
+        problems,
+    );
+    let max_body_bytes = positive(
+        admin.max_body_bytes,
+        64 << 10,
+        "admin.max_body_bytes",
+        "use a size in bytes, e.g. 65536",
+        problems,
+    );
+    Some(AdminSettings {
+        tokens,
+        audit: AuditSettings {
+            path: relative_to(config_path, &admin.audit_log),
+            max_file_bytes,
+            retention: Duration::from_secs(u64::from(retention_days) * 86_400),
+        },
+        max_body_bytes,
+    })
+}
+
 fn relative_to(config_path: &Path, path: &str) -> std::path::PathBuf {
     config_path.parent().unwrap_or(Path::new(".")).join(path)
 }
@@ -917,111 +1067,25 @@ fn registry(
     }
     let mut registry = Registry::with_capacity(file.tenants.len(), id_bytes);
     let mut shared_replications = HashMap::new();
-    let region = |name: &str, at: &dyn Fn() -> String, problems: &mut Problems<'_>| {
-        let id = topology.region_by_name(name);
-        if id.is_none() {
-            problems.add(
-                at(),
-                format!("region `{name}` is not defined in the config"),
-                format!("use one of: {}", region_list(topology)),
-            );
-        }
-        id
-    };
-
     for (i, tenant) in file.tenants.iter().enumerate() {
         // Locations are formatted only when there is a problem: a million clean tenants
         // should not cost a million strings.
-        let at = |field: &str| format!("tenants[{i}]{field}");
-        let id = match TenantId::parse(tenant.id.as_bytes()) {
-            Ok(id) if id.as_str() == tenant.id => Some(id),
-            Ok(id) => {
-                problems.add(
-                    at(".id"),
-                    format!("tenant id `{}` is not lowercase", tenant.id),
-                    format!("write it as `{id}`: ids are compared lowercased"),
-                );
-                None
-            }
-            Err(e) => {
-                problems.add(
-                    at(".id"),
-                    format!("`{}`: {e}", tenant.id),
-                    "use 1 to 64 characters of a-z, 0-9 and '-'",
-                );
-                None
-            }
+        let mut report = |e: TenantError| {
+            problems.add(format!("tenants[{i}]{}", e.field()), e.to_string(), e.fix())
         };
-        let home = region(&tenant.region, &|| at(".region"), &mut problems);
-        let replication = tenant.replication.as_ref().and_then(|r| {
-            let mut regions = RegionSet::EMPTY;
-            let mut ok = true;
-            if r.regions.is_empty() {
-                problems.add(
-                    at(".replication.regions"),
-                    "no replica region is listed",
-                    "list at least one region, or remove `replication`",
-                );
-                ok = false;
-            }
-            for (j, name) in r.regions.iter().enumerate() {
-                let at_region = || at(&format!(".replication.regions[{j}]"));
-                match region(name, &at_region, &mut problems) {
-                    Some(replica) if Some(replica) == home => {
-                        problems.add(
-                            at_region(),
-                            format!("`{name}` is the tenant's home region"),
-                            "replicate only to other regions",
-                        );
-                        ok = false;
-                    }
-                    Some(replica) if regions.contains(replica) => {
-                        problems.add(
-                            at_region(),
-                            format!("`{name}` is listed twice"),
-                            "remove the duplicate",
-                        );
-                        ok = false;
-                    }
-                    Some(replica) => regions.insert(replica),
-                    None => ok = false,
-                }
-            }
-            let expires_at = match &r.expires_at {
-                None => None,
-                Some(text) => match OffsetDateTime::parse(text, &Rfc3339) {
-                    Ok(t) => Some(UnixTime(t.unix_timestamp())),
-                    Err(e) => {
-                        problems.add(
-                            at(".replication.expires_at"),
-                            format!("`{text}` is not an RFC 3339 time: {e}"),
-                            "write e.g. `2027-01-01T00:00:00Z`",
-                        );
-                        ok = false;
-                        None
-                    }
-                },
-            };
-            ok.then_some(Replication {
-                regions,
-                mode: match r.mode {
-                    ReplicationModeFile::ReadReplica => ReplicationMode::ReadReplica,
-                    ReplicationModeFile::Active => ReplicationMode::Active,
-                },
-                expires_at,
-            })
-        });
-        let (Some(id), Some(home)) = (id, home) else {
+        let id = tenant_id(&tenant.id).map_err(&mut report).ok();
+        let record = tenant_record(&tenant.region, tenant.replication.as_ref(), topology)
+            .map_err(|errors| errors.into_iter().for_each(&mut report))
+            .ok();
+        let (Some(id), Some(record)) = (id, record) else {
             continue;
         };
-        let record = TenantRecord { home, replication };
-        match registry.insert(&id, record, i, &mut shared_replications) {
-            Ok(()) => {}
-            Err(first) => problems.add(
-                at(".id"),
+        if let Err(first) = registry.insert(&id, record, i, &mut shared_replications) {
+            problems.add(
+                format!("tenants[{i}].id"),
                 format!("tenant `{id}` is already defined at tenants[{first}]"),
                 "keep one record per tenant",
-            ),
+            );
         }
     }
     registry

@@ -368,3 +368,51 @@ fn country_table_is_checked_even_when_the_database_is_unreadable() {
     assert_reports(&lines, "geoip.database: cannot read");
     assert_reports(&lines, "geoip.countries.DE: site `atlantis` is not defined");
 }
+
+#[test]
+fn admin_tokens_are_checked_and_every_problem_reported() {
+    let router = example_router()
+        .replace("role = \"operator\"  ", "role = \"root\"      ")
+        .replace(
+            "tenants = [\"acme\"]               # the tenants",
+            "tenants = [\"Acme\", \"ok\"]          # the tenants",
+        )
+        .replace(
+            "7ae880c62c89f7c2e0262fdb86eb0e082820c49765f6ebc07363a86b88f517a1",
+            "cadaee6d96cfc6f48b78f8783c9493f48be29ff3e90ac85c219f014cb73b1eae",
+        )
+        .replace("audit_retention_days = 2196", "audit_retention_days = 0")
+        + "\n[[admin.tokens]]\nname = \"watcher\"\nrole = \"viewer\"\ntenants = [\"acme\"]\nsha256 = \"abc\"\n";
+    let lines = error_lines(&router, &example_tenants());
+    assert_reports(&lines, "admin.tokens[0].role: unknown role `root`");
+    assert_reports(
+        &lines,
+        "admin.tokens[1].tenants[0]: tenant id `Acme` is not lowercase",
+    );
+    assert_reports(
+        &lines,
+        "admin.tokens[1].sha256: the same token as admin.tokens[0]",
+    );
+    assert_reports(&lines, "admin.tokens[2].sha256: not 64 hexadecimal digits");
+    assert_reports(
+        &lines,
+        "admin.tokens[2].tenants: only tenant-admin tokens are scoped",
+    );
+    assert_reports(&lines, "admin.audit_retention_days: must be greater than 0");
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+
+    let without_table = example_router().replace("[admin]", "[unused]");
+    let lines = error_lines(&without_table, &example_tenants());
+    assert!(
+        lines.iter().any(|l| l.contains("unknown field `unused`")),
+        "{lines:#?}"
+    );
+
+    let snapshot = load(&examples_dir().join("router.toml")).unwrap();
+    let admin = snapshot.admin.expect("the example serves the admin API");
+    assert_eq!(admin.tokens.len(), 2);
+    assert_eq!(admin.tokens[1].role, config::Role::TenantAdmin);
+    assert_eq!(admin.tokens[1].tenants[0].as_str(), "acme");
+    assert_eq!(admin.audit.path, examples_dir().join("audit.log"));
+    assert_eq!(admin.audit.retention.as_secs(), 2196 * 86_400);
+}

@@ -77,10 +77,11 @@ fn start_router(
     let addr = free_port();
     let metrics = metrics.then(free_port);
     let proxy = format!("trusted_proxies = [\"127.0.0.1/32\"]\n\n{tables}");
+    let listeners: Vec<(&str, SocketAddr)> = metrics.iter().map(|&m| ("metrics", m)).collect();
     let config = write_config(
         dir,
         addr,
-        metrics,
+        &listeners,
         backends,
         &tenants("us"),
         &proxy,

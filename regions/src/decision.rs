@@ -2,7 +2,7 @@
 
 use smallvec::SmallVec;
 
-use crate::tenant::{ReplicationMode, TenantId, TenantRecord, UnixTime};
+use crate::tenant::{Replication, ReplicationMode, TenantId, TenantRecord, UnixTime};
 use crate::topology::{RegionId, SiteId, Topology};
 
 /// Routes with at most this many sites live on the stack.
@@ -197,6 +197,18 @@ pub enum Decision {
     Block(Block),
 }
 
+/// The replication this very request may use: enabled, unexpired, and its mode allows the
+/// method.
+pub fn usable_replication(
+    record: &TenantRecord,
+    method: MethodClass,
+    now: UnixTime,
+) -> Option<Replication> {
+    record.replication.filter(|r| {
+        r.is_active_at(now) && (r.mode == ReplicationMode::Active || method == MethodClass::Read)
+    })
+}
+
 /// Decides where a request may go (SPEC sections 2 and 4).
 ///
 /// Order of the returned sites:
@@ -244,10 +256,7 @@ pub fn decide(
     };
 
     let home = record.home;
-    // The replica regions this very request may use: enabled, unexpired, mode allows the method.
-    let usable_replication = record.replication.filter(|r| {
-        r.is_active_at(now) && (r.mode == ReplicationMode::Active || method == MethodClass::Read)
-    });
+    let usable_replication = usable_replication(record, method, now);
 
     let mut route = Route {
         home_region: home,

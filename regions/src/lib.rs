@@ -17,8 +17,9 @@ mod tenant;
 mod topology;
 
 pub use decision::{
-    decide, Block, BlockCode, ConfigOrder, Decision, MethodClass, Route, RouteReason, RoutedSite,
-    SiteHealth, SitePreference, TenantLookup, UnknownTenantPolicy, MAX_INLINE_ROUTE,
+    decide, usable_replication, Block, BlockCode, ConfigOrder, Decision, MethodClass, Route,
+    RouteReason, RoutedSite, SiteHealth, SitePreference, TenantLookup, UnknownTenantPolicy,
+    MAX_INLINE_ROUTE,
 };
 pub use geo::great_circle_km;
 pub use identify::{

@@ -331,6 +331,13 @@ impl BackgroundService for HealthSupervisor {
     }
 }
 
+static FIRST_ROUND_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Every site has had its first round of checks (what `/readyz` waits for).
+pub fn first_round_done() -> bool {
+    FIRST_ROUND_DONE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl HealthSupervisor {
     async fn run(&self, mut shutdown: ShutdownWatch, mut ready: Option<ServiceReadyNotifier>) {
         let mut plans = self.plans.clone();
@@ -363,6 +370,7 @@ impl HealthSupervisor {
                     .unwrap_or_default();
                 let all = futures_util::future::join_all(first_rounds);
                 let _ = tokio::time::timeout(longest + Duration::from_secs(1), all).await;
+                FIRST_ROUND_DONE.store(true, std::sync::atomic::Ordering::Relaxed);
                 ready.notify_ready();
             }
             tokio::select! {

@@ -9,11 +9,13 @@
 //! - [`routing`]: one request's residency decision from plain request facts;
 //! - [`metrics`]: Prometheus metrics, their definitions and the `/metrics` endpoint;
 //! - [`respond`]: the JSON bodies of every response the router writes itself;
+//! - [`admin`]: the admin API (tenants, explain, audit log, export) with roles and audit;
 //! - [`reload`]: hot reload (validate -> build -> swap) and its triggers;
 //! - [`server`]: Pingora server wiring, signals and graceful shutdown;
 //! - [`demo`]: the `demo` subcommand and the site backends it (and the tests) run.
 
 pub mod access_log;
+pub mod admin;
 pub mod clock;
 pub mod demo;
 pub mod health;

@@ -51,12 +51,52 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Admin API audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Admin API bearer tokens: the config stores only their SHA-256.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Start four demo site backends and the router, and print curl commands to try.
     Demo {
         /// Where the demo router listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Where the demo's admin API listens.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of audit log files and report the first broken entry; exit 0 or 1.
+    /// Give rotated files oldest first, then the live one: `audit verify audit.log.* audit.log`.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Generate a random token; print it once, with the `[[admin.tokens]]` entry for the config.
+    New {
+        #[arg(long)]
+        name: String,
+        /// operator, tenant-admin, auditor or viewer.
+        #[arg(long)]
+        role: String,
+        /// For tenant-admin: a tenant it manages (repeat for several).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+    },
+    /// Print the SHA-256 of a token read from standard input.
+    Hash,
 }
 
 fn main() -> ExitCode {
@@ -64,10 +104,13 @@ fn main() -> ExitCode {
     logging::init(cli.log_format, &cli.log_level);
     match cli.command {
         Command::Run { config, upgrade } => match config::load(&config) {
-            Ok(snapshot) => {
-                residency_router::server::run(snapshot, upgrade);
-                ExitCode::SUCCESS
-            }
+            Ok(snapshot) => match residency_router::server::run(snapshot, upgrade) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    ExitCode::FAILURE
+                }
+            },
             Err(errors) => {
                 eprintln!("{}: {errors}", config.display());
                 ExitCode::FAILURE
@@ -91,7 +134,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Reload { config, force } => reload(&config, force),
-        Command::Demo { listen } => match residency_router::demo::run(listen) {
+        Command::Audit {
+            command: AuditCommand::Verify { files },
+        } => audit_verify(&files),
+        Command::Token { command } => token(command),
+        Command::Demo { listen, admin } => match residency_router::demo::run(listen, admin) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo failed: {e}");
@@ -131,6 +178,71 @@ fn reload(config: &std::path::Path, force: bool) -> ExitCode {
         Err(e) => {
             eprintln!("cannot reach the router at {}: {e}", socket.display());
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_verify(files: &[PathBuf]) -> ExitCode {
+    use residency_router::admin::audit::{verify, GENESIS};
+    match verify(files) {
+        Ok(v) => {
+            let start = if v.starts_after == GENESIS {
+                "the start of the chain".to_owned()
+            } else {
+                format!("hash {} (a rotated file before these)", v.starts_after)
+            };
+            println!(
+                "ok: {} entries, seq {}..{}, continuing from {start}; head {}",
+                v.entries, v.first_seq, v.last_seq, v.head
+            );
+            ExitCode::SUCCESS
+        }
+        Err(broken) => {
+            eprintln!("broken: {broken}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(command: TokenCommand) -> ExitCode {
+    use residency_router::admin::auth::token_hash;
+    match command {
+        TokenCommand::Hash => {
+            let mut token = String::new();
+            if std::io::stdin().read_line(&mut token).is_err() || token.trim().is_empty() {
+                eprintln!("write the token on standard input");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", token_hash(&token));
+            ExitCode::SUCCESS
+        }
+        TokenCommand::New {
+            name,
+            role,
+            tenants,
+        } => {
+            if !config::Role::ALL.iter().any(|r| r.as_str() == role) {
+                eprintln!("unknown role `{role}`; use operator, tenant-admin, auditor or viewer");
+                return ExitCode::FAILURE;
+            }
+            let mut bytes = [0u8; 32];
+            if let Err(e) = getrandom::fill(&mut bytes) {
+                eprintln!("no randomness available: {e}");
+                return ExitCode::FAILURE;
+            }
+            let token = format!("rr_{}", hex::encode(bytes));
+            let scope = if tenants.is_empty() {
+                String::new()
+            } else {
+                format!("tenants = {tenants:?}\n")
+            };
+            eprintln!("The token (shown once; give it to {name}):");
+            println!("{token}");
+            eprintln!(
+                "\nAdd to the config (it holds only the hash):\n\n[[admin.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\n{scope}sha256 = \"{}\"",
+                token_hash(&token)
+            );
+            ExitCode::SUCCESS
         }
     }
 }

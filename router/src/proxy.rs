@@ -166,6 +166,9 @@ impl ResidencyProxy {
             forwarded_for,
             crate::clock::unix_now(),
         );
+        if routed.client.is_some() && ctx.state().snapshot.geoip.is_some() {
+            ctx.state().metrics.geoip(routed.geo.is_some());
+        }
         ctx.tenant = routed.tenant;
         ctx.registered = routed.registered;
         ctx.hint = routed.hint;

@@ -69,10 +69,62 @@ pub struct Reloader {
     shared: SharedState,
     health: Mutex<HealthStates>,
     plans: watch::Sender<Arc<CheckPlan>>,
-    /// One reload at a time: triggers may fire together.
+    /// One reload or registry change at a time: triggers and admin calls may come together.
     serialised: Mutex<()>,
-    /// 1 for the configuration the process started with, +1 per applied reload.
+    /// 1 for the configuration the process started with, +1 per applied reload or change.
     generation: AtomicU64,
+    /// The config and registry files as they were when last loaded or written: the file
+    /// watcher leaves alone what is already live, and a registry change through the admin API
+    /// refuses to overwrite a file edited since.
+    live_files: Mutex<(Stamp, Stamp)>,
+}
+
+/// The reload lock, held: nothing else reloads or changes the registry meanwhile.
+pub struct Exclusive<'a> {
+    reloader: &'a Reloader,
+    _serialised: std::sync::MutexGuard<'a, ()>,
+}
+
+impl Exclusive<'_> {
+    pub fn current(&self) -> Arc<RouterState> {
+        self.reloader.current()
+    }
+
+    /// The registry file changed on disk since it was loaded or written, and that version is
+    /// not live: writing now would silently discard the edit.
+    pub fn registry_changed_on_disk(&self) -> bool {
+        let state = self.current();
+        let live = self
+            .reloader
+            .live_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1;
+        file_stamp(&state.snapshot.registry_path) != live
+    }
+
+    /// Serves `registry` from the next request on, with everything else unchanged. Call it
+    /// once the change is durable. Returns the new generation.
+    pub fn swap_registry(&self, registry: Arc<config::Registry>) -> u64 {
+        let reloader = self.reloader;
+        let current = reloader.current();
+        let mut snapshot = (*current.snapshot).clone();
+        snapshot.registry = registry;
+        let registry_stamp = file_stamp(&snapshot.registry_path);
+        let health = reloader.health.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = reloader.generation.load(Ordering::Relaxed) + 1;
+        let mut state = RouterState::new(snapshot, &health);
+        state.generation = generation;
+        reloader.shared.store(Arc::new(state));
+        reloader.generation.store(generation, Ordering::Relaxed);
+        crate::metrics::global().generation.set(generation as i64);
+        reloader
+            .live_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1 = registry_stamp;
+        generation
+    }
 }
 
 impl Reloader {
@@ -85,6 +137,7 @@ impl Reloader {
         let metrics = crate::metrics::global();
         metrics.generation.set(1);
         metrics.last_success.set(crate::clock::unix_now().0);
+        let live_files = files_of(&shared.load());
         Reloader {
             config_path,
             shared,
@@ -92,6 +145,7 @@ impl Reloader {
             plans,
             serialised: Mutex::new(()),
             generation: AtomicU64::new(1),
+            live_files: Mutex::new(live_files),
         }
     }
 
@@ -99,10 +153,22 @@ impl Reloader {
         self.shared.load_full()
     }
 
+    /// Takes the reload lock (blocking): for changes that must not interleave with reloads.
+    pub fn exclusive(&self) -> Exclusive<'_> {
+        Exclusive {
+            reloader: self,
+            _serialised: self.serialised.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    fn live_files(&self) -> (Stamp, Stamp) {
+        *self.live_files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Loads, checks and applies the configuration on disk. Blocking: call it from a
     /// blocking thread, never from a request.
     pub fn reload(&self, force: bool) -> Result<ReloadReport, ReloadError> {
-        let _one_at_a_time = self.serialised.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.exclusive();
         let result = self.reload_now(force);
         match &result {
             Ok(report) => {
@@ -144,6 +210,11 @@ impl Reloader {
     }
 
     fn reload_now(&self, force: bool) -> Result<ReloadReport, ReloadError> {
+        // Stamped before reading: a write during the load shows up as a later change.
+        let files = (
+            file_stamp(&self.config_path),
+            file_stamp(&self.current().snapshot.registry_path),
+        );
         let new = config::load(&self.config_path).map_err(ReloadError::Invalid)?;
         let current = self.current();
         let old = &current.snapshot;
@@ -184,6 +255,7 @@ impl Reloader {
         // Only the check loops of sites whose checks changed restart.
         let _ = self.plans.send(Arc::new(plan));
         self.generation.store(generation, Ordering::Relaxed);
+        *self.live_files.lock().unwrap_or_else(|p| p.into_inner()) = files;
         Ok(ReloadReport {
             generation,
             tenants,
@@ -397,11 +469,7 @@ pub fn watch_files(reloader: Arc<Reloader>) {
     let spawned = std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
-            let stamps = |state: &RouterState| {
-                let s = &state.snapshot;
-                (file_stamp(&s.config_path), file_stamp(&s.registry_path))
-            };
-            let mut applied = stamps(&reloader.current());
+            let mut applied = files_of(&reloader.current());
             let mut last_seen = applied;
             loop {
                 let state = reloader.current();
@@ -417,7 +485,11 @@ pub fn watch_files(reloader: Arc<Reloader>) {
                 if !state.snapshot.reload.watch {
                     continue;
                 }
-                let now = stamps(&state);
+                let now = files_of(&state);
+                // Registry writes through the admin API are live already.
+                if now == reloader.live_files() {
+                    applied = now;
+                }
                 if now != applied && now == last_seen {
                     tracing::info!("configuration files changed: reloading");
                     // Applied or refused, this version has been judged; a failed one is not
@@ -450,6 +522,11 @@ fn log_geoip(database: &geoip::LiveDatabase, result: geoip::Reloaded) {
 }
 
 type Stamp = Option<(SystemTime, u64, u64, i64)>;
+
+fn files_of(state: &RouterState) -> (Stamp, Stamp) {
+    let s = &state.snapshot;
+    (file_stamp(&s.config_path), file_stamp(&s.registry_path))
+}
 
 fn file_stamp(path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt;

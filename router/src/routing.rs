@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use regions::{
-    decide, normalize_host, Block, Decision, HeaderValues, MethodClass, RegionId, Route, TenantId,
-    TenantLookup, UnixTime,
+    decide, normalize_host, Block, Decision, HeaderValues, MethodClass, RegionId, Route,
+    SourceKind, TenantId, TenantLookup, UnixTime,
 };
 
 use crate::preference::{GeoHint, RequestPreference};
@@ -29,6 +29,8 @@ pub struct RequestFacts<'r> {
 #[derive(Debug)]
 pub struct Routed {
     pub tenant: Option<TenantId>,
+    /// Which source named the tenant.
+    pub source: Option<SourceKind>,
     /// The tenant is in the registry (only then do backends get `x-residency-tenant`).
     pub registered: bool,
     pub hint: Option<RegionId>,
@@ -40,6 +42,7 @@ pub struct Routed {
 }
 
 /// Identification, registry lookup, GeoIP preference and `regions::decide`, in that order.
+/// Records nothing: the proxy counts, `POST /v1/explain` only looks.
 pub fn route<'r>(
     state: &RouterState,
     facts: &RequestFacts<'r>,
@@ -54,6 +57,7 @@ pub fn route<'r>(
     let tenant_host = if hint.is_some() { None } else { host };
     let mut routed = Routed {
         tenant: None,
+        source: None,
         registered: false,
         hint,
         strip_path_prefix: None,
@@ -85,9 +89,6 @@ pub fn route<'r>(
         .peer
         .map(|peer| geoip::client_address(peer, forwarded_for, &snapshot.proxy.trusted_proxies));
     let geo = client.and_then(|ip| GeoHint::lookup(snapshot, ip));
-    if snapshot.geoip.is_some() {
-        state.metrics.geoip(geo.is_some());
-    }
     let preference = RequestPreference::new(&snapshot.topology, &state.rotation, geo);
     let decision = decide(
         &snapshot.topology,
@@ -100,6 +101,7 @@ pub fn route<'r>(
         now,
     );
     routed.tenant = tenant;
+    routed.source = identified.tenant.map(|(_, source)| source);
     routed.registered = record.is_some();
     routed.strip_path_prefix = identified.strip_path_prefix;
     routed.client = client;

@@ -12,7 +12,11 @@ use std::sync::Arc;
 
 use pingora::services::background::background_service;
 
+use config::FileStore;
+
 use crate::access_log::AccessLog;
+use crate::admin::audit::AuditLog;
+use crate::admin::{Admin, AdminServer};
 use crate::health;
 use crate::metrics::MetricsServer;
 use crate::proxy::ResidencyProxy;
@@ -52,11 +56,15 @@ impl ShutdownSignalWatch for DrainOnTermOrInt {
 /// Runs the router until SIGTERM/SIGINT, then drains for `shutdown_grace` and returns.
 /// With `upgrade`, takes over the listening sockets of a running router instead of binding
 /// them: start this process, then send SIGQUIT to the old one.
-pub fn run(snapshot: Snapshot, upgrade: bool) {
+pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     let listen = snapshot.listen.clone();
-    if let Some(addr) = listen.admin {
-        tracing::warn!(%addr, "listen.admin is configured but not served yet by this version");
-    }
+    // Opened before anything listens: an admin API that cannot audit must not start.
+    let audit = match &snapshot.admin {
+        Some(admin) => Some(
+            AuditLog::open(&admin.audit).map_err(|e| format!("cannot open the audit log: {e}"))?,
+        ),
+        None => None,
+    };
 
     let conf = ServerConf {
         threads: snapshot.server.threads,
@@ -87,6 +95,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) {
             .ok()
     });
     let control_socket = snapshot.server.control_socket.clone();
+    let registry_path = snapshot.registry_path.clone();
 
     let shared = state::shared(snapshot, &health);
     if let Some(addr) = listen.metrics {
@@ -111,6 +120,21 @@ pub fn run(snapshot: Snapshot, upgrade: bool) {
             control_socket,
         },
     ));
+    if let (Some(addr), Some(audit)) = (listen.admin, audit) {
+        let admin = Admin {
+            state: Arc::clone(&shared),
+            reloader: Arc::clone(&reloader),
+            store: Arc::new(FileStore::new(&registry_path)),
+            audit,
+        };
+        server.add_service(background_service(
+            "admin API",
+            AdminServer {
+                addr,
+                admin: Arc::new(admin),
+            },
+        ));
+    }
     reload::watch_files(reloader);
 
     let mut proxy = http_proxy_service_with_name(
@@ -127,4 +151,5 @@ pub fn run(snapshot: Snapshot, upgrade: bool) {
         shutdown_signal: Box::new(DrainOnTermOrInt),
     });
     tracing::info!("residency-router stopped");
+    Ok(())
 }

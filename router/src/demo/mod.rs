@@ -21,22 +21,26 @@ pub const DEMO_SITES: [(&str, &str, f64, f64); 4] = [
 
 /// Writes a router config for the 2x2 topology: header source first, then host and path
 /// sources, region hosts `us.api.example.com` / `eu.api.example.com`, `expose_decision = true`.
+/// `other_listeners` are further `[listen]` entries (`("metrics", addr)`).
 /// `backends[i]` serves `DEMO_SITES[i]`. `extra` follows the `[proxy]` lines verbatim and
 /// `site_lines[i]` goes into site i's table (tests tune timeouts, health and balancing).
 pub fn write_config(
     dir: &Path,
     listen: SocketAddr,
-    metrics: Option<SocketAddr>,
+    other_listeners: &[(&str, SocketAddr)],
     backends: &[Vec<SocketAddr>],
     tenants_json: &str,
     extra: &str,
     site_lines: &[&str; 4],
 ) -> std::io::Result<PathBuf> {
-    let metrics = metrics.map_or(String::new(), |addr| format!("metrics = \"{addr}\""));
+    let others: String = other_listeners
+        .iter()
+        .map(|(name, addr)| format!("{name} = \"{addr}\"\n"))
+        .collect();
     let mut toml = format!(
         r#"[listen]
 http = "{listen}"
-{metrics}
+{others}
 
 [tenancy]
 sources  = [ {{ header = "x-tenant-id" }}, {{ host = "{{tenant}}.app.example.com" }}, {{ path = "/t/{{tenant}}/" }} ]
@@ -73,7 +77,11 @@ expose_decision = true
 }
 
 /// Runs the demo until interrupted.
-pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+/// Bearer tokens of the demo's admin API. Demo only: real tokens come from `token new`.
+pub const DEMO_OPERATOR_TOKEN: &str = "demo-operator-token";
+pub const DEMO_ACME_ADMIN_TOKEN: &str = "demo-acme-admin-token";
+
+pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -89,7 +97,22 @@ pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 
     let dir = std::env::temp_dir().join(format!("residency-router-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config_path = write_config(&dir, listen, None, &addrs, DEMO_TENANTS, "", &[""; 4])?;
+    let tables = format!(
+        "[admin]\naudit_log = \"audit.log\"\n\
+         [[admin.tokens]]\nname = \"demo-operator\"\nrole = \"operator\"\nsha256 = \"{}\"\n\
+         [[admin.tokens]]\nname = \"acme-admin\"\nrole = \"tenant-admin\"\ntenants = [\"acme\"]\nsha256 = \"{}\"\n",
+        crate::admin::auth::token_hash(DEMO_OPERATOR_TOKEN),
+        crate::admin::auth::token_hash(DEMO_ACME_ADMIN_TOKEN),
+    );
+    let config_path = write_config(
+        &dir,
+        listen,
+        &[("admin", admin)],
+        &addrs,
+        DEMO_TENANTS,
+        &tables,
+        &[""; 4],
+    )?;
     let mut snapshot = config::load(&config_path).map_err(|e| e.to_string())?;
     // Ctrl-C should end the demo promptly.
     snapshot.server.shutdown_grace = std::time::Duration::from_secs(1);
@@ -103,16 +126,19 @@ pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("config written to {}", config_path.display());
-    print_curl_commands(listen);
+    print_curl_commands(listen, admin);
 
-    crate::server::run(snapshot, false);
+    crate::server::run(snapshot, false)?;
     let _ = std::fs::remove_dir_all(&dir);
     drop(runtime);
     Ok(())
 }
 
-fn print_curl_commands(listen: SocketAddr) {
+fn print_curl_commands(listen: SocketAddr, admin: SocketAddr) {
     let base = format!("http://{listen}");
+    let api = format!("http://{admin}");
+    let ops = DEMO_OPERATOR_TOKEN;
+    let acme = DEMO_ACME_ADMIN_TOKEN;
     println!(
         r#"
 residency-router demo on {base}; tenants: acme (us), globex (eu, read-replica to us), initech (eu, active replica to us until 2027-01-01).
@@ -130,6 +156,14 @@ Paste these (add -i to see x-residency-region / x-residency-site):
   curl -s {base}/t/globex/x -H 'x-tenant-id: acme'                   # 400 ambiguous_tenant
   curl -s {base}/hello -H 'x-tenant-id: Bad_Id!'                     # 400 invalid_tenant
   curl -s {base}/hello -H 'x-tenant-id: acme' -H 'x-residency-region: eu'       # spoofed header is dropped
+
+The admin API on {api} (operator token `{ops}`, acme's admin `{acme}`):
+
+  curl -s {api}/v1/tenants/acme -H 'Authorization: Bearer {acme}'                 # acme's residency and ETag
+  curl -s -X PUT {api}/v1/tenants/acme -H 'Authorization: Bearer {acme}' -H 'Content-Type: application/json' -d '{{"region":"eu"}}'   # move acme to eu
+  curl -s {base}/hello -H 'x-tenant-id: acme'                       # now served from an eu site
+  curl -s -X POST {api}/v1/explain -H 'Authorization: Bearer {ops}' -H 'Content-Type: application/json' -d '{{"headers":{{"x-tenant-id":"globex"}},"host":"us.api.example.com"}}'
+  curl -s '{api}/v1/audit?tenant=acme' -H 'Authorization: Bearer {ops}'            # who changed what
 
 Press Ctrl-C to stop."#
     );

@@ -33,6 +33,30 @@ pub struct Options {
     pub site_lines: [&'static str; 4],
     /// Serve `/metrics` on a port of its own.
     pub metrics: bool,
+    /// Serve the admin API (with [`admin_tables`]) on a port of its own.
+    pub admin: bool,
+}
+
+/// Bearer tokens of the test admin API, one per role. The tenant admin manages acme and initech.
+pub const OPERATOR: &str = "operator-secret";
+pub const TENANT_ADMIN: &str = "acme-admin-secret";
+pub const AUDITOR: &str = "auditor-secret";
+pub const VIEWER: &str = "viewer-secret";
+
+/// `[admin]` with an audit log next to the config and a token per role.
+pub fn admin_tables() -> String {
+    let hash = residency_router::admin::auth::token_hash;
+    format!(
+        "[admin]\naudit_log = \"audit/audit.log\"\n\
+         [[admin.tokens]]\nname = \"ops\"\nrole = \"operator\"\nsha256 = \"{}\"\n\
+         [[admin.tokens]]\nname = \"acme-admin\"\nrole = \"tenant-admin\"\ntenants = [\"acme\", \"initech\"]\nsha256 = \"{}\"\n\
+         [[admin.tokens]]\nname = \"audit\"\nrole = \"auditor\"\nsha256 = \"{}\"\n\
+         [[admin.tokens]]\nname = \"view\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
+        hash(OPERATOR),
+        hash(TENANT_ADMIN),
+        hash(AUDITOR),
+        hash(VIEWER),
+    )
 }
 
 pub const FAST_SHUTDOWN: &str = "[server]\nshutdown_grace_seconds = 0\nthreads = 2\ncontrol_socket = \"control.sock\"\nupgrade_socket = \"upgrade.sock\"\n";
@@ -47,6 +71,7 @@ impl Default for Options {
             prepare: |_| {},
             site_lines: [""; 4],
             metrics: false,
+            admin: false,
         }
     }
 }
@@ -54,6 +79,8 @@ impl Default for Options {
 pub struct Cluster {
     /// Where `/metrics` is served, when asked for.
     pub metrics: Option<SocketAddr>,
+    /// Where the admin API is served, when asked for.
+    pub admin: Option<SocketAddr>,
     /// Backends per site, in `DEMO_SITES` order.
     pub sites: Vec<Vec<SiteBackend>>,
     pub router: RouterProcess,
@@ -90,10 +117,18 @@ impl Cluster {
         for _ in 0..5 {
             let listen = free_port();
             let metrics = options.metrics.then(free_port);
+            let admin = options.admin.then(free_port);
+            let mut listeners = Vec::new();
+            listeners.extend(metrics.map(|m| ("metrics", m)));
+            listeners.extend(admin.map(|a| ("admin", a)));
+            let extra = match admin {
+                Some(_) => format!("{extra}\n\n{}", admin_tables()),
+                None => extra.clone(),
+            };
             let config = write_config(
                 dir.path(),
                 listen,
-                metrics,
+                &listeners,
                 &addrs,
                 TEST_TENANTS,
                 &extra,
@@ -102,9 +137,13 @@ impl Cluster {
             .unwrap();
             match RouterProcess::start(&config, listen, dir.path().join("router.log")) {
                 Ok(router) => {
+                    if let Some(admin) = admin {
+                        wait_for_port(admin);
+                    }
                     let client = reqwest::Client::builder().no_proxy().build().unwrap();
                     return Cluster {
                         metrics,
+                        admin,
                         sites,
                         router,
                         client,
@@ -115,6 +154,21 @@ impl Cluster {
             }
         }
         panic!("router did not start:\n{last_log}");
+    }
+
+    /// Kills the router with SIGKILL (no chance to clean up) and starts it again with the
+    /// same config and ports.
+    pub fn restart(&mut self) {
+        let _ = self.router.child.kill();
+        let _ = self.router.child.wait();
+        let log = self.dir.path().join("router-restarted.log");
+        self.router = RouterProcess::start(&self.config_path(), self.router.addr, log)
+            .unwrap_or_else(|log| panic!("router did not restart:\n{log}"));
+        if let Some(admin) = self.admin {
+            wait_for_port(admin);
+        }
+        // Pooled connections went with the old process.
+        self.client = reqwest::Client::builder().no_proxy().build().unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -182,6 +236,15 @@ impl Cluster {
 /// The `residency-router` binary under test.
 pub fn router_command() -> Command {
     Command::new(env!("CARGO_BIN_EXE_residency-router"))
+}
+
+/// Waits until something accepts connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn free_port() -> SocketAddr {

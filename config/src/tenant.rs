@@ -1,0 +1,307 @@
+//! One tenant's residency settings, checked the same way wherever they come from (the
+//! registry file, the admin API), and written back in the registry file's format.
+
+use regions::{
+    RegionSet, Replication, ReplicationMode, TenantId, TenantRecord, Topology, UnixTime,
+};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::file::{ReplicationFile, ReplicationModeFile};
+use crate::Registry;
+
+/// Why one tenant's settings are not acceptable. `field` is the place inside the tenant's
+/// object (`.region`, `.replication.regions[1]`...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantError {
+    #[error("`{id}`: {reason}")]
+    InvalidId { id: String, reason: String },
+    #[error("tenant id `{id}` is not lowercase")]
+    NotLowercase { id: String },
+    #[error("region `{name}` is not defined in the config")]
+    UnknownRegion {
+        field: String,
+        name: String,
+        valid: Vec<String>,
+    },
+    #[error("no replica region is listed")]
+    NoReplicaRegions,
+    #[error("`{name}` is the tenant's home region")]
+    ReplicationToHome { field: String, name: String },
+    #[error("`{name}` is listed twice")]
+    DuplicateReplica { field: String, name: String },
+    #[error("`{text}` is not an RFC 3339 time: {reason}")]
+    BadExpiry { text: String, reason: String },
+}
+
+impl TenantError {
+    /// A stable machine-readable code (the admin API's `error`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            TenantError::InvalidId { .. } | TenantError::NotLowercase { .. } => "invalid_tenant",
+            TenantError::UnknownRegion { .. } => "unknown_region",
+            TenantError::ReplicationToHome { .. } => "replication_to_home_region",
+            TenantError::NoReplicaRegions | TenantError::DuplicateReplica { .. } => {
+                "invalid_replication"
+            }
+            TenantError::BadExpiry { .. } => "invalid_expiry",
+        }
+    }
+
+    pub fn field(&self) -> &str {
+        match self {
+            TenantError::InvalidId { .. } | TenantError::NotLowercase { .. } => ".id",
+            TenantError::UnknownRegion { field, .. }
+            | TenantError::ReplicationToHome { field, .. }
+            | TenantError::DuplicateReplica { field, .. } => field,
+            TenantError::NoReplicaRegions => ".replication.regions",
+            TenantError::BadExpiry { .. } => ".replication.expires_at",
+        }
+    }
+
+    pub fn fix(&self) -> String {
+        match self {
+            TenantError::InvalidId { .. } => "use 1 to 64 characters of a-z, 0-9 and '-'".into(),
+            TenantError::NotLowercase { id } => {
+                format!(
+                    "write it as `{}`: ids are compared lowercased",
+                    id.to_lowercase()
+                )
+            }
+            TenantError::UnknownRegion { valid, .. } => format!("use one of: {}", valid.join(", ")),
+            TenantError::NoReplicaRegions => {
+                "list at least one region, or remove `replication`".into()
+            }
+            TenantError::ReplicationToHome { .. } => "replicate only to other regions".into(),
+            TenantError::DuplicateReplica { .. } => "remove the duplicate".into(),
+            TenantError::BadExpiry { .. } => "write e.g. `2027-01-01T00:00:00Z`".into(),
+        }
+    }
+}
+
+/// Parses a tenant id exactly as written: valid and already lowercase.
+pub fn tenant_id(id: &str) -> Result<TenantId, TenantError> {
+    match TenantId::parse(id.as_bytes()) {
+        Ok(parsed) if parsed.as_str() == id => Ok(parsed),
+        Ok(_) => Err(TenantError::NotLowercase { id: id.to_owned() }),
+        Err(e) => Err(TenantError::InvalidId {
+            id: id.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Checks one tenant's region and replication against the topology, reporting every problem.
+/// Allocates nothing when the settings are valid (a registry has millions of them).
+pub fn tenant_record(
+    region: &str,
+    replication: Option<&ReplicationFile<'_>>,
+    topology: &Topology,
+) -> Result<TenantRecord, Vec<TenantError>> {
+    let mut errors = Vec::new();
+    let lookup = |name: &str, field: &dyn Fn() -> String, errors: &mut Vec<TenantError>| {
+        let id = topology.region_by_name(name);
+        if id.is_none() {
+            errors.push(TenantError::UnknownRegion {
+                field: field(),
+                name: name.to_owned(),
+                valid: topology.regions().map(|(_, r)| r.name.clone()).collect(),
+            });
+        }
+        id
+    };
+    let home = lookup(region, &|| ".region".to_owned(), &mut errors);
+    let replication = replication.and_then(|r| {
+        let before = errors.len();
+        if r.regions.is_empty() {
+            errors.push(TenantError::NoReplicaRegions);
+        }
+        let mut regions = RegionSet::EMPTY;
+        for (j, name) in r.regions.iter().enumerate() {
+            let field = || format!(".replication.regions[{j}]");
+            match lookup(name, &field, &mut errors) {
+                Some(replica) if Some(replica) == home => {
+                    errors.push(TenantError::ReplicationToHome {
+                        field: field(),
+                        name: name.to_string(),
+                    })
+                }
+                Some(replica) if regions.contains(replica) => {
+                    errors.push(TenantError::DuplicateReplica {
+                        field: field(),
+                        name: name.to_string(),
+                    })
+                }
+                Some(replica) => regions.insert(replica),
+                None => {}
+            }
+        }
+        let expires_at =
+            r.expires_at
+                .as_ref()
+                .and_then(|text| match OffsetDateTime::parse(text, &Rfc3339) {
+                    Ok(t) => Some(UnixTime(t.unix_timestamp())),
+                    Err(e) => {
+                        errors.push(TenantError::BadExpiry {
+                            text: text.to_string(),
+                            reason: e.to_string(),
+                        });
+                        None
+                    }
+                });
+        (errors.len() == before).then_some(Replication {
+            regions,
+            mode: match r.mode {
+                ReplicationModeFile::ReadReplica => ReplicationMode::ReadReplica,
+                ReplicationModeFile::Active => ReplicationMode::Active,
+            },
+            expires_at,
+        })
+    });
+    match home {
+        Some(home) if errors.is_empty() => Ok(TenantRecord { home, replication }),
+        _ => Err(errors),
+    }
+}
+
+/// One tenant in the registry file's format (and the admin API's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantView<'a> {
+    pub id: &'a str,
+    pub region: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationView<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicationView<'a> {
+    pub regions: Vec<&'a str>,
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl<'a> TenantView<'a> {
+    pub fn new(id: &'a str, record: &TenantRecord, topology: &'a Topology) -> Self {
+        TenantView {
+            id,
+            region: &topology.region(record.home).name,
+            replication: record.replication.map(|r| ReplicationView {
+                regions: r
+                    .regions
+                    .iter()
+                    .map(|region| topology.region(region).name.as_str())
+                    .collect(),
+                mode: mode_name(r.mode),
+                expires_at: r.expires_at.map(rfc3339),
+            }),
+        }
+    }
+}
+
+pub fn mode_name(mode: ReplicationMode) -> &'static str {
+    match mode {
+        ReplicationMode::ReadReplica => "read-replica",
+        ReplicationMode::Active => "active",
+    }
+}
+
+/// `2027-01-01T00:00:00Z`; times outside what RFC 3339 can write are clamped to its range.
+pub fn rfc3339(t: UnixTime) -> String {
+    let clamped = t.0.clamp(-62_135_596_800, 253_402_300_799);
+    OffsetDateTime::from_unix_timestamp(clamped)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .expect("a clamped time formats")
+}
+
+/// The registry in its file format, tenants sorted by id, one per line (diffs stay readable).
+pub fn registry_json(registry: &Registry, topology: &Topology) -> Vec<u8> {
+    let mut tenants: Vec<(&str, TenantRecord)> = registry.iter().collect();
+    tenants.sort_unstable_by_key(|(id, _)| *id);
+    let mut out = Vec::with_capacity(tenants.len() * 48 + 32);
+    out.extend_from_slice(b"{ \"tenants\": [");
+    for (i, (id, record)) in tenants.iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+        serde_json::to_writer(&mut out, &TenantView::new(id, record, topology))
+            .expect("tenant views serialize");
+    }
+    out.extend_from_slice(b"\n] }\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    fn topology() -> Topology {
+        let no_hosts: [&str; 0] = [];
+        Topology::new([
+            ("us", no_hosts, vec![("virginia".to_owned(), 0.0, 0.0)]),
+            ("eu", no_hosts, vec![("frankfurt".to_owned(), 0.0, 0.0)]),
+        ])
+        .unwrap()
+    }
+
+    fn replication<'a>(regions: &[&'a str], expires_at: Option<&'a str>) -> ReplicationFile<'a> {
+        ReplicationFile {
+            regions: regions.iter().map(|r| Cow::Borrowed(*r)).collect(),
+            mode: ReplicationModeFile::ReadReplica,
+            expires_at: expires_at.map(Cow::Borrowed),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field_and_code() {
+        let topology = topology();
+        let errors = tenant_record(
+            "mars",
+            Some(&replication(&["us", "us", "venus"], Some("soon"))),
+            &topology,
+        )
+        .unwrap_err();
+        let found: Vec<(&str, &str)> = errors.iter().map(|e| (e.code(), e.field())).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("unknown_region", ".region"),
+                ("invalid_replication", ".replication.regions[1]"),
+                ("unknown_region", ".replication.regions[2]"),
+                ("invalid_expiry", ".replication.expires_at"),
+            ]
+        );
+        assert_eq!(errors[0].fix(), "use one of: us, eu");
+        let home = tenant_record("eu", Some(&replication(&["eu"], None)), &topology).unwrap_err();
+        assert_eq!(home[0].code(), "replication_to_home_region");
+        let none = tenant_record("eu", Some(&replication(&[], None)), &topology).unwrap_err();
+        assert_eq!(none[0].code(), "invalid_replication");
+    }
+
+    #[test]
+    fn ids_must_be_valid_and_lowercase() {
+        assert_eq!(tenant_id("acme-1").unwrap().as_str(), "acme-1");
+        assert_eq!(tenant_id("Acme").unwrap_err().code(), "invalid_tenant");
+        assert_eq!(tenant_id("a_b").unwrap_err().code(), "invalid_tenant");
+        assert_eq!(tenant_id("").unwrap_err().code(), "invalid_tenant");
+    }
+
+    #[test]
+    fn records_round_trip_through_the_file_format() {
+        let topology = topology();
+        let record = tenant_record(
+            "eu",
+            Some(&replication(&["us"], Some("2027-01-01T00:00:00Z"))),
+            &topology,
+        )
+        .unwrap();
+        let view = TenantView::new("globex", &record, &topology);
+        assert_eq!(
+            serde_json::to_string(&view).unwrap(),
+            r#"{"id":"globex","region":"eu","replication":{"regions":["us"],"mode":"read-replica","expires_at":"2027-01-01T00:00:00Z"}}"#
+        );
+        assert_eq!(rfc3339(UnixTime(i64::MAX)), "9999-12-31T23:59:59Z");
+    }
+}
