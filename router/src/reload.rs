@@ -313,6 +313,10 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     if old.server.control_socket != new.server.control_socket {
         changed.push("server.control_socket".to_owned());
     }
+    let audit = |s: &Snapshot| s.admin.as_ref().map(|a| a.audit.clone());
+    if audit(old) != audit(new) {
+        changed.push("admin.audit_log".to_owned());
+    }
     changed
 }
 

@@ -86,6 +86,13 @@ async fn every_route_for_every_role_on_own_and_other_tenants() {
             None,
             [200, 403, 200, 200, 401, 401],
         ),
+        // Who is asking is settled before what they ask about.
+        (
+            "GET",
+            "/v1/tenants/Bad_Id".into(),
+            None,
+            [400, 400, 400, 400, 401, 401],
+        ),
         (
             "PUT",
             "/v1/tenants/acme".into(),

@@ -198,11 +198,13 @@ fn handle(
                 source,
                 request_id,
             };
-            let id_header = HeaderValue::from_str(&call.request_id).ok();
+            let request_id = call.request_id.clone();
             let answered = tokio::task::spawn_blocking(move || handler(&admin, &call)).await;
             let mut response = match answered {
                 Ok(Ok(response)) => response,
-                Ok(Err(error)) => error.into_response(),
+                Ok(Err(error)) => error
+                    .with("request_id", request_id.as_str())
+                    .into_response(),
                 Err(panic) => {
                     tracing::error!(error = %panic, "admin handler failed");
                     ApiError::new(
@@ -213,7 +215,7 @@ fn handle(
                     .into_response()
                 }
             };
-            if let Some(id) = id_header {
+            if let Ok(id) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert("x-request-id", id);
             }
             response
@@ -253,6 +255,19 @@ impl Admin {
         action: Action,
         tenant: Option<&TenantId>,
     ) -> Result<AdminToken, ApiError> {
+        let token = self.authenticate(call, state, action)?;
+        self.permit(call, &token, action, tenant)?;
+        Ok(token)
+    }
+
+    /// The configured token the caller presented; a missing or unknown one is audited and
+    /// refused with 401 before anything else about the call is looked at.
+    fn authenticate(
+        &self,
+        call: &Call,
+        state: &RouterState,
+        action: Action,
+    ) -> Result<AdminToken, ApiError> {
         let tokens = state
             .snapshot
             .admin
@@ -262,55 +277,72 @@ impl Admin {
             .headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        let refusal = match auth::authenticate(presented, tokens) {
-            Ok(token) if auth::allows(token, action, tenant) => return Ok(token.clone()),
-            Ok(token) => (
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!(
-                        "the `{}` role may not {}",
-                        token.role.as_str(),
-                        describe(action, tenant)
-                    ),
-                )
-                .with("role", token.role.as_str()),
-                token.name.clone(),
-                Some(token.role.as_str()),
-            ),
-            Err(auth::AuthError::Missing) => (
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "send `Authorization: Bearer <token>`",
-                ),
-                "(anonymous)".to_owned(),
-                None,
-            ),
-            Err(auth::AuthError::Invalid) => (
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "the bearer token is not valid",
-                ),
-                "(invalid token)".to_owned(),
-                None,
-            ),
+        let (message, actor) = match auth::authenticate(presented, tokens) {
+            Ok(token) => return Ok(token.clone()),
+            Err(auth::AuthError::Missing) => {
+                ("send `Authorization: Bearer <token>`", "(anonymous)")
+            }
+            Err(auth::AuthError::Invalid) => ("the bearer token is not valid", "(invalid token)"),
         };
-        let (error, actor, role) = refusal;
+        let error = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        self.refused(call, &error, actor, None, action, call.id.as_deref())?;
+        Err(error)
+    }
+
+    /// Refuses (403, audited) what the token's role or scope does not allow.
+    fn permit(
+        &self,
+        call: &Call,
+        token: &AdminToken,
+        action: Action,
+        tenant: Option<&TenantId>,
+    ) -> Result<(), ApiError> {
+        if auth::allows(token, action, tenant) {
+            return Ok(());
+        }
+        let error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the `{}` role may not {}",
+                token.role.as_str(),
+                describe(action, tenant)
+            ),
+        )
+        .with("role", token.role.as_str());
+        let tenant = tenant.map(TenantId::as_str);
+        self.refused(
+            call,
+            &error,
+            &token.name,
+            Some(token.role.as_str()),
+            action,
+            tenant,
+        )?;
+        Err(error)
+    }
+
+    fn refused(
+        &self,
+        call: &Call,
+        error: &ApiError,
+        actor: &str,
+        role: Option<&str>,
+        action: Action,
+        tenant: Option<&str>,
+    ) -> Result<Entry, ApiError> {
         self.record(
             call,
             Entry {
-                actor,
+                actor: actor.to_owned(),
                 role: role.map(str::to_owned),
                 action: action.as_str().to_owned(),
-                tenant: tenant.map(|t| t.as_str().to_owned()),
+                tenant: tenant.map(str::to_owned),
                 outcome: "denied".to_owned(),
                 status: error.status.as_u16(),
                 ..blank_entry(call)
             },
-        )?;
-        Err(error)
+        )
     }
 
     /// Appends to the audit log; a log that cannot be written refuses the call.
@@ -517,8 +549,9 @@ fn list_tenants(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
 
 fn get_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
+    let token = admin.authenticate(call, &state, Action::ReadTenant)?;
     let id = path_tenant(call)?;
-    admin.authorize(call, &state, Action::ReadTenant, Some(&id))?;
+    admin.permit(call, &token, Action::ReadTenant, Some(&id))?;
     let record = state
         .snapshot
         .registry
@@ -550,17 +583,24 @@ struct TenantBody<'a> {
 
 fn put_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
+    let token = admin.authenticate(call, &state, Action::ChangeTenant)?;
     let id = path_tenant(call)?;
     // Checked again under the lock, where existence is settled.
     let action = match state.snapshot.registry.get(&id) {
         Some(_) => Action::ChangeTenant,
         None => Action::CreateTenant,
     };
-    let token = admin.authorize(call, &state, action, Some(&id))?;
+    admin.permit(call, &token, action, Some(&id))?;
     let body: TenantBody<'_> = json_body(admin, call)?;
     let topology = &state.snapshot.topology;
     let record = config::tenant_record(&body.region, body.replication.as_ref(), topology)
-        .map_err(|mut errors| ApiError::tenant(errors.remove(0)))?;
+        .map_err(|errors| {
+            let all: Vec<Value> = errors
+                .iter()
+                .map(|e| json!({"error": e.code(), "field": e.field().trim_start_matches('.'), "message": e.to_string()}))
+                .collect();
+            ApiError::tenant(errors[0].clone()).with("problems", all)
+        })?;
     if let Some(expiry) = record.replication.and_then(|r| r.expires_at) {
         if expiry <= crate::clock::unix_now() {
             return Err(ApiError::bad_request(
@@ -578,8 +618,9 @@ fn put_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
 
 fn delete_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
+    let token = admin.authenticate(call, &state, Action::DeleteTenant)?;
     let id = path_tenant(call)?;
-    let token = admin.authorize(call, &state, Action::DeleteTenant, Some(&id))?;
+    admin.permit(call, &token, Action::DeleteTenant, Some(&id))?;
     change(admin, call, &token, id, None)
 }
 
@@ -602,7 +643,7 @@ fn change(
         (Some(_), None) => Action::DeleteTenant,
     };
     // Re-checked now that existence is settled: a tenant-admin changes, never creates.
-    admin.authorize(call, &state, action, Some(&id))?;
+    admin.permit(call, token, action, Some(&id))?;
     if if_match(call, before_view.as_ref().map(etag).as_deref()) == Some(false) {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
