@@ -6,11 +6,11 @@
 //! replicated engine (etcd, for fleets of routers) implements the same trait.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use regions::{TenantId, TenantRecord, Topology};
+use regions::{TenantId, TenantRecord};
 
-use crate::Registry;
+use crate::{Registry, Snapshot};
 
 /// One tenant's new settings; `after: None` removes the tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,42 +20,31 @@ pub struct TenantChange {
 }
 
 pub trait RegistryStore: Send + Sync {
-    /// Makes `registry` (the stored one with `change` applied) durable. Returns only once
-    /// the change survives a crash or power loss; on error nothing is changed.
+    /// Makes `registry` (`live`'s registry with `change` applied) durable. Returns only once
+    /// the change survives a crash or power loss.
     fn commit(
         &self,
         change: &TenantChange,
         registry: &Registry,
-        topology: &Topology,
+        live: &Snapshot,
     ) -> std::io::Result<()>;
 }
 
-/// The registry file, rewritten whole: temporary file, fsync, rename over, fsync the
-/// directory. A crash at any point leaves the old file or the new one, never a torn one.
-#[derive(Debug, Clone)]
-pub struct FileStore {
-    path: PathBuf,
-}
-
-impl FileStore {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileStore { path: path.into() }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
+/// The registry file the live configuration names (`tenancy.registry`, which a reload may
+/// change), rewritten whole: temporary file, fsync, rename over, fsync the directory. A
+/// crash at any point leaves the old file or the new one, never a torn one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileStore;
 
 impl RegistryStore for FileStore {
     fn commit(
         &self,
         _change: &TenantChange,
         registry: &Registry,
-        topology: &Topology,
+        live: &Snapshot,
     ) -> std::io::Result<()> {
-        let json = crate::registry_json(registry, topology);
-        replace_file(&self.path, &json)
+        let json = crate::registry_json(registry, &live.topology);
+        replace_file(&live.registry_path, &json)
     }
 }
 

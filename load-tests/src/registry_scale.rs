@@ -2,7 +2,7 @@
 //!
 //! Reports load + validate + build + swap time, heap bytes per tenant, resident memory per
 //! tenant, lookup + decision time per request (median of batches), and allocations per
-//! decision. Run it with `load-tests/registry-scale.sh`.
+//! decision, and what one admin API change costs. Run it with `load-tests/registry-scale.sh`.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -224,6 +224,27 @@ fn main() {
         }
     });
 
+    // One admin API change: a copy of the registry with the change, then the registry file
+    // rewritten durably (temporary file, fsync, rename, fsync the directory).
+    let store = config::FileStore;
+    let moved = regions::TenantRecord {
+        home: regions::RegionId(1),
+        replication: None,
+    };
+    let (mut copy_ms, mut commit_ms) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = Instant::now();
+        let changed = snapshot.registry.with_change(&tenant_ids[0], Some(moved));
+        copy_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        let change = config::TenantChange {
+            id: tenant_ids[0],
+            after: Some(moved),
+        };
+        let started = Instant::now();
+        config::RegistryStore::commit(&store, &change, &changed, snapshot).unwrap();
+        commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
     println!(
         "| {} tenants ({} MB of JSON) | |",
         args.tenants,
@@ -255,6 +276,14 @@ fn main() {
     println!(
         "| heap allocations per decision | {} |",
         info.count_total as f64 / decisions as f64
+    );
+    println!(
+        "| admin API change: registry copy with the change (median of 5) | {:.1} ms |",
+        median(&mut copy_ms)
+    );
+    println!(
+        "| admin API change: registry file rewritten durably (median of 5) | {:.1} ms |",
+        median(&mut commit_ms)
     );
 }
 

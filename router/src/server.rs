@@ -95,7 +95,6 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
             .ok()
     });
     let control_socket = snapshot.server.control_socket.clone();
-    let registry_path = snapshot.registry_path.clone();
 
     let shared = state::shared(snapshot, &health);
     if let Some(addr) = listen.metrics {
@@ -124,7 +123,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
         let admin = Admin {
             state: Arc::clone(&shared),
             reloader: Arc::clone(&reloader),
-            store: Arc::new(FileStore::new(&registry_path)),
+            store: Arc::new(FileStore),
             audit,
         };
         server.add_service(background_service(

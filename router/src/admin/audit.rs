@@ -50,6 +50,8 @@ pub struct Entry {
 pub struct AuditLog {
     settings: AuditSettings,
     inner: Mutex<Chain>,
+    /// The held `PATH.lock`, once [`AuditLog::take_over`] succeeded.
+    owner: Mutex<Option<File>>,
 }
 
 struct Chain {
@@ -57,6 +59,62 @@ struct Chain {
     size: u64,
     seq: u64,
     head: String,
+    /// A failed write could not be cut off again: appending after it would bury torn
+    /// bytes inside the chain, so nothing is appended until a restart repairs the tail.
+    poisoned: bool,
+}
+
+/// Opens (or creates) the log and finds the end of its chain. A last line cut short by a
+/// crash was never acknowledged: it is dropped, and said so.
+fn load_chain(path: &Path) -> Result<Chain, OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io)?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(io)?;
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete < text.len() {
+        tracing::warn!(
+            path = %path.display(),
+            bytes = text.len() - complete,
+            "dropping an audit entry cut short by a crash (it was never acknowledged)"
+        );
+        file.set_len(complete as u64).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    let last_line = text[..complete]
+        .strip_suffix(b"\n")
+        .map(|t| t.rsplit(|&b| b == b'\n').next().unwrap_or(t));
+    let (seq, head) = match last_line {
+        Some(line) => chain_end(line).map_err(|reason| OpenError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        })?,
+        None => match rotated_files(path).map_err(io)?.last() {
+            Some(rotated) => last_of(rotated).map_err(|reason| OpenError::Corrupt {
+                path: rotated.clone(),
+                reason,
+            })?,
+            None => (0, GENESIS.to_owned()),
+        },
+    };
+    Ok(Chain {
+        file,
+        size: complete as u64,
+        seq,
+        head,
+        poisoned: false,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,57 +132,41 @@ impl AuditLog {
     /// Opens (or creates) the log and finds the end of its chain. A last line cut short by a
     /// crash was never acknowledged: it is dropped, and said so.
     pub fn open(settings: &AuditSettings) -> Result<AuditLog, OpenError> {
-        let path = &settings.path;
-        let io = |source| OpenError::Io {
-            path: path.clone(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io)?;
-        let mut text = Vec::new();
-        file.read_to_end(&mut text).map_err(io)?;
-        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if complete < text.len() {
-            tracing::warn!(
-                path = %path.display(),
-                bytes = text.len() - complete,
-                "dropping an audit entry cut short by a crash (it was never acknowledged)"
-            );
-            file.set_len(complete as u64).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        let last_line = text[..complete]
-            .strip_suffix(b"\n")
-            .map(|t| t.rsplit(|&b| b == b'\n').next().unwrap_or(t));
-        let (seq, head) = match last_line {
-            Some(line) => chain_end(line).map_err(|reason| OpenError::Corrupt {
-                path: path.clone(),
-                reason,
-            })?,
-            None => match rotated_files(path).map_err(io)?.last() {
-                Some(rotated) => last_of(rotated).map_err(|reason| OpenError::Corrupt {
-                    path: rotated.clone(),
-                    reason,
-                })?,
-                None => (0, GENESIS.to_owned()),
-            },
-        };
         Ok(AuditLog {
             settings: settings.clone(),
-            inner: Mutex::new(Chain {
-                file,
-                size: complete as u64,
-                seq,
-                head,
-            }),
+            inner: Mutex::new(load_chain(&settings.path)?),
+            owner: Mutex::new(None),
         })
+    }
+
+    /// Makes this process the log's only writer: takes an exclusive lock on `PATH.lock` and
+    /// reads the chain's end again, since a router being upgraded away may have appended
+    /// since [`AuditLog::open`]. `Ok(false)` while another process holds the lock.
+    pub fn take_over(&self) -> Result<bool, OpenError> {
+        let mut owner = self.owner.lock().unwrap_or_else(|p| p.into_inner());
+        if owner.is_some() {
+            return Ok(true);
+        }
+        let mut lock_path = self.settings.path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let io = |source| OpenError::Io {
+            path: PathBuf::from(&lock_path),
+            source,
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        *self.lock() = load_chain(&self.settings.path)?;
+        *owner = Some(lock);
+        Ok(true)
     }
 
     pub fn path(&self) -> &Path {
@@ -144,6 +186,11 @@ impl AuditLog {
     /// Appends one entry and fsyncs it. Blocking.
     pub fn append(&self, mut entry: Entry) -> std::io::Result<Entry> {
         let mut chain = self.lock();
+        if chain.poisoned {
+            return Err(std::io::Error::other(
+                "an earlier write could not be undone; restart the router to repair the log's end",
+            ));
+        }
         entry.seq = chain.seq + 1;
         entry.time = OffsetDateTime::now_utc()
             .format(&Rfc3339)
@@ -161,7 +208,9 @@ impl AuditLog {
             .and_then(|()| chain.file.sync_data())
         {
             // Whatever part was written is cut off again, so the next entry starts on a clean line.
-            let _ = chain.file.set_len(chain.size);
+            if chain.file.set_len(chain.size).is_err() {
+                chain.poisoned = true;
+            }
             return Err(e);
         }
         chain.size += line.len() as u64;
@@ -173,17 +222,22 @@ impl AuditLog {
     fn rotate(&self, chain: &mut Chain) -> std::io::Result<()> {
         let path = &self.settings.path;
         let rotated = rotated_name(path, chain.seq);
+        if rotated.exists() {
+            // Never replace a rotated file: it holds entries inside the retention period.
+            let exists = format!("{} already exists", rotated.display());
+            return Err(std::io::Error::other(exists));
+        }
         std::fs::rename(path, &rotated)?;
-        let file = OpenOptions::new()
+        // From the rename on, the live file is the new one, whatever fails next.
+        chain.file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
+        chain.size = 0;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)?.sync_all()?;
         }
-        chain.file = file;
-        chain.size = 0;
         tracing::info!(rotated = %rotated.display(), "audit log rotated");
         self.expire_rotated();
         Ok(())
@@ -218,18 +272,27 @@ impl AuditLog {
         filter: &Filter,
         limit: usize,
     ) -> std::io::Result<(Vec<serde_json::Value>, bool)> {
-        // Held so that no rotation moves the files while they are read.
-        let _chain = self.lock();
-        let mut files = rotated_files(&self.settings.path)?;
-        // A rotated file holds entries up to the seq in its name: skip those before the cursor.
-        files.retain(|f| rotated_last_seq(f).is_none_or(|last| last > filter.after_seq));
-        files.push(self.settings.path.clone());
+        // Under the lock only long enough to open the files and note how much of the live
+        // one is complete: a long scan must not hold up writes. Open handles keep reading
+        // the right bytes even if a rotation renames the files meanwhile.
+        let (opened, live_size) = {
+            let chain = self.lock();
+            let mut files = rotated_files(&self.settings.path)?;
+            // A rotated file holds entries up to the seq in its name: skip those before the cursor.
+            files.retain(|f| rotated_last_seq(f).is_none_or(|last| last > filter.after_seq));
+            files.push(self.settings.path.clone());
+            let opened: Vec<File> = files.iter().filter_map(|f| File::open(f).ok()).collect();
+            (opened, chain.size)
+        };
+        let last = opened.len().saturating_sub(1);
         let mut found = Vec::new();
-        for file in files {
-            let Ok(opened) = File::open(&file) else {
-                continue;
+        for (i, file) in opened.into_iter().enumerate() {
+            let reader: Box<dyn BufRead> = if i == last {
+                Box::new(BufReader::new(file.take(live_size)))
+            } else {
+                Box::new(BufReader::new(file))
             };
-            for line in BufReader::new(opened).lines() {
+            for line in reader.lines() {
                 let line = line?;
                 let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
@@ -578,6 +641,35 @@ mod tests {
             .unwrap_err()
             .reason
             .contains("cut short"));
+    }
+
+    #[test]
+    fn one_writer_at_a_time_and_the_next_one_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path(), 1 << 20, Duration::from_secs(3600));
+        let old = AuditLog::open(&settings).unwrap();
+        // An upgrade: the new process opens the log while the old one still writes.
+        let new = AuditLog::open(&settings).unwrap();
+        assert!(old.take_over().unwrap());
+        old.append(entry(0)).unwrap();
+        assert!(
+            !new.take_over().unwrap(),
+            "the old process still holds the log"
+        );
+        old.append(entry(1)).unwrap();
+        drop(old);
+        assert!(new.take_over().unwrap());
+        assert_eq!(
+            new.append(entry(2)).unwrap().seq,
+            3,
+            "the chain continues after the old writer's entries"
+        );
+        assert_eq!(
+            verify(std::slice::from_ref(&settings.path))
+                .unwrap()
+                .entries,
+            3
+        );
     }
 
     #[test]

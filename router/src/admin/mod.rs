@@ -285,7 +285,13 @@ impl Admin {
             Err(auth::AuthError::Invalid) => ("the bearer token is not valid", "(invalid token)"),
         };
         let error = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
-        self.refused(call, &error, actor, None, action, call.id.as_deref())?;
+        // Only a well-formed id is recorded: an anonymous caller does not get to write
+        // arbitrary text into a log that is kept for years.
+        let tenant = call
+            .id
+            .as_deref()
+            .filter(|id| config::tenant_id(id).is_ok());
+        self.refused(call, &error, actor, None, action, tenant)?;
         Err(error)
     }
 
@@ -592,6 +598,15 @@ fn put_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
     };
     admin.permit(call, &token, action, Some(&id))?;
     let body: TenantBody<'_> = json_body(admin, call)?;
+    // Checked here for a prompt answer, and again against the state the change applies to.
+    desired_record(&body, &state)?;
+    change(admin, call, id, |state| {
+        desired_record(&body, state).map(Some)
+    })
+}
+
+/// The record a PUT body asks for, against `state`'s regions.
+fn desired_record(body: &TenantBody<'_>, state: &RouterState) -> Result<TenantRecord, ApiError> {
     let topology = &state.snapshot.topology;
     let record = config::tenant_record(&body.region, body.replication.as_ref(), topology)
         .map_err(|errors| {
@@ -613,7 +628,7 @@ fn put_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
             .with("field", "replication.expires_at"));
         }
     }
-    change(admin, call, &token, id, Some(record))
+    Ok(record)
 }
 
 fn delete_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
@@ -621,19 +636,22 @@ fn delete_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
     let token = admin.authenticate(call, &state, Action::DeleteTenant)?;
     let id = path_tenant(call)?;
     admin.permit(call, &token, Action::DeleteTenant, Some(&id))?;
-    change(admin, call, &token, id, None)
+    change(admin, call, id, |_| Ok(None))
 }
 
-/// The write path: under the reload lock, check preconditions, audit, store, swap.
+/// The write path: under the reload lock, against the state it applies to (a reload may
+/// have changed regions or tokens since the call arrived), check who asks and what for,
+/// then preconditions, audit, store, swap.
 fn change(
     admin: &Admin,
     call: &Call,
-    token: &AdminToken,
     id: TenantId,
-    after: Option<TenantRecord>,
+    after: impl FnOnce(&RouterState) -> Result<Option<TenantRecord>, ApiError>,
 ) -> Result<Response, ApiError> {
     let exclusive = admin.reloader.exclusive();
     let state = exclusive.current();
+    let token = &admin.authenticate(call, &state, Action::ChangeTenant)?;
+    let after = after(&state)?;
     let before = state.snapshot.registry.get(&id);
     let before_view = before.map(|r| view_json(id.as_str(), &r, &state));
     let action = match (before, after) {
@@ -685,10 +703,7 @@ fn change(
     let audited = admin.record(call, entry)?;
     let registry = Arc::new(state.snapshot.registry.with_change(&id, after));
     let change = TenantChange { id, after };
-    if let Err(e) = admin
-        .store
-        .commit(&change, &registry, &state.snapshot.topology)
-    {
+    if let Err(e) = admin.store.commit(&change, &registry, &state.snapshot) {
         tracing::error!(error = %e, tenant = %id, "cannot store the registry change");
         // The entry above says `applied`; this one says it did not happen.
         let _ = admin.audit.append(Entry {
@@ -867,6 +882,23 @@ impl pingora::services::background::BackgroundService for AdminServer {
                 }
             }
         };
+        // During an upgrade the old process may still append until it lets go of the log.
+        loop {
+            match self.admin.audit.take_over() {
+                Ok(true) => break,
+                Ok(false) => {
+                    tracing::warn!("another process still writes the audit log; waiting");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot take over the audit log; the admin API is not served");
+                    return;
+                }
+            }
+        }
         tracing::info!(addr = %self.addr, "admin API listening");
         let app =
             router(Arc::clone(&self.admin)).into_make_service_with_connect_info::<SocketAddr>();
