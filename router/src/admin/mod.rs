@@ -171,14 +171,9 @@ fn handle(
     move |State(admin), ConnectInfo(source), params, request| {
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let limit = admin
-                .state
-                .load()
-                .snapshot
-                .admin
-                .as_ref()
-                .map_or(64 << 10, |a| a.max_body_bytes);
-            let body = axum::body::to_bytes(body, limit).await.ok();
+            let body = axum::body::to_bytes(body, admin.max_body_bytes())
+                .await
+                .ok();
             let request_id = parts
                 .headers
                 .get("x-request-id")
@@ -247,6 +242,16 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
 }
 
 impl Admin {
+    /// `admin.max_body_bytes` of the live configuration.
+    fn max_body_bytes(&self) -> usize {
+        let state = self.state.load();
+        state
+            .snapshot
+            .admin
+            .as_ref()
+            .map_or(0, |a| a.max_body_bytes)
+    }
+
     /// The caller's token, allowed to do `action` (on `tenant`). Refusals are audited.
     fn authorize(
         &self,
@@ -422,13 +427,7 @@ fn json_body<'c, T: Deserialize<'c>>(admin: &Admin, call: &'c Call) -> Result<T,
         ));
     }
     let Some(body) = &call.body else {
-        let limit = admin
-            .state
-            .load()
-            .snapshot
-            .admin
-            .as_ref()
-            .map_or(0, |a| a.max_body_bytes);
+        let limit = admin.max_body_bytes();
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
