@@ -22,7 +22,7 @@ pub use snapshot::{
     GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
     ReloadSettings, Role, ServerSettings, SiteConfig, Snapshot,
 };
-pub use store::{FileStore, RegistryStore, TenantChange};
+pub use store::{parent_dir, FileStore, RegistryStore, TenantChange};
 pub use tenant::{
     mode_name, registry_json, rfc3339, tenant_id, tenant_record, ReplicationView, TenantError,
     TenantView,

@@ -93,6 +93,13 @@ impl Registry {
         })
     }
 
+    /// Every tenant, sorted by id (exports and the registry file).
+    pub fn sorted(&self) -> Vec<(&str, TenantRecord)> {
+        let mut tenants: Vec<(&str, TenantRecord)> = self.iter().collect();
+        tenants.sort_unstable_by_key(|(id, _)| *id);
+        tenants
+    }
+
     /// Heap bytes held, for capacity planning.
     pub fn heap_bytes(&self) -> usize {
         self.ids.capacity()

@@ -48,12 +48,17 @@ impl RegistryStore for FileStore {
     }
 }
 
-/// Atomically replaces `path` with `bytes`, durably.
-pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// Atomically replaces `path` with `bytes`, durably.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = parent_dir(path);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     // The pid keeps two processes (an upgrade in progress) off each other's temporary file.
     let staged = dir.join(format!(".{name}.{}.tmp", std::process::id()));

@@ -218,8 +218,7 @@ pub fn rfc3339(t: UnixTime) -> String {
 
 /// The registry in its file format, tenants sorted by id, one per line (diffs stay readable).
 pub fn registry_json(registry: &Registry, topology: &Topology) -> Vec<u8> {
-    let mut tenants: Vec<(&str, TenantRecord)> = registry.iter().collect();
-    tenants.sort_unstable_by_key(|(id, _)| *id);
+    let tenants = registry.sorted();
     let mut out = Vec::with_capacity(tenants.len() * 48 + 32);
     out.extend_from_slice(b"{ \"tenants\": [");
     for (i, (id, record)) in tenants.iter().enumerate() {

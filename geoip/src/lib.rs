@@ -17,4 +17,4 @@ pub mod testing;
 
 pub use client::client_address;
 pub use database::{Database, GeoIpError, Kind, Location};
-pub use live::{LiveDatabase, Reloaded};
+pub use live::{file_stamp, LiveDatabase, Reloaded, Stamp as FileStamp};

@@ -89,11 +89,13 @@ impl LiveDatabase {
     }
 }
 
-/// What tells one version of the file from another: a replacement by rename changes the
+/// What tells one version of a file from another: a replacement by rename changes the
 /// inode, an in-place rewrite the change time, even when size and mtime look the same.
-type Stamp = (SystemTime, u64, u64, i64, i64);
+/// The router's config watcher uses it too.
+pub type Stamp = (SystemTime, u64, u64, i64, i64);
 
-fn file_stamp(path: &Path) -> Option<Stamp> {
+/// `None` when the file cannot be read.
+pub fn file_stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     Some((

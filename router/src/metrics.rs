@@ -468,18 +468,10 @@ pub struct MetricsServer {
 impl pingora::services::background::BackgroundService for MetricsServer {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         use axum::http::header::CONTENT_TYPE;
-        // During an upgrade the old process still holds the port for its grace period.
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(e) => {
-                    tracing::warn!(addr = %self.addr, error = %e, "cannot bind the metrics listener yet; retrying");
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    }
-                }
-            }
+        let Some(listener) =
+            crate::server::bind_when_free(self.addr, "metrics", &mut shutdown).await
+        else {
+            return;
         };
         tracing::info!(addr = %self.addr, "metrics listening on /metrics");
         let state = self.state.clone();

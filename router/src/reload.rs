@@ -14,7 +14,6 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use config::{ConfigErrors, Snapshot};
@@ -100,7 +99,7 @@ impl Exclusive<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .1;
-        file_stamp(&state.snapshot.registry_path) != live
+        geoip::file_stamp(&state.snapshot.registry_path) != live
     }
 
     /// Serves `registry` from the next request on, with everything else unchanged. Call it
@@ -110,7 +109,7 @@ impl Exclusive<'_> {
         let current = reloader.current();
         let mut snapshot = (*current.snapshot).clone();
         snapshot.registry = registry;
-        let registry_stamp = file_stamp(&snapshot.registry_path);
+        let registry_stamp = geoip::file_stamp(&snapshot.registry_path);
         let health = reloader.health.lock().unwrap_or_else(|p| p.into_inner());
         let generation = reloader.generation.load(Ordering::Relaxed) + 1;
         let mut state = RouterState::new(snapshot, &health);
@@ -212,8 +211,8 @@ impl Reloader {
     fn reload_now(&self, force: bool) -> Result<ReloadReport, ReloadError> {
         // Stamped before reading: a write during the load shows up as a later change.
         let files = (
-            file_stamp(&self.config_path),
-            file_stamp(&self.current().snapshot.registry_path),
+            geoip::file_stamp(&self.config_path),
+            geoip::file_stamp(&self.current().snapshot.registry_path),
         );
         let new = config::load(&self.config_path).map_err(ReloadError::Invalid)?;
         let current = self.current();
@@ -525,20 +524,12 @@ fn log_geoip(database: &geoip::LiveDatabase, result: geoip::Reloaded) {
     }
 }
 
-type Stamp = Option<(SystemTime, u64, u64, i64)>;
+type Stamp = Option<geoip::FileStamp>;
 
 fn files_of(state: &RouterState) -> (Stamp, Stamp) {
     let s = &state.snapshot;
-    (file_stamp(&s.config_path), file_stamp(&s.registry_path))
-}
-
-fn file_stamp(path: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some((
-        meta.modified().ok()?,
-        meta.len(),
-        meta.ino(),
-        meta.ctime_nsec(),
-    ))
+    (
+        geoip::file_stamp(&s.config_path),
+        geoip::file_stamp(&s.registry_path),
+    )
 }

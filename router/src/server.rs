@@ -53,6 +53,27 @@ impl ShutdownSignalWatch for DrainOnTermOrInt {
     }
 }
 
+/// Binds one of the side listeners (metrics, admin), retrying each second: during an upgrade
+/// the old process still holds the port for its grace period. `None` once shutting down.
+pub async fn bind_when_free(
+    addr: std::net::SocketAddr,
+    what: &str,
+    shutdown: &mut pingora::server::ShutdownWatch,
+) -> Option<tokio::net::TcpListener> {
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Some(listener),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot bind the {what} listener yet; retrying");
+                tokio::select! {
+                    _ = shutdown.changed() => return None,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Runs the router until SIGTERM/SIGINT, then drains for `shutdown_grace` and returns.
 /// With `upgrade`, takes over the listening sockets of a running router instead of binding
 /// them: start this process, then send SIGQUIT to the old one.

@@ -23,7 +23,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 const HASH_FIELD: &str = ",\"hash\":\"";
 
 /// What happened, as the API records it. `seq`, `time` and `prev` are filled in on append.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
     #[serde(default)]
     pub seq: u64,
@@ -71,9 +71,7 @@ fn load_chain(path: &Path) -> Result<Chain, OpenError> {
         path: path.to_owned(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
+    std::fs::create_dir_all(config::parent_dir(path)).map_err(io)?;
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -235,9 +233,7 @@ impl AuditLog {
             .create(true)
             .open(path)?;
         chain.size = 0;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
-        }
+        File::open(config::parent_dir(path))?.sync_all()?;
         tracing::info!(rotated = %rotated.display(), "audit log rotated");
         self.expire_rotated();
         Ok(())
@@ -355,10 +351,7 @@ fn rotated_last_seq(file: &Path) -> Option<u64> {
 
 /// Rotated files of the log at `path`, oldest first.
 fn rotated_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = config::parent_dir(path);
     let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
         return Ok(Vec::new());
     };

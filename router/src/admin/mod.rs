@@ -382,21 +382,12 @@ fn describe(action: Action, tenant: Option<&TenantId>) -> String {
     }
 }
 
+/// An entry of this call: who else and what are filled in by the caller.
 fn blank_entry(call: &Call) -> Entry {
     Entry {
-        seq: 0,
-        time: String::new(),
-        actor: String::new(),
-        role: None,
         source: call.source.to_string(),
-        action: String::new(),
-        tenant: None,
-        outcome: String::new(),
-        status: 0,
-        before: None,
-        after: None,
         request_id: call.request_id.clone(),
-        prev: String::new(),
+        ..Entry::default()
     }
 }
 
@@ -479,8 +470,10 @@ fn if_match(call: &Call, current: Option<&str>) -> Option<bool> {
     }))
 }
 
-fn with_etag(mut response: Response, tag: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(tag) {
+/// A tenant's settings with their `ETag`.
+fn tenant_response(status: StatusCode, view: &Value) -> Response {
+    let mut response = json_response(status, view);
+    if let Ok(value) = HeaderValue::from_str(&etag(view)) {
         response.headers_mut().insert(header::ETAG, value);
     }
     response
@@ -563,8 +556,7 @@ fn get_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
         .get(&id)
         .ok_or_else(|| unknown(&id))?;
     let view = view_json(id.as_str(), &record, &state);
-    let tag = etag(&view);
-    Ok(with_etag(json_response(StatusCode::OK, &view), &tag))
+    Ok(tenant_response(StatusCode::OK, &view))
 }
 
 fn unknown(id: &TenantId) -> ApiError {
@@ -659,6 +651,11 @@ fn change(
         (Some(_), Some(_)) => Action::ChangeTenant,
         (Some(_), None) => Action::DeleteTenant,
     };
+    let status = match action {
+        Action::CreateTenant => StatusCode::CREATED,
+        Action::DeleteTenant => StatusCode::NO_CONTENT,
+        _ => StatusCode::OK,
+    };
     // Re-checked now that existence is settled: a tenant-admin changes, never creates.
     admin.permit(call, token, action, Some(&id))?;
     if if_match(call, before_view.as_ref().map(etag).as_deref()) == Some(false) {
@@ -672,8 +669,7 @@ fn change(
     let after_view = after.map(|r| view_json(id.as_str(), &r, &state));
     if before == after {
         let view = after_view.expect("an unchanged tenant exists");
-        let tag = etag(&view);
-        return Ok(with_etag(json_response(StatusCode::OK, &view), &tag));
+        return Ok(tenant_response(StatusCode::OK, &view));
     }
     if exclusive.registry_changed_on_disk() {
         return Err(ApiError::new(
@@ -688,13 +684,7 @@ fn change(
         action: action.as_str().to_owned(),
         tenant: Some(id.as_str().to_owned()),
         outcome: "applied".to_owned(),
-        status: if before.is_none() {
-            201
-        } else if after.is_none() {
-            204
-        } else {
-            200
-        },
+        status: status.as_u16(),
         before: before_view,
         after: after_view.clone(),
         ..blank_entry(call)
@@ -719,15 +709,9 @@ fn change(
     let generation = exclusive.swap_registry(registry);
     tracing::info!(tenant = %id, actor = %token.name, action = action.as_str(), generation, "registry changed through the admin API");
     Ok(match after_view {
-        None => StatusCode::NO_CONTENT.into_response(),
+        None => status.into_response(),
         Some(view) => {
-            let tag = etag(&view);
-            let status = if before.is_none() {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            let mut response = with_etag(json_response(status, &view), &tag);
+            let mut response = tenant_response(status, &view);
             if status == StatusCode::CREATED {
                 if let Ok(location) = HeaderValue::from_str(&format!("/v1/tenants/{id}")) {
                     response.headers_mut().insert(header::LOCATION, location);
@@ -837,8 +821,7 @@ fn export(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
 /// One row per tenant, sorted by id; replica regions joined with `;` (names never hold one).
 fn registry_csv(state: &RouterState) -> Vec<u8> {
     let topology = &state.snapshot.topology;
-    let mut tenants: Vec<(&str, TenantRecord)> = state.snapshot.registry.iter().collect();
-    tenants.sort_unstable_by_key(|(id, _)| *id);
+    let tenants = state.snapshot.registry.sorted();
     let mut out =
         String::from("id,region,replication_regions,replication_mode,replication_expires_at\n");
     for (id, record) in tenants {
@@ -868,18 +851,9 @@ pub struct AdminServer {
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for AdminServer {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        // During an upgrade the old process still holds the port for its grace period.
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(e) => {
-                    tracing::warn!(addr = %self.addr, error = %e, "cannot bind the admin listener yet; retrying");
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    }
-                }
-            }
+        let Some(listener) = crate::server::bind_when_free(self.addr, "admin", &mut shutdown).await
+        else {
+            return;
         };
         // During an upgrade the old process may still append until it lets go of the log.
         loop {
