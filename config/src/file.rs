@@ -24,6 +24,60 @@ pub struct ConfigFile {
     #[serde(default)]
     pub server: ServerFile,
     pub admin: Option<AdminFile>,
+    pub tls: Option<TlsFile>,
+}
+
+/// `[tls]`: certificates of `listen.https` and the TLS policy of every hop.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// `"1.3"` (default) or `"1.2"`.
+    pub min_version: Option<String>,
+    /// Offer HTTP/2 over TLS (ALPN); default true.
+    pub h2: Option<bool>,
+    #[serde(default)]
+    pub certificates: Vec<CertificateFile>,
+    pub admin: Option<ListenerTlsFile>,
+    pub metrics: Option<ListenerTlsFile>,
+}
+
+/// `[[tls.certificates]]`: a chain and key; the names it serves are its DNS subject
+/// alternative names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    pub name: String,
+    /// PEM chain, leaf first; relative to the config file.
+    pub cert: String,
+    pub key: String,
+    /// Served when the client's server name matches no certificate (default: the first).
+    pub default: Option<bool>,
+}
+
+/// `[tls.admin]`, `[tls.metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsFile {
+    pub cert: String,
+    pub key: String,
+    /// Require client certificates issued by this CA bundle.
+    pub client_ca: Option<String>,
+}
+
+/// `[regions.sites.tls]`: TLS from the router to the site's backends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    /// Server name sent and verified; required unless `insecure_skip_verify`.
+    pub sni: Option<String>,
+    /// CA bundle the backends' certificates must chain to (default: the system's roots).
+    pub ca: Option<String>,
+    /// Client certificate and key, for backends that require mutual TLS.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// Offer HTTP/2 to the backends (ALPN); default false.
+    pub h2: Option<bool>,
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// `[admin]`: the admin API served on `listen.admin`.
@@ -77,6 +131,7 @@ pub struct ReloadFile {
 #[serde(deny_unknown_fields)]
 pub struct ListenFile {
     pub http: String,
+    pub https: Option<String>,
     pub admin: Option<String>,
     pub metrics: Option<String>,
 }
@@ -127,6 +182,7 @@ pub struct SiteFile {
     pub balance: Option<BalanceFile>,
     /// Overrides of the `[health]` defaults for this site, field by field.
     pub health: Option<HealthFile>,
+    pub tls: Option<UpstreamTlsFile>,
 }
 
 /// `"ip:port"` or `{ address = "ip:port", weight = 3 }`.

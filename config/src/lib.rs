@@ -13,6 +13,9 @@ mod registry;
 mod snapshot;
 mod store;
 mod tenant;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tls;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -21,6 +24,10 @@ pub use snapshot::{
     AccessLogSettings, ActiveCheck, AdminSettings, AdminToken, AuditSettings, Backend, Balance,
     GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
     ReloadSettings, Role, ServerSettings, SiteConfig, Snapshot,
+};
+pub use tls::{
+    CertificateSet, ClientIdentity, ListenerTls, ServerCertificate, TlsSettings, TlsVersion,
+    UpstreamTls,
 };
 pub use store::{parent_dir, FileStore, RegistryStore, TenantChange};
 pub use tenant::{

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use regions::{SiteId, TenantId, TenantIdentifier, Topology, UnknownTenantPolicy};
 
+use crate::tls::{TlsSettings, UpstreamTls};
 use crate::Registry;
 
 /// A validated configuration: everything the data plane needs, resolved and indexed.
@@ -27,6 +28,7 @@ pub struct Snapshot {
     pub server: ServerSettings,
     /// `None` when `listen.admin` is not set.
     pub admin: Option<AdminSettings>,
+    pub tls: TlsSettings,
 }
 
 /// The admin API: who may call it, where changes are audited.
@@ -133,6 +135,8 @@ pub struct SiteConfig {
     pub backends: Vec<Backend>,
     pub balance: Balance,
     pub health: HealthSettings,
+    /// `None`: plain HTTP to the backends.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// How a site spreads requests over its available backends.
@@ -199,6 +203,7 @@ pub struct GeoIpSettings {
 #[derive(Debug, Clone)]
 pub struct Listen {
     pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
 }

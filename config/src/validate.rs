@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regions::{
@@ -12,8 +13,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::line_column;
 use crate::file::{
-    BackendFile, BalanceFile, CheckFile, ConfigFile, GeoIpFile, HealthFile, ProxyFile,
-    RegistryFile, ReloadFile, ServerFile, SourceFile, UnknownFile,
+    BackendFile, BalanceFile, CheckFile, ConfigFile, GeoIpFile, HealthFile, ListenerTlsFile,
+    ProxyFile, RegistryFile, ReloadFile, ServerFile, SourceFile, UnknownFile, UpstreamTlsFile,
 };
 use crate::snapshot::{
     AccessLogSettings, ActiveCheck, AdminSettings, AdminToken, AuditSettings, Backend, Balance,
@@ -21,6 +22,7 @@ use crate::snapshot::{
     ReloadSettings, Role, ServerSettings, SiteConfig,
 };
 use crate::tenant::{tenant_id, tenant_record, TenantError};
+use crate::tls::{self, CertificateSet, ListenerTls, TlsSettings, TlsVersion, UpstreamTls};
 use crate::{ConfigError, ConfigErrors, Registry, Snapshot};
 
 /// Accumulates problems for one file.
@@ -56,7 +58,7 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         "health",
         &mut problems,
     );
-    let (topology, sites) = topology(&file, &health_defaults, &mut problems);
+    let (topology, sites) = topology(&file, config_path, &health_defaults, &mut problems);
     let geoip = file
         .geoip
         .as_ref()
@@ -67,6 +69,7 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let server = server_settings(&file.server, config_path, &mut problems);
     let reload = reload_settings(&file.reload, &mut problems);
     let admin = admin_settings(&file, config_path, &mut problems);
+    let tls = tls_settings(&file, config_path, &mut problems);
     let access_log = file.access_log.as_ref().map(|log| {
         let fix = "records held before dropping: 1 to 1000000, e.g. 8192";
         let mut buffer_records = positive(
@@ -123,6 +126,7 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         access_log,
         server,
         admin,
+        tls,
     })
 }
 
@@ -176,10 +180,12 @@ fn listen(file: &ConfigFile, problems: &mut Problems<'_>) -> Option<Listen> {
     let mut optional = |value: &Option<String>, at: &str| {
         value.as_deref().and_then(|v| socket_addr(v, at, problems))
     };
+    let https = optional(&file.listen.https, "listen.https");
     let admin = optional(&file.listen.admin, "listen.admin");
     let metrics = optional(&file.listen.metrics, "listen.metrics");
     Some(Listen {
         http: http?,
+        https,
         admin,
         metrics,
     })
@@ -187,6 +193,7 @@ fn listen(file: &ConfigFile, problems: &mut Problems<'_>) -> Option<Listen> {
 
 fn topology(
     file: &ConfigFile,
+    config_path: &Path,
     health_defaults: &HealthSettings,
     problems: &mut Problems<'_>,
 ) -> (Topology, Vec<SiteConfig>) {
@@ -361,6 +368,9 @@ fn topology(
                         Some(BalanceFile::LeastInFlight) => Balance::LeastInFlight,
                     },
                     health,
+                    tls: site.tls.as_ref().and_then(|tls| {
+                        upstream_tls(tls, config_path, &format!("{at}.tls"), problems)
+                    }),
                 });
             }
         }
@@ -1089,4 +1099,212 @@ fn registry(
         }
     }
     registry
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Adds a TLS file problem at `at`; `None` leaves the item out.
+fn tls_checked<T>(
+    result: Result<T, tls::TlsProblem>,
+    at: &str,
+    problems: &mut Problems<'_>,
+) -> Option<T> {
+    result
+        .map_err(|e| problems.add(at, e.problem, e.fix))
+        .ok()
+}
+
+fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'_>) -> TlsSettings {
+    let default = TlsSettings::default();
+    let Some(tls) = &file.tls else {
+        if file.listen.https.is_some() {
+            problems.add(
+                "listen.https",
+                "listen.https is set but there is no [tls] table with certificates",
+                "add [[tls.certificates]] with `name`, `cert` and `key`, or remove listen.https",
+            );
+        }
+        return default;
+    };
+    let now = now_unix();
+    let min_version = match tls.min_version.as_deref() {
+        None | Some("1.3") => TlsVersion::Tls13,
+        Some("1.2") => TlsVersion::Tls12,
+        Some(other) => {
+            problems.add(
+                "tls.min_version",
+                format!("`{other}` is not a TLS version the router speaks"),
+                "use \"1.3\" (the default) or, only for clients that cannot do 1.3, \"1.2\"",
+            );
+            TlsVersion::Tls13
+        }
+    };
+    match (file.listen.https.is_some(), tls.certificates.is_empty()) {
+        (true, true) => problems.add(
+            "tls.certificates",
+            "listen.https is set but no certificate is configured",
+            "add [[tls.certificates]] with `name`, `cert` and `key`",
+        ),
+        (false, false) => problems.add(
+            "tls.certificates",
+            "certificates are configured but listen.https is not set",
+            "set listen.https, e.g. `https = \"0.0.0.0:8443\"`, or remove the certificates",
+        ),
+        _ => {}
+    }
+    let mut certificates = Vec::new();
+    let mut default_index = None;
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, certificate) in tls.certificates.iter().enumerate() {
+        let at = format!("tls.certificates[{i}]");
+        if !is_name(&certificate.name) || ["admin", "metrics"].contains(&certificate.name.as_str())
+        {
+            problems.add(
+                format!("{at}.name"),
+                format!("`{}` is not a usable certificate name", certificate.name),
+                "use 1 to 64 of [a-z0-9-], other than `admin` and `metrics` (the listeners' own)",
+            );
+        }
+        if let Some(first) = names.insert(&certificate.name, i) {
+            problems.add(
+                format!("{at}.name"),
+                format!("`{}` is also the name of tls.certificates[{first}]", certificate.name),
+                "give every certificate its own name",
+            );
+        }
+        if certificate.default == Some(true) {
+            if let Some(first) = default_index.replace(certificate.name.clone()) {
+                problems.add(
+                    format!("{at}.default"),
+                    format!("`{first}` is already the default certificate"),
+                    "mark at most one certificate `default = true`",
+                );
+            }
+        }
+        let loaded = tls::server_certificate(
+            &certificate.name,
+            relative_to(config_path, &certificate.cert),
+            relative_to(config_path, &certificate.key),
+            now,
+        );
+        if let Some(loaded) = tls_checked(loaded, &at, problems) {
+            certificates.push((certificate.default == Some(true), loaded));
+        }
+    }
+    let default_position = certificates.iter().position(|(d, _)| *d).unwrap_or(0);
+    let certificates = certificates.into_iter().map(|(_, c)| c).collect();
+    let certificates = match CertificateSet::new(certificates, default_position) {
+        Ok(set) => set,
+        Err((name, first, second)) => {
+            problems.add(
+                "tls.certificates",
+                format!("`{name}` is a name of both certificate `{first}` and `{second}`"),
+                "serve each name from one certificate: remove it from one of them",
+            );
+            CertificateSet::default()
+        }
+    };
+    let mut listener = |table: &Option<ListenerTlsFile>, name: &str, listen: &Option<String>| {
+        let table = table.as_ref()?;
+        let at = format!("tls.{name}");
+        if listen.is_none() {
+            problems.add(
+                &at,
+                format!("[tls.{name}] is set but listen.{name} is not"),
+                format!("set listen.{name} or remove [tls.{name}]"),
+            );
+        }
+        let certificate = tls::server_certificate(
+            name,
+            relative_to(config_path, &table.cert),
+            relative_to(config_path, &table.key),
+            now,
+        );
+        let certificate = tls_checked(certificate, &at, problems)?;
+        let client_ca_path = table.client_ca.as_ref().map(|p| relative_to(config_path, p));
+        let client_roots = match &client_ca_path {
+            Some(path) => Some(Arc::new(tls_checked(
+                tls::root_store(path),
+                &format!("{at}.client_ca"),
+                problems,
+            )?)),
+            None => None,
+        };
+        Some(ListenerTls {
+            certificate: Arc::new(certificate),
+            client_roots,
+            client_ca_path,
+        })
+    };
+    let admin = listener(&tls.admin, "admin", &file.listen.admin);
+    let metrics = listener(&tls.metrics, "metrics", &file.listen.metrics);
+    TlsSettings {
+        min_version,
+        h2: tls.h2.unwrap_or(default.h2),
+        certificates: Arc::new(certificates),
+        admin,
+        metrics,
+    }
+}
+
+fn upstream_tls(
+    file: &UpstreamTlsFile,
+    config_path: &Path,
+    at: &str,
+    problems: &mut Problems<'_>,
+) -> Option<UpstreamTls> {
+    let insecure = file.insecure_skip_verify == Some(true);
+    let sni = file.sni.clone().unwrap_or_default();
+    // Pingora turns verification off for an empty SNI: that must be a decision, never a typo.
+    if sni.is_empty() && !insecure {
+        problems.add(
+            format!("{at}.sni"),
+            "no server name to verify the backends' certificates against",
+            "set `sni` to the name on the backends' certificates; only for testing, \
+             `insecure_skip_verify = true` turns verification off",
+        );
+    } else if !sni.is_empty() && !is_hostname(&sni) && sni.parse::<std::net::IpAddr>().is_err() {
+        problems.add(
+            format!("{at}.sni"),
+            format!("`{sni}` is not a host name"),
+            "use the DNS name (or IP address) on the backends' certificates",
+        );
+    }
+    let ca = match &file.ca {
+        Some(path) => {
+            let path = relative_to(config_path, path);
+            let certificates = tls_checked(tls::certificates(&path), &format!("{at}.ca"), problems)?;
+            Some(certificates.iter().map(|c| c.to_vec()).collect())
+        }
+        None => None,
+    };
+    let client = match (&file.client_cert, &file.client_key) {
+        (Some(cert), Some(key)) => Some(tls_checked(
+            tls::client_identity(
+                &relative_to(config_path, cert),
+                &relative_to(config_path, key),
+                now_unix(),
+            ),
+            &format!("{at}.client_cert"),
+            problems,
+        )?),
+        (None, None) => None,
+        _ => {
+            problems.add(
+                at,
+                "a client certificate needs both `client_cert` and `client_key`",
+                "set both, or neither",
+            );
+            return None;
+        }
+    };
+    Some(UpstreamTls {
+        sni,
+        verify: !insecure,
+        ca,
+        client,
+        h2: file.h2.unwrap_or(false),
+    })
 }

@@ -156,6 +156,7 @@ fn main() {
         method: "GET",
         upgrade: false,
         peer: Some(peer),
+        tls: None,
     };
     let now = UnixTime(1_800_000_000);
     let tenant_ids: Vec<regions::TenantId> = ids

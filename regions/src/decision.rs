@@ -120,16 +120,19 @@ pub enum BlockCode {
     InvalidTenant,
     CrossRegionBlocked,
     RegionUnavailable,
+    /// The request's Host is served another certificate than the TLS connection it came on.
+    MisdirectedRequest,
 }
 
 impl BlockCode {
-    pub const ALL: [BlockCode; 6] = [
+    pub const ALL: [BlockCode; 7] = [
         BlockCode::TenantRequired,
         BlockCode::UnknownTenant,
         BlockCode::AmbiguousTenant,
         BlockCode::InvalidTenant,
         BlockCode::CrossRegionBlocked,
         BlockCode::RegionUnavailable,
+        BlockCode::MisdirectedRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +143,7 @@ impl BlockCode {
             BlockCode::InvalidTenant => "invalid_tenant",
             BlockCode::CrossRegionBlocked => "cross_region_blocked",
             BlockCode::RegionUnavailable => "region_unavailable",
+            BlockCode::MisdirectedRequest => "misdirected_request",
         }
     }
 
@@ -149,7 +153,7 @@ impl BlockCode {
                 400
             }
             BlockCode::UnknownTenant => 404,
-            BlockCode::CrossRegionBlocked => 421,
+            BlockCode::CrossRegionBlocked | BlockCode::MisdirectedRequest => 421,
             BlockCode::RegionUnavailable => 503,
         }
     }
@@ -168,6 +172,10 @@ impl BlockCode {
             }
             BlockCode::RegionUnavailable => {
                 "no healthy backend in any region allowed for this tenant; retry later"
+            }
+            BlockCode::MisdirectedRequest => {
+                "this connection's certificate does not cover the requested host; open a new \
+                 connection to it"
             }
         }
     }

@@ -224,10 +224,13 @@ impl TenantIdentifier {
     /// Reads every source of one request.
     ///
     /// `tenant_host` is the normalized Host, or `None` when the Host is a region host (a region
-    /// hint is never a tenant id). `path` excludes the query string.
+    /// hint is never a tenant id); `tenant_sni` the same for the TLS server name, which host
+    /// sources read too: a connection opened for one tenant must not carry another's requests.
+    /// `path` excludes the query string.
     pub fn identify<'r>(
         &self,
         tenant_host: Option<&str>,
+        tenant_sni: Option<&str>,
         path: &str,
         header: impl Fn(&str) -> HeaderValues<'r>,
     ) -> Result<Identified, IdentifyError> {
@@ -240,15 +243,31 @@ impl TenantIdentifier {
         let mut found: Option<(TenantId, SourceKind)> = None;
         let mut strip_path_prefix = None;
         let mut ambiguous = false;
+        let mut repeated_header = false;
+        let mut note = |candidate: Option<Result<TenantId, _>>, kind| {
+            match candidate {
+                None => {}
+                Some(Err(_)) => return Err(IdentifyError::Invalid(kind)),
+                Some(Ok(id)) => match found {
+                    None => found = Some((id, kind)),
+                    Some((first, _)) if first != id => ambiguous = true,
+                    Some(_) => {}
+                },
+            }
+            Ok(())
+        };
         for source in &self.sources {
             let kind = source.kind();
             let candidate = match source {
-                TenantSource::Host(pattern) => tenant_host.and_then(|h| pattern.extract(h)),
+                TenantSource::Host(pattern) => {
+                    note(tenant_sni.and_then(|sni| pattern.extract(sni)), kind)?;
+                    tenant_host.and_then(|h| pattern.extract(h))
+                }
                 TenantSource::Header(name) => match header(name) {
                     HeaderValues::Absent => None,
                     HeaderValues::One(value) => Some(TenantId::parse(value)),
                     HeaderValues::Repeated => {
-                        ambiguous = true;
+                        repeated_header = true;
                         None
                     }
                 },
@@ -259,17 +278,9 @@ impl TenantIdentifier {
                     id
                 }),
             };
-            match candidate {
-                None => {}
-                Some(Err(_)) => return Err(IdentifyError::Invalid(kind)),
-                Some(Ok(id)) => match found {
-                    None => found = Some((id, kind)),
-                    Some((first, _)) if first != id => ambiguous = true,
-                    Some(_) => {}
-                },
-            }
+            note(candidate, kind)?;
         }
-        if ambiguous {
+        if ambiguous || repeated_header {
             return Err(IdentifyError::Ambiguous);
         }
         Ok(Identified {
@@ -303,6 +314,37 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_server_name_is_a_host_source_that_must_agree_with_the_others() {
+        let ident = demo_identifier();
+        let acme_sni = Some("acme.app.example.com");
+        // Alone, or with a Host naming no tenant (a region host is passed as None).
+        for host in [None, Some("acme.app.example.com")] {
+            assert_eq!(
+                tenant(ident.identify(host, acme_sni, "/", no_headers)),
+                Some(("acme".into(), SourceKind::Host))
+            );
+        }
+        // A connection opened for acme carrying globex's request, by Host, header or path.
+        let globex = |_: &str| HeaderValues::One(b"globex");
+        for result in [
+            ident.identify(Some("globex.app.example.com"), acme_sni, "/", no_headers),
+            ident.identify(None, acme_sni, "/", globex),
+            ident.identify(None, acme_sni, "/t/globex/", no_headers),
+        ] {
+            assert_eq!(result, Err(IdentifyError::Ambiguous));
+        }
+        // A server name that is no tenant's leaves the other sources alone.
+        assert_eq!(
+            tenant(ident.identify(None, Some("www.example.com"), "/", globex)),
+            Some(("globex".into(), SourceKind::Header))
+        );
+        assert_eq!(
+            ident.identify(None, Some("ac_me.app.example.com"), "/", no_headers),
+            Err(IdentifyError::Invalid(SourceKind::Host))
+        );
+    }
+
+    #[test]
     fn each_source_alone_names_the_tenant() {
         let ident = demo_identifier();
         let header = |name: &str| {
@@ -310,19 +352,19 @@ mod tests {
             HeaderValues::One(b"Acme")
         };
         assert_eq!(
-            tenant(ident.identify(None, "/", header)),
+            tenant(ident.identify(None, None, "/", header)),
             Some(("acme".into(), SourceKind::Header))
         );
         assert_eq!(
-            tenant(ident.identify(Some("ACME.App.Example.com"), "/", no_headers)),
+            tenant(ident.identify(Some("ACME.App.Example.com"), None, "/", no_headers)),
             Some(("acme".into(), SourceKind::Host))
         );
         assert_eq!(
-            tenant(ident.identify(None, "/t/acme/orders", no_headers)),
+            tenant(ident.identify(None, None, "/t/acme/orders", no_headers)),
             Some(("acme".into(), SourceKind::Path))
         );
         assert_eq!(
-            tenant(ident.identify(None, "/t/acme", no_headers)),
+            tenant(ident.identify(None, None, "/t/acme", no_headers)),
             Some(("acme".into(), SourceKind::Path))
         );
     }
@@ -337,7 +379,7 @@ mod tests {
             (None, "/api/t/acme/"),
         ] {
             assert_eq!(
-                tenant(ident.identify(host, path, no_headers)),
+                tenant(ident.identify(host, None, path, no_headers)),
                 None,
                 "{host:?} {path}"
             );
@@ -349,7 +391,7 @@ mod tests {
         let ident = demo_identifier();
         let header = |_: &str| HeaderValues::One(b"acme");
         assert_eq!(
-            tenant(ident.identify(Some("acme.app.example.com"), "/t/ACME/x", header)),
+            tenant(ident.identify(Some("acme.app.example.com"), None, "/t/ACME/x", header)),
             Some(("acme".into(), SourceKind::Header))
         );
     }
@@ -359,15 +401,15 @@ mod tests {
         let ident = demo_identifier();
         let header = |_: &str| HeaderValues::One(b"acme");
         assert_eq!(
-            ident.identify(Some("globex.app.example.com"), "/", header),
+            ident.identify(Some("globex.app.example.com"), None, "/", header),
             Err(IdentifyError::Ambiguous)
         );
         assert_eq!(
-            ident.identify(None, "/t/globex/", header),
+            ident.identify(None, None, "/t/globex/", header),
             Err(IdentifyError::Ambiguous)
         );
         assert_eq!(
-            ident.identify(None, "/", |_: &str| HeaderValues::Repeated),
+            ident.identify(None, None, "/", |_: &str| HeaderValues::Repeated),
             Err(IdentifyError::Ambiguous)
         );
         assert_eq!(IdentifyError::Ambiguous.code(), BlockCode::AmbiguousTenant);
@@ -377,29 +419,29 @@ mod tests {
     fn malformed_ids_are_invalid_in_every_source() {
         let ident = demo_identifier();
         assert_eq!(
-            ident.identify(None, "/", |_: &str| HeaderValues::One(b"ac_me")),
+            ident.identify(None, None, "/", |_: &str| HeaderValues::One(b"ac_me")),
             Err(IdentifyError::Invalid(SourceKind::Header))
         );
         assert_eq!(
-            ident.identify(None, "/", |_: &str| HeaderValues::One(b"")),
+            ident.identify(None, None, "/", |_: &str| HeaderValues::One(b"")),
             Err(IdentifyError::Invalid(SourceKind::Header))
         );
         assert_eq!(
-            ident.identify(Some("a.b.app.example.com"), "/", no_headers),
+            ident.identify(Some("a.b.app.example.com"), None, "/", no_headers),
             Err(IdentifyError::Invalid(SourceKind::Host))
         );
         assert_eq!(
-            ident.identify(None, "/t/ac_me/x", no_headers),
+            ident.identify(None, None, "/t/ac_me/x", no_headers),
             Err(IdentifyError::Invalid(SourceKind::Path))
         );
         let long = format!("/t/{}/", "a".repeat(65));
         assert_eq!(
-            ident.identify(None, &long, no_headers),
+            ident.identify(None, None, &long, no_headers),
             Err(IdentifyError::Invalid(SourceKind::Path))
         );
         // Invalid wins over a valid id elsewhere: fail closed.
         assert_eq!(
-            ident.identify(None, "/t/a%20b/", |_: &str| HeaderValues::One(b"acme")),
+            ident.identify(None, None, "/t/a%20b/", |_: &str| HeaderValues::One(b"acme")),
             Err(IdentifyError::Invalid(SourceKind::Path))
         );
         assert_eq!(
@@ -421,17 +463,17 @@ mod tests {
             "/t/acme/..",
         ] {
             assert_eq!(
-                ident.identify(None, path, header),
+                ident.identify(None, None, path, header),
                 Err(IdentifyError::Ambiguous),
                 "{path}"
             );
         }
         for path in ["/", "/t/acme/", "/t/acme", "/a/b.c/..d/", "/x%2Fy", "/%20"] {
-            assert!(ident.identify(None, path, header).is_ok(), "{path}");
+            assert!(ident.identify(None, None, path, header).is_ok(), "{path}");
         }
         // Without a path source the path cannot name a tenant, so it is not checked.
         let header_only = TenantIdentifier::new(vec![TenantSource::header("x-tenant-id").unwrap()]);
-        assert!(header_only.identify(None, "//x/../y", header).is_ok());
+        assert!(header_only.identify(None, None, "//x/../y", header).is_ok());
     }
 
     #[test]
@@ -440,11 +482,11 @@ mod tests {
             PathPattern::parse("/t/{tenant}/", true).unwrap(),
         )]);
         let found = ident
-            .identify(None, "/t/acme/orders/1", no_headers)
+            .identify(None, None, "/t/acme/orders/1", no_headers)
             .unwrap();
         assert_eq!(found.strip_path_prefix, Some("/t/acme".len()));
         let kept = demo_identifier()
-            .identify(None, "/t/acme/orders/1", no_headers)
+            .identify(None, None, "/t/acme/orders/1", no_headers)
             .unwrap();
         assert_eq!(kept.strip_path_prefix, None);
     }

@@ -219,7 +219,10 @@ impl HealthCheck for RecordingCheck {
     }
 }
 
-fn pingora_check(settings: &HealthSettings) -> Option<Box<dyn HealthCheck + Send + Sync>> {
+fn pingora_check(
+    settings: &HealthSettings,
+    tls: Option<&config::UpstreamTls>,
+) -> Option<Box<dyn HealthCheck + Send + Sync>> {
     let timeout = Some(settings.timeout);
     match &settings.check {
         ActiveCheck::Disabled => None,
@@ -230,6 +233,9 @@ fn pingora_check(settings: &HealthSettings) -> Option<Box<dyn HealthCheck + Send
         }
         ActiveCheck::Http(http) => {
             let mut check = HttpHealthCheck::new(&http.host, false);
+            if let Some(tls) = tls {
+                crate::tls::PeerTls::new(tls).apply(&mut check.peer_template);
+            }
             check.peer_template.options.connection_timeout = timeout;
             check.peer_template.options.read_timeout = timeout;
             let mut req = RequestHeader::build(http.method.as_str(), http.path.as_bytes(), None)
@@ -260,6 +266,8 @@ pub struct SitePlan {
     name: String,
     settings: HealthSettings,
     backends: Vec<(SocketAddr, u32)>,
+    /// HTTP checks speak TLS to a TLS site, with its verification and client certificate.
+    tls: Option<config::UpstreamTls>,
     states: HealthStates,
 }
 
@@ -268,6 +276,7 @@ impl SitePlan {
     fn same_checks_as(&self, other: &SitePlan) -> bool {
         self.settings == other.settings
             && self.backends == other.backends
+            && self.tls == other.tls
             && self.states.iter().all(|(addr, state)| {
                 other
                     .states
@@ -291,6 +300,7 @@ pub fn plan_for(snapshot: &Snapshot, states: &HealthStates) -> CheckPlan {
                 name: site.name.clone(),
                 settings: config.health.clone(),
                 backends: config.backends.iter().map(|b| (b.addr, b.weight)).collect(),
+                tls: config.tls.clone(),
                 states: config
                     .backends
                     .iter()
@@ -386,7 +396,7 @@ impl HealthSupervisor {
 
 async fn run_site_checks(plan: SitePlan, first_round: oneshot::Sender<()>) {
     let mut first_round = Some(first_round);
-    let Some(check) = pingora_check(&plan.settings) else {
+    let Some(check) = pingora_check(&plan.settings, plan.tls.as_ref()) else {
         return;
     };
     // Keyed by address alone, so a weight change keeps a backend's health.

@@ -11,6 +11,7 @@
 //! - [`respond`]: the JSON bodies of every response the router writes itself;
 //! - [`admin`]: the admin API (tenants, explain, audit log, export) with roles and audit;
 //! - [`reload`]: hot reload (validate -> build -> swap) and its triggers;
+//! - [`tls`]: TLS on every hop: the version policy, certificates by SNI, upstream peers;
 //! - [`server`]: Pingora server wiring, signals and graceful shutdown;
 //! - [`demo`]: the `demo` subcommand and the site backends it (and the tests) run.
 
@@ -30,3 +31,4 @@ pub mod respond;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod tls;

@@ -42,7 +42,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition { name: "residency_request_duration_seconds", kind: Kind::Histogram, labels: &["served_region", "site"], help: "Time from the request's arrival to the end of its response, for proxied requests." },
     Definition { name: "residency_blocked_total", kind: Kind::Counter, labels: &["reason", "tenant_region", "requested_region"], help: "Requests the router answered itself without proxying; reason is the SPEC error code. Regions are `none` when unknown." },
     Definition { name: "residency_cross_region_served_total", kind: Kind::Counter, labels: &["tenant_region", "served_region", "cause"], help: "Requests served outside the tenant's home region under its replication, by cause: `hint` (the request named the replica region) or `failover` (every home site had failed). `replica_read` and `replica_active` are reserved for a policy that serves reads from a nearer replica; the replication mode of each tenant is in `residency_replications`." },
-    Definition { name: "residency_upstream_errors_total", kind: Kind::Counter, labels: &["region", "site", "kind"], help: "Failed attempts on a backend: kind `connect`, `timeout`, `reset` or `status_5xx`." },
+    Definition { name: "residency_upstream_errors_total", kind: Kind::Counter, labels: &["region", "site", "kind"], help: "Failed attempts on a backend: kind `connect`, `timeout`, `reset`, `status_5xx` or `tls` (handshake failed: untrusted or wrong-name certificate, no common TLS version)." },
     Definition { name: "residency_retries_total", kind: Kind::Counter, labels: &["region", "site"], help: "Attempts on a backend of this site that followed a failed attempt of the same request." },
     Definition { name: "residency_backend_up", kind: Kind::Gauge, labels: &["region", "site", "backend"], help: "1 when the backend may take traffic (active checks up, not ejected), else 0." },
     Definition { name: "residency_site_healthy_backends", kind: Kind::Gauge, labels: &["region", "site"], help: "Backends of the site that may take traffic." },
@@ -54,6 +54,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition { name: "residency_geoip_lookups_total", kind: Kind::Counter, labels: &["result"], help: "GeoIP lookups: `located` (the site order used it) or `unknown` (no usable record)." },
     Definition { name: "residency_geoip_database_epoch_seconds", kind: Kind::Gauge, labels: &[], help: "Build time of the GeoIP database in use (0 without GeoIP)." },
     Definition { name: "residency_access_log_dropped_total", kind: Kind::Counter, labels: &[], help: "Access log records dropped because the writer fell behind (requests never wait for it)." },
+    Definition { name: "residency_tls_certificate_expiry_timestamp_seconds", kind: Kind::Gauge, labels: &["name"], help: "When each certificate in use expires (the leaf's notAfter, Unix seconds), by its `name` in `[[tls.certificates]]`, or `admin` / `metrics` for those listeners. Alert well before `time()` reaches it." },
     Definition { name: "residency_build_info", kind: Kind::Gauge, labels: &["version"], help: "Always 1; the label carries the router version." },
 ];
 
@@ -117,6 +118,7 @@ pub struct Metrics {
     pub last_success: IntGauge,
     geoip_lookups: IntCounterVec,
     geoip_epoch: IntGauge,
+    certificate_expiry: IntGaugeVec,
     pub access_log_dropped: IntCounter,
 }
 
@@ -151,6 +153,10 @@ pub fn global() -> &'static Metrics {
             site_healthy: gauge_vec(&registry, "residency_site_healthy_backends"),
             tenants: gauge_vec(&registry, "residency_tenants"),
             replications: gauge_vec(&registry, "residency_replications"),
+            certificate_expiry: gauge_vec(
+                &registry,
+                "residency_tls_certificate_expiry_timestamp_seconds",
+            ),
             generation: gauge(&registry, "residency_config_generation"),
             reloads: counter_vec(&registry, "residency_config_reloads_total"),
             last_success: gauge(&registry, "residency_config_last_success_timestamp_seconds"),
@@ -176,9 +182,11 @@ pub enum UpstreamError {
     Timeout,
     Reset,
     Status5xx,
+    /// The TLS handshake failed: untrusted or wrong-name certificate, no common version.
+    Tls,
 }
 
-const UPSTREAM_ERRORS: [&str; 4] = ["connect", "timeout", "reset", "status_5xx"];
+const UPSTREAM_ERRORS: [&str; 5] = ["connect", "timeout", "reset", "status_5xx", "tls"];
 
 /// Every label combination of one configuration, resolved once.
 pub struct Handles {
@@ -365,6 +373,7 @@ impl Handles {
             UpstreamError::Timeout => 1,
             UpstreamError::Reset => 2,
             UpstreamError::Status5xx => 3,
+            UpstreamError::Tls => 4,
         };
         self.upstream_errors[usize::from(site.0) * UPSTREAM_ERRORS.len() + kind].inc();
     }
@@ -426,6 +435,12 @@ pub fn render(state: &crate::state::RouterState) -> Vec<u8> {
         .as_ref()
         .map_or(0, |g| g.database.current().build_epoch() as i64);
     m.geoip_epoch.set(epoch);
+    m.certificate_expiry.reset();
+    for certificate in snapshot.tls.served() {
+        m.certificate_expiry
+            .with_label_values(&[certificate.name.as_str()])
+            .set(certificate.not_after);
+    }
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&m.registry.gather(), &mut out)
@@ -461,6 +476,8 @@ pub fn markdown() -> String {
 /// `GET /metrics` on `listen.metrics`, as a Pingora background service.
 pub struct MetricsServer {
     pub addr: std::net::SocketAddr,
+    /// `[tls.metrics]`: HTTPS, optionally with client certificates.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     pub state: crate::state::SharedState,
 }
 
@@ -487,10 +504,6 @@ impl pingora::services::background::BackgroundService for MetricsServer {
                 }
             }),
         );
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
+        crate::tls::serve(listener, self.tls.clone(), app, shutdown).await;
     }
 }

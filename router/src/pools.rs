@@ -13,6 +13,8 @@ use regions::{SiteHealth, SiteId};
 
 use crate::clock::now_ms;
 use crate::health::{BackendHealth, HealthStates};
+use crate::tls::PeerTls;
+use pingora::upstreams::peer::HttpPeer;
 
 pub struct Pools {
     sites: Vec<SitePool>,
@@ -32,6 +34,7 @@ struct SitePool {
     max_ejected: usize,
     /// Serialises the rare eject decision so the cap holds under concurrency.
     ejecting: Mutex<()>,
+    tls: Option<PeerTls>,
 }
 
 impl SitePool {
@@ -148,6 +151,7 @@ impl Pools {
                         (n * percent / 100).max(1)
                     },
                     ejecting: Mutex::new(()),
+                    tls: site.tls.as_ref().map(PeerTls::new),
                 }
             })
             .collect();
@@ -177,6 +181,15 @@ impl Pools {
 
     pub fn addr(&self, site: SiteId, backend: usize) -> SocketAddr {
         self.backend(site, backend).addr
+    }
+
+    /// The backend as a Pingora peer: plain, or TLS as its site is configured.
+    pub fn peer(&self, site: SiteId, backend: usize) -> HttpPeer {
+        let mut peer = HttpPeer::new(self.addr(site, backend), false, String::new());
+        if let Some(tls) = &self.site(site).tls {
+            tls.apply(&mut peer);
+        }
+        peer
     }
 
     /// An available backend of `site` that `skip` does not reject, by the site's balance.

@@ -24,7 +24,7 @@ use crate::metrics::UpstreamError;
 use crate::preference::GeoHint;
 use crate::request_id;
 use crate::respond::{write_error, Connection, ErrorBody, ErrorCode};
-use crate::routing::{self, RequestFacts};
+use crate::routing::{self, RequestFacts, TlsFacts};
 use crate::state::{RouterState, SharedState};
 
 const RESIDENCY_HEADER_PREFIX: &str = "x-residency-";
@@ -140,6 +140,12 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
     })
 }
 
+/// The server name of a TLS connection (`None` on plain HTTP).
+fn server_name(session: &Session) -> Option<&crate::tls::ServerName> {
+    let ssl = session.digest()?.ssl_digest.as_ref()?;
+    ssl.extension.get::<crate::tls::ServerName>()
+}
+
 impl ResidencyProxy {
     /// Identification + registry + engine. Returns the block to answer with, if any.
     fn decide(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Route, Block> {
@@ -153,6 +159,9 @@ impl ResidencyProxy {
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip()),
+            tls: server_name(session).map(|name| TlsFacts {
+                server_name: name.0.as_deref(),
+            }),
         };
         let forwarded_for = req
             .headers
@@ -333,11 +342,7 @@ impl ProxyHttp for ResidencyProxy {
         ctx.in_flight = Some(guard);
         let state = ctx.state();
         let proxy = &state.snapshot.proxy;
-        let mut peer = HttpPeer::new(
-            state.pools.addr(site, attempt.backend),
-            false,
-            String::new(),
-        );
+        let mut peer = state.pools.peer(site, attempt.backend);
         peer.options.connection_timeout = Some(proxy.connect_timeout);
         peer.options.read_timeout = Some(proxy.read_timeout);
         peer.options.write_timeout = Some(proxy.write_timeout);
@@ -357,6 +362,8 @@ impl ProxyHttp for ResidencyProxy {
             ctx,
             if is_timeout(&e) {
                 UpstreamError::Timeout
+            } else if crate::tls::is_handshake_failure(&e) {
+                UpstreamError::Tls
             } else {
                 UpstreamError::Connect
             },
@@ -451,7 +458,12 @@ impl ProxyHttp for ResidencyProxy {
             let ip = client.ip().to_string();
             append_list_header(upstream, "x-forwarded-for", &ip)?;
         }
-        append_list_header(upstream, "x-forwarded-proto", "http")?;
+        let proto = if server_name(session).is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        append_list_header(upstream, "x-forwarded-proto", proto)?;
 
         if let Some(strip) = ctx.strip_path_prefix {
             let uri = &upstream.uri;

@@ -75,7 +75,7 @@ pub struct Reloader {
     /// The config and registry files as they were when last loaded or written: the file
     /// watcher leaves alone what is already live, and a registry change through the admin API
     /// refuses to overwrite a file edited since.
-    live_files: Mutex<(Stamp, Stamp)>,
+    live_files: Mutex<Files>,
 }
 
 /// The reload lock, held: nothing else reloads or changes the registry meanwhile.
@@ -98,7 +98,7 @@ impl Exclusive<'_> {
             .live_files
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .1;
+            .registry;
         geoip::file_stamp(&state.snapshot.registry_path) != live
     }
 
@@ -121,7 +121,7 @@ impl Exclusive<'_> {
             .live_files
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .1 = registry_stamp;
+            .registry = registry_stamp;
         generation
     }
 }
@@ -136,7 +136,7 @@ impl Reloader {
         let metrics = crate::metrics::global();
         metrics.generation.set(1);
         metrics.last_success.set(crate::clock::unix_now().0);
-        let live_files = files_of(&shared.load());
+        let live_files = files_of(&shared.load().snapshot);
         Reloader {
             config_path,
             shared,
@@ -160,8 +160,11 @@ impl Reloader {
         }
     }
 
-    fn live_files(&self) -> (Stamp, Stamp) {
-        *self.live_files.lock().unwrap_or_else(|p| p.into_inner())
+    fn live_files(&self) -> Files {
+        self.live_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Loads, checks and applies the configuration on disk. Blocking: call it from a
@@ -210,10 +213,7 @@ impl Reloader {
 
     fn reload_now(&self, force: bool) -> Result<ReloadReport, ReloadError> {
         // Stamped before reading: a write during the load shows up as a later change.
-        let files = (
-            geoip::file_stamp(&self.config_path),
-            geoip::file_stamp(&self.current().snapshot.registry_path),
-        );
+        let files = files_of(&self.current().snapshot);
         let new = config::load(&self.config_path).map_err(ReloadError::Invalid)?;
         let current = self.current();
         let old = &current.snapshot;
@@ -245,6 +245,13 @@ impl Reloader {
         let plan = health::plan_for(&new, &states);
         let tenants = new.registry.len();
         let generation = self.generation.load(Ordering::Relaxed) + 1;
+        // Certificate files that only the new configuration names were read after the stamp
+        // above: stamp them now, or the watcher would see them as changed and reload again.
+        let files = if old.tls.files().eq(new.tls.files()) {
+            files
+        } else {
+            files_of(&new)
+        };
         let mut state = RouterState::new(new, &states);
         state.generation = generation;
         // The swap: requests from here on see the new state; requests in flight keep theirs,
@@ -315,6 +322,28 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let audit = |s: &Snapshot| s.admin.as_ref().map(|a| a.audit.clone());
     if audit(old) != audit(new) {
         changed.push("admin.audit_log".to_owned());
+    }
+    if old.listen.https != new.listen.https {
+        changed.push("listen.https".to_owned());
+    }
+    // The crypto provider is the process's; ALPN and client CAs are set when listeners start.
+    let (old_tls, new_tls) = (&old.tls, &new.tls);
+    if old_tls.min_version != new_tls.min_version {
+        changed.push("tls.min_version".to_owned());
+    }
+    if old_tls.h2 != new_tls.h2 {
+        changed.push("tls.h2".to_owned());
+    }
+    let client_ca = |l: &Option<config::ListenerTls>| l.as_ref().map(|l| l.client_ca_path.clone());
+    for (name, old, new) in [
+        ("tls.admin", &old_tls.admin, &new_tls.admin),
+        ("tls.metrics", &old_tls.metrics, &new_tls.metrics),
+    ] {
+        // Certificates of a listener that has TLS are swapped live; turning TLS on or off, or
+        // changing the client CA bundle, is not.
+        if old.is_some() != new.is_some() || client_ca(old) != client_ca(new) {
+            changed.push(name.to_owned());
+        }
     }
     changed
 }
@@ -472,8 +501,8 @@ pub fn watch_files(reloader: Arc<Reloader>) {
     let spawned = std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
-            let mut applied = files_of(&reloader.current());
-            let mut last_seen = applied;
+            let mut applied = files_of(&reloader.current().snapshot);
+            let mut last_seen = applied.clone();
             loop {
                 let state = reloader.current();
                 let snapshot = &state.snapshot;
@@ -488,17 +517,17 @@ pub fn watch_files(reloader: Arc<Reloader>) {
                 if !state.snapshot.reload.watch {
                     continue;
                 }
-                let now = files_of(&state);
+                let now = files_of(&state.snapshot);
                 // Registry writes through the admin API are live already.
                 if now == reloader.live_files() {
-                    applied = now;
+                    applied = now.clone();
                 }
                 if now != applied && now == last_seen {
                     tracing::info!("configuration files changed: reloading");
                     // Applied or refused, this version has been judged; a failed one is not
                     // retried until the files change again.
                     let _ = reloader.reload(false);
-                    applied = now;
+                    applied = now.clone();
                 }
                 last_seen = now;
             }
@@ -526,10 +555,20 @@ fn log_geoip(database: &geoip::LiveDatabase, result: geoip::Reloaded) {
 
 type Stamp = Option<geoip::FileStamp>;
 
-fn files_of(state: &RouterState) -> (Stamp, Stamp) {
-    let s = &state.snapshot;
-    (
-        geoip::file_stamp(&s.config_path),
-        geoip::file_stamp(&s.registry_path),
-    )
+/// The files a configuration was loaded from, as they were then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Files {
+    /// The config file, then every certificate, key and CA file it names.
+    config: Vec<Stamp>,
+    registry: Stamp,
+}
+
+fn files_of(snapshot: &Snapshot) -> Files {
+    let tls_files = snapshot.tls.files().map(geoip::file_stamp);
+    Files {
+        config: std::iter::once(geoip::file_stamp(&snapshot.config_path))
+            .chain(tls_files)
+            .collect(),
+        registry: geoip::file_stamp(&snapshot.registry_path),
+    }
 }

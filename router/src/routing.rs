@@ -23,6 +23,13 @@ pub struct RequestFacts<'r> {
     pub upgrade: bool,
     /// The socket peer.
     pub peer: Option<IpAddr>,
+    /// `Some` for requests on `listen.https`: the server name the client sent, if any.
+    pub tls: Option<TlsFacts<'r>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsFacts<'r> {
+    pub server_name: Option<&'r str>,
 }
 
 /// The decision and what was learnt on the way (kept for headers, errors and logs).
@@ -65,9 +72,23 @@ pub fn route<'r>(
         geo: None,
         decision: Err(Block::new(regions::BlockCode::TenantRequired)),
     };
+    if let Some(tls) = facts.tls {
+        // The connection was authenticated with the certificate of its server name; a request
+        // for a host that certificate does not cover belongs on another connection.
+        let certificates = &snapshot.tls.certificates;
+        if host.is_some() && !certificates.same_certificate(tls.server_name, host) {
+            routed.decision = Err(Block {
+                requested_region: hint,
+                ..Block::new(regions::BlockCode::MisdirectedRequest)
+            });
+            return routed;
+        }
+    }
+    let sni = facts.tls.and_then(|tls| tls.server_name).map(normalize_host);
+    let tenant_sni = sni.filter(|name| snapshot.topology.region_for_host(name).is_none());
     let identified = match snapshot
         .identifier
-        .identify(tenant_host, facts.path, header)
+        .identify(tenant_host, tenant_sni, facts.path, header)
     {
         Ok(identified) => identified,
         Err(e) => {

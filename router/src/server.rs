@@ -87,6 +87,10 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
         None => None,
     };
 
+    // Before Pingora builds its first TLS config (the upstream connector, in the proxy).
+    crate::tls::install_policy(snapshot.tls.min_version)?;
+    let h2 = snapshot.tls.h2;
+
     let conf = ServerConf {
         threads: snapshot.server.threads,
         // Pingora keeps serving in-flight requests for the grace period after the signal, then
@@ -123,6 +127,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
             "metrics",
             MetricsServer {
                 addr,
+                tls: crate::tls::listener_config(&shared, |tls| tls.metrics.as_ref())?,
                 state: Arc::clone(&shared),
             },
         ));
@@ -151,22 +156,30 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
             "admin API",
             AdminServer {
                 addr,
+                tls: crate::tls::listener_config(&shared, |tls| tls.admin.as_ref())?,
                 admin: Arc::new(admin),
             },
         ));
     }
     reload::watch_files(reloader);
 
+    let https = match listen.https {
+        Some(addr) => Some((addr, crate::tls::https_settings(Arc::clone(&shared), h2)?)),
+        None => None,
+    };
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
         ResidencyProxy::new(shared, access_log),
         "residency-proxy",
     );
     proxy.add_tcp(&listen.http.to_string());
+    if let Some((addr, settings)) = https {
+        proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+    }
     // The listener opens once the first round of health checks is in.
     server.add_service(proxy).add_dependency(&health_checks);
 
-    tracing::info!(http = %listen.http, "residency-router listening");
+    tracing::info!(http = %listen.http, https = ?listen.https, "residency-router listening");
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnTermOrInt),
     });

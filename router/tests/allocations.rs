@@ -126,6 +126,7 @@ fn run_all(state: &RouterState) -> usize {
             method: case.method,
             upgrade: false,
             peer: Some(peer),
+            tls: None,
         };
         let header = |_: &str| match case.tenant_header {
             Some(value) => HeaderValues::One(value),

@@ -355,6 +355,8 @@ fn codes_and_statuses_match_the_spec_table() {
             ("invalid_tenant", 400),
             ("cross_region_blocked", 421),
             ("region_unavailable", 503),
+            // Issue 7: a request on a TLS connection whose certificate does not cover its Host.
+            ("misdirected_request", 421),
         ]
     );
 }

@@ -86,6 +86,7 @@ pub fn explain(state: &RouterState, request: &ExplainRequest, now: regions::Unix
         method: &request.method,
         upgrade,
         peer: request.client,
+        tls: None,
     };
     let forwarded_for = header("x-forwarded-for")
         .map(|v| v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>())

@@ -845,6 +845,8 @@ fn registry_csv(state: &RouterState) -> Vec<u8> {
 /// The admin API as a Pingora background service.
 pub struct AdminServer {
     pub addr: SocketAddr,
+    /// `[tls.admin]`: HTTPS, optionally with client certificates.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub admin: Arc<Admin>,
 }
 
@@ -873,12 +875,7 @@ impl pingora::services::background::BackgroundService for AdminServer {
             }
         }
         tracing::info!(addr = %self.addr, "admin API listening");
-        let app =
-            router(Arc::clone(&self.admin)).into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
+        let app = router(Arc::clone(&self.admin));
+        crate::tls::serve(listener, self.tls.clone(), app, shutdown).await;
     }
 }

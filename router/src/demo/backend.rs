@@ -48,6 +48,16 @@ pub struct SiteBackend {
 impl SiteBackend {
     /// Starts on an OS-chosen loopback port.
     pub async fn start(site: &'static str, region: &'static str) -> std::io::Result<Self> {
+        Self::start_with_tls(site, region, None).await
+    }
+
+    /// Starts on an OS-chosen loopback port, speaking TLS with `tls` when given.
+    pub async fn start_with_tls(
+        site: &'static str,
+        region: &'static str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let identity = Identity {
@@ -75,10 +85,24 @@ impl SiteBackend {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let service = TowerToHyperService::new(app.clone());
+                        let tls = tls.clone();
                         connections.spawn(async move {
-                            let _ = auto::Builder::new(TokioExecutor::new())
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                .await;
+                            let builder = auto::Builder::new(TokioExecutor::new());
+                            let _ = match tls {
+                                None => {
+                                    builder
+                                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                        .await
+                                }
+                                Some(acceptor) => {
+                                    let Ok(stream) = acceptor.accept(stream).await else {
+                                        return;
+                                    };
+                                    builder
+                                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                        .await
+                                }
+                            };
                         });
                     }
                     Some(_) = connections.join_next(), if !connections.is_empty() => {}

@@ -1,0 +1,343 @@
+//! TLS material, read and checked at load time: a certificate that does not parse, does not
+//! match its key or has expired makes the whole (re)load invalid, so the running certificates
+//! keep serving. Certificates and keys are part of the configuration for the file watcher.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
+
+/// The oldest TLS version any hop of the router speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// `[tls]`, resolved.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Applies to every hop: clients, backends, admin and metrics. Changing it needs a restart.
+    pub min_version: TlsVersion,
+    /// Offer HTTP/2 to clients of `listen.https` (ALPN `h2` before `http/1.1`).
+    pub h2: bool,
+    /// The certificates of `listen.https`; empty without it.
+    pub certificates: Arc<CertificateSet>,
+    pub admin: Option<ListenerTls>,
+    pub metrics: Option<ListenerTls>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            min_version: TlsVersion::Tls13,
+            h2: true,
+            certificates: Arc::default(),
+            admin: None,
+            metrics: None,
+        }
+    }
+}
+
+impl TlsSettings {
+    fn listeners(&self) -> impl Iterator<Item = &ListenerTls> {
+        self.admin.iter().chain(self.metrics.iter())
+    }
+
+    /// Every certificate served: `listen.https`'s, then the admin and metrics listeners'.
+    pub fn served(&self) -> impl Iterator<Item = &ServerCertificate> {
+        let listeners = self.listeners().map(|l| &*l.certificate);
+        self.certificates.certificates.iter().chain(listeners)
+    }
+
+    /// Every certificate, key and CA file in use: the file watcher reloads when one changes.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        let client_cas = self.listeners().filter_map(|l| l.client_ca_path.as_deref());
+        self.served()
+            .flat_map(|c| [c.cert_path.as_path(), c.key_path.as_path()])
+            .chain(client_cas)
+    }
+}
+
+/// One certificate chain with its key, ready to serve.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    /// The operator's name for it (metrics and logs).
+    pub name: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// The DNS names of the leaf's subject alternative names, lowercased; `*.example.com` for
+    /// wildcards.
+    pub dns_names: Vec<String>,
+    /// The leaf's `notAfter`, in Unix seconds.
+    pub not_after: i64,
+    pub key: Arc<CertifiedKey>,
+}
+
+/// The certificates of one listener, chosen by server name (SNI or Host).
+#[derive(Debug, Default)]
+pub struct CertificateSet {
+    pub certificates: Vec<ServerCertificate>,
+    exact: HashMap<String, usize>,
+    /// `*.api.example.com` is stored as `api.example.com`.
+    wildcard: HashMap<String, usize>,
+    default: usize,
+}
+
+impl CertificateSet {
+    /// The certificate for `server_name`: an exact name first, then a wildcard covering it,
+    /// then the default. `None` only when the set is empty.
+    pub fn select(&self, server_name: Option<&str>) -> Option<&ServerCertificate> {
+        let index = server_name
+            .and_then(|name| self.covering(name))
+            .unwrap_or(self.default);
+        self.certificates.get(index)
+    }
+
+    /// Whether `a` and `b` are served the same certificate: a connection opened for one may
+    /// carry requests for the other (RFC 9110 7.4, connection reuse).
+    pub fn same_certificate(&self, a: Option<&str>, b: Option<&str>) -> bool {
+        let index = |name: Option<&str>| name.and_then(|n| self.covering(n)).unwrap_or(self.default);
+        index(a) == index(b)
+    }
+
+    fn covering(&self, name: &str) -> Option<usize> {
+        let lowered;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = name.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            name
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if let Some(&index) = self.exact.get(name) {
+            return Some(index);
+        }
+        // A wildcard covers exactly one label.
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent).copied()
+    }
+
+    /// Builds the set; `Err` names a DNS name claimed by two certificates.
+    pub(crate) fn new(
+        certificates: Vec<ServerCertificate>,
+        default: usize,
+    ) -> Result<Self, (String, String, String)> {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for (index, certificate) in certificates.iter().enumerate() {
+            for name in &certificate.dns_names {
+                let (map, key) = match name.strip_prefix("*.") {
+                    Some(parent) => (&mut wildcard, parent),
+                    None => (&mut exact, name.as_str()),
+                };
+                if let Some(&first) = map.get(key) {
+                    if first != index {
+                        let first: &ServerCertificate = &certificates[first];
+                        return Err((name.clone(), first.name.clone(), certificate.name.clone()));
+                    }
+                }
+                map.insert(key.to_owned(), index);
+            }
+        }
+        Ok(CertificateSet {
+            certificates,
+            exact,
+            wildcard,
+            default,
+        })
+    }
+}
+
+/// TLS of the admin or metrics listener.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub certificate: Arc<ServerCertificate>,
+    /// Clients must present a certificate issued by one of these.
+    pub client_roots: Option<Arc<RootCertStore>>,
+    pub client_ca_path: Option<PathBuf>,
+}
+
+/// `[regions.sites.tls]`: how the router speaks TLS to one site's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Sent as SNI and checked against the backend's certificate. Empty only with
+    /// `verify = false`.
+    pub sni: String,
+    pub verify: bool,
+    /// DER certificates the backends' chains must lead to; `None`: the system's roots.
+    pub ca: Option<Vec<Vec<u8>>>,
+    /// The router's client certificate chain (DER) and PKCS#8/PKCS#1/SEC1 key (DER), for
+    /// backends that require mutual TLS.
+    pub client: Option<ClientIdentity>,
+    pub h2: bool,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub chain: Vec<Vec<u8>>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("chain", &self.chain.len())
+            .field("key", &"(secret)")
+            .finish()
+    }
+}
+
+/// A problem with a TLS file: what is wrong and how to fix it.
+pub(crate) struct TlsProblem {
+    pub problem: String,
+    pub fix: &'static str,
+}
+
+fn problem(problem: String, fix: &'static str) -> TlsProblem {
+    TlsProblem { problem, fix }
+}
+
+/// Reads a PEM chain and key and checks they belong together and are in date.
+pub(crate) fn server_certificate(
+    name: &str,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    now: i64,
+) -> Result<ServerCertificate, TlsProblem> {
+    let chain = certificates(&cert_path)?;
+    let key = private_key(&key_path)?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
+        problem(
+            format!("{}: unsupported private key: {e}", key_path.display()),
+            "use an RSA, ECDSA (P-256/P-384) or Ed25519 key in PEM",
+        )
+    })?;
+    let (dns_names, not_after) = leaf_facts(&chain[0], &cert_path)?;
+    let key = CertifiedKey::new(chain, signing);
+    if let Err(rustls::Error::InconsistentKeys(_)) = key.keys_match() {
+        return Err(problem(
+            format!(
+                "the key in {} does not belong to the certificate in {}",
+                key_path.display(),
+                cert_path.display()
+            ),
+            "point `key` at the private key this certificate was issued for",
+        ));
+    }
+    if not_after <= now {
+        return Err(problem(
+            format!(
+                "the certificate in {} expired at {}",
+                cert_path.display(),
+                crate::rfc3339(regions::UnixTime(not_after))
+            ),
+            "renew the certificate; the running one keeps serving until then",
+        ));
+    }
+    Ok(ServerCertificate {
+        name: name.to_owned(),
+        cert_path,
+        key_path,
+        dns_names,
+        not_after,
+        key: Arc::new(key),
+    })
+}
+
+/// Every certificate of a PEM file, at least one.
+pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsProblem> {
+    let unreadable = |e: rustls::pki_types::pem::Error| {
+        problem(
+            format!("cannot read certificates from {}: {e}", path.display()),
+            "give a readable PEM file with `-----BEGIN CERTIFICATE-----` blocks",
+        )
+    };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(unreadable)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unreadable)?;
+    if chain.is_empty() {
+        return Err(problem(
+            format!("{} holds no certificate", path.display()),
+            "give a PEM file with `-----BEGIN CERTIFICATE-----` blocks, the leaf first",
+        ));
+    }
+    for (i, der) in chain.iter().enumerate() {
+        if let Err(e) = x509_parser::parse_x509_certificate(der) {
+            return Err(problem(
+                format!("certificate {} in {} does not parse: {e}", i + 1, path.display()),
+                "give well-formed X.509 certificates in PEM",
+            ));
+        }
+    }
+    Ok(chain)
+}
+
+pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsProblem> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        problem(
+            format!("cannot read a private key from {}: {e}", path.display()),
+            "give a PEM file with a `PRIVATE KEY` block (PKCS#8, PKCS#1 or SEC1)",
+        )
+    })
+}
+
+fn leaf_facts(leaf: &[u8], path: &Path) -> Result<(Vec<String>, i64), TlsProblem> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| {
+        problem(
+            format!("the leaf certificate in {} does not parse: {e}", path.display()),
+            "give well-formed X.509 certificates in PEM",
+        )
+    })?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                names.push(dns.to_ascii_lowercase());
+            }
+        }
+    }
+    Ok((names, cert.validity().not_after.timestamp()))
+}
+
+/// A CA bundle as a root store, at least one certificate.
+pub(crate) fn root_store(path: &Path) -> Result<RootCertStore, TlsProblem> {
+    let mut roots = RootCertStore::empty();
+    for der in certificates(path)? {
+        roots.add(der).map_err(|e| {
+            problem(
+                format!("{}: not usable as a CA certificate: {e}", path.display()),
+                "give CA certificates in PEM",
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The router's client identity for mutual TLS with backends.
+pub(crate) fn client_identity(
+    cert: &Path,
+    key: &Path,
+    now: i64,
+) -> Result<ClientIdentity, TlsProblem> {
+    // Same checks as a served certificate (key match, expiry), so a broken identity is found
+    // at load and not at the first connection.
+    let checked = server_certificate("client", cert.to_owned(), key.to_owned(), now)?;
+    let key = private_key(key)?.secret_der().to_vec();
+    // Pingora re-detects the key type from the bare DER at connect time.
+    if PrivateKeyDer::try_from(key.as_slice()).is_err() {
+        return Err(problem(
+            format!("{}: the key type cannot be told from its DER", checked.key_path.display()),
+            "convert the key to PKCS#8: `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`",
+        ));
+    }
+    Ok(ClientIdentity {
+        chain: checked.key.cert.iter().map(|c| c.to_vec()).collect(),
+        key,
+    })
+}

@@ -1,0 +1,168 @@
+//! `[tls]` and `[regions.sites.tls]`: certificates read and checked at load, with real
+//! certificates issued by rcgen for each test.
+
+use std::path::{Path, PathBuf};
+
+use config::testing::Ca;
+use config::{load, TlsVersion};
+
+const TENANTS: &str = r#"{ "tenants": [ { "id": "acme", "region": "us" } ] }"#;
+
+/// A one-site config with `listen` lines, `site` lines (inside the site's table) and `tables`.
+fn write_config(dir: &Path, listen: &str, site: &str, tables: &str) -> PathBuf {
+    let config = format!(
+        "[listen]\nhttp = \"127.0.0.1:8080\"\n{listen}\n\
+         [tenancy]\nsources = [{{ header = \"x-tenant-id\" }}]\nunknown = \"reject\"\nregistry = \"tenants.json\"\n\
+         {tables}\n\
+         [[regions]]\nname = \"us\"\n[[regions.sites]]\nname = \"virginia\"\nlat = 38.9\nlon = -77.4\nbackends = [\"127.0.0.1:9101\"]\n{site}\n"
+    );
+    std::fs::write(dir.join("tenants.json"), TENANTS).unwrap();
+    let path = dir.join("router.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn errors(path: &Path) -> String {
+    load(path)
+        .expect_err("expected the config to be rejected")
+        .to_string()
+}
+
+#[test]
+fn certificates_are_chosen_by_exact_name_then_wildcard_then_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    ca.issue(&["*.app.example.com", "app.example.com"]).write(dir.path(), "apps");
+    ca.issue(&["acme.app.example.com"]).write(dir.path(), "acme");
+    ca.issue(&["fallback.example.com"]).write(dir.path(), "fallback");
+    let tables = "[tls]\n\
+        [[tls.certificates]]\nname = \"apps\"\ncert = \"apps.pem\"\nkey = \"apps.key\"\n\
+        [[tls.certificates]]\nname = \"acme\"\ncert = \"acme.pem\"\nkey = \"acme.key\"\n\
+        [[tls.certificates]]\nname = \"fallback\"\ncert = \"fallback.pem\"\nkey = \"fallback.key\"\ndefault = true\n";
+    let path = write_config(dir.path(), "https = \"127.0.0.1:8443\"", "", tables);
+    let snapshot = load(&path).unwrap();
+    let tls = &snapshot.tls;
+    assert_eq!(tls.min_version, TlsVersion::Tls13, "TLS 1.3 only by default");
+    assert!(tls.h2);
+    let set = &tls.certificates;
+    let chosen = |name: Option<&str>| set.select(name).unwrap().name.as_str();
+    assert_eq!(chosen(Some("acme.app.example.com")), "acme", "exact beats wildcard");
+    assert_eq!(chosen(Some("ACME.App.Example.COM.")), "acme", "case and root dot");
+    assert_eq!(chosen(Some("globex.app.example.com")), "apps");
+    assert_eq!(chosen(Some("app.example.com")), "apps");
+    // A wildcard covers exactly one label.
+    assert_eq!(chosen(Some("a.b.app.example.com")), "fallback");
+    assert_eq!(chosen(Some("unknown.example.org")), "fallback");
+    assert_eq!(chosen(None), "fallback", "no SNI gets the default");
+    assert!(set.same_certificate(Some("acme.app.example.com"), Some("acme.app.example.com")));
+    assert!(set.same_certificate(Some("x.app.example.com"), Some("y.app.example.com")));
+    assert!(!set.same_certificate(Some("acme.app.example.com"), Some("x.app.example.com")));
+    assert!(set.same_certificate(None, Some("other.example.org")));
+    // The file watcher sees every certificate and key.
+    assert_eq!(tls.files().count(), 6);
+}
+
+#[test]
+fn without_a_default_the_first_certificate_is_served_to_unknown_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    ca.issue(&["one.example.com"]).write(dir.path(), "one");
+    ca.issue(&["two.example.com"]).write(dir.path(), "two");
+    let tables = "[tls]\nmin_version = \"1.2\"\nh2 = false\n\
+        [[tls.certificates]]\nname = \"one\"\ncert = \"one.pem\"\nkey = \"one.key\"\n\
+        [[tls.certificates]]\nname = \"two\"\ncert = \"two.pem\"\nkey = \"two.key\"\n";
+    let path = write_config(dir.path(), "https = \"127.0.0.1:8443\"", "", tables);
+    let snapshot = load(&path).unwrap();
+    assert_eq!(snapshot.tls.min_version, TlsVersion::Tls12);
+    assert!(!snapshot.tls.h2);
+    let set = &snapshot.tls.certificates;
+    assert_eq!(set.select(Some("three.example.com")).unwrap().name, "one");
+    assert_eq!(set.select(Some("two.example.com")).unwrap().name, "two");
+}
+
+#[test]
+fn every_tls_mistake_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let good = ca.issue(&["good.example.com"]);
+    good.write(dir.path(), "good");
+    ca.issue(&["good.example.com"]).write(dir.path(), "same-name");
+    let other = ca.issue(&["other.example.com"]);
+    // A certificate with somebody else's key.
+    std::fs::write(dir.path().join("mismatch.pem"), &good.cert_pem).unwrap();
+    std::fs::write(dir.path().join("mismatch.key"), &other.key_pem).unwrap();
+    let expired = ca.issue_until(
+        &["old.example.com"],
+        time::OffsetDateTime::now_utc() - time::Duration::days(1),
+    );
+    expired.write(dir.path(), "expired");
+    std::fs::write(dir.path().join("garbage.pem"), "not a certificate").unwrap();
+    let tables = "[tls]\nmin_version = \"1.1\"\n\
+        [[tls.certificates]]\nname = \"good\"\ncert = \"good.pem\"\nkey = \"good.key\"\ndefault = true\n\
+        [[tls.certificates]]\nname = \"same-name\"\ncert = \"same-name.pem\"\nkey = \"same-name.key\"\ndefault = true\n\
+        [[tls.certificates]]\nname = \"mismatch\"\ncert = \"mismatch.pem\"\nkey = \"mismatch.key\"\n\
+        [[tls.certificates]]\nname = \"expired\"\ncert = \"expired.pem\"\nkey = \"expired.key\"\n\
+        [[tls.certificates]]\nname = \"garbage\"\ncert = \"garbage.pem\"\nkey = \"good.key\"\n\
+        [[tls.certificates]]\nname = \"missing\"\ncert = \"missing.pem\"\nkey = \"missing.key\"\n\
+        [tls.admin]\ncert = \"good.pem\"\nkey = \"good.key\"\n";
+    let site = "[regions.sites.tls]\nclient_cert = \"good.pem\"\n";
+    let path = write_config(dir.path(), "https = \"127.0.0.1:8443\"", site, tables);
+    let report = errors(&path);
+    for expected in [
+        "tls.min_version: `1.1` is not a TLS version",
+        "tls.certificates[1].default: `good` is already the default certificate",
+        "tls.certificates[2]: the key in",
+        "does not belong to the certificate",
+        "tls.certificates[3]: the certificate in",
+        "expired at",
+        "tls.certificates[4]: ",
+        "holds no certificate",
+        "tls.certificates[5]: cannot read certificates from",
+        "`good.example.com` is a name of both certificate `good` and `same-name`",
+        "[tls.admin] is set but listen.admin is not",
+        "regions[0].sites[0].tls.sni: no server name to verify",
+        "insecure_skip_verify",
+        "regions[0].sites[0].tls: a client certificate needs both",
+    ] {
+        assert!(report.contains(expected), "no {expected:?} in:\n{report}");
+    }
+}
+
+#[test]
+fn https_and_certificates_come_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "https = \"127.0.0.1:8443\"", "", "");
+    assert!(errors(&path).contains("listen.https is set but there is no [tls] table"));
+
+    let ca = Ca::new("test CA");
+    ca.issue(&["a.example.com"]).write(dir.path(), "a");
+    let tables = "[tls]\n[[tls.certificates]]\nname = \"a\"\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+    let path = write_config(dir.path(), "", "", tables);
+    assert!(errors(&path).contains("certificates are configured but listen.https is not set"));
+}
+
+#[test]
+fn upstream_tls_verifies_by_default_and_skips_only_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("backend CA");
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    ca.issue(&["router.internal"]).write(dir.path(), "client");
+    let site = "[regions.sites.tls]\nsni = \"virginia.internal\"\nca = \"ca.pem\"\n\
+        client_cert = \"client.pem\"\nclient_key = \"client.key\"\nh2 = true\n";
+    let snapshot = load(&write_config(dir.path(), "", site, "")).unwrap();
+    let tls = snapshot.sites[0].tls.as_ref().unwrap();
+    assert_eq!(tls.sni, "virginia.internal");
+    assert!(tls.verify && tls.h2);
+    assert_eq!(tls.ca.as_ref().unwrap().len(), 1);
+    assert_eq!(tls.client.as_ref().unwrap().chain.len(), 1);
+    // The key never shows in logs.
+    assert!(!format!("{tls:?}").contains(&format!("{:?}", tls.client.as_ref().unwrap().key)));
+
+    let site = "[regions.sites.tls]\ninsecure_skip_verify = true\n";
+    let snapshot = load(&write_config(dir.path(), "", site, "")).unwrap();
+    let tls = snapshot.sites[0].tls.as_ref().unwrap();
+    assert!(!tls.verify && tls.sni.is_empty() && tls.ca.is_none());
+
+    let site = "[regions.sites.tls]\nsni = \"\"\n";
+    assert!(errors(&write_config(dir.path(), "", site, "")).contains("no server name to verify"));
+}

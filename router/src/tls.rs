@@ -1,0 +1,307 @@
+//! TLS on every hop the router owns: clients (`listen.https`), backends, admin and metrics.
+//!
+//! The version policy is the process's rustls crypto provider: with `min_version = "1.3"` it
+//! holds only TLS 1.3 cipher suites. Pingora builds its listener and connector configs with
+//! TLS 1.2 and 1.3 enabled, but a TLS 1.2 ClientHello (or a TLS 1.2-only backend) then finds
+//! no cipher suite in common and the handshake fails, before any HTTP is read.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::{ListenerTls, TlsSettings, TlsVersion, UpstreamTls};
+use pingora::listeners::tls::TlsSettings as PingoraTlsSettings;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use pingora::protocols::ALPN;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{CertKey, WrappedX509};
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SupportedProtocolVersion};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::state::SharedState;
+
+/// The ring provider, with TLS 1.2 cipher suites only when the operator allowed TLS 1.2.
+pub fn crypto_provider(min: TlsVersion) -> CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if min == TlsVersion::Tls13 {
+        provider
+            .cipher_suites
+            .retain(|suite| suite.version() == &rustls::version::TLS13);
+    }
+    provider
+}
+
+pub fn protocol_versions(min: TlsVersion) -> &'static [&'static SupportedProtocolVersion] {
+    match min {
+        TlsVersion::Tls13 => {
+            static TLS13_ONLY: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+            &TLS13_ONLY
+        }
+        TlsVersion::Tls12 => rustls::ALL_VERSIONS,
+    }
+}
+
+/// Makes the version policy the process default, before Pingora builds any TLS config.
+/// Once per process: changing `tls.min_version` needs a restart.
+pub fn install_policy(min: TlsVersion) -> Result<(), String> {
+    if min == TlsVersion::Tls12 {
+        tracing::warn!(
+            "tls.min_version = \"1.2\": clients and backends may use TLS 1.2; \
+             the residency promise of TLS 1.3 in transit no longer holds"
+        );
+    }
+    let provider = crypto_provider(min);
+    let offers_tls12 = |p: &CryptoProvider| {
+        p.cipher_suites
+            .iter()
+            .any(|s| s.version() == &rustls::version::TLS12)
+    };
+    let wanted = offers_tls12(&provider);
+    if provider.install_default().is_err() {
+        // Already installed (tests running the server in-process): fine if it is the same policy.
+        let installed = CryptoProvider::get_default().expect("a provider is installed");
+        if offers_tls12(installed) != wanted {
+            return Err("another TLS version policy is already installed in this process".into());
+        }
+    }
+    Ok(())
+}
+
+/// The certificate for each handshake on `listen.https`, chosen by SNI from the live
+/// configuration: a reload with new certificates applies to the next handshake.
+pub struct HttpsCertificates(pub SharedState);
+
+impl std::fmt::Debug for HttpsCertificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpsCertificates")
+    }
+}
+
+impl ResolvesServerCert for HttpsCertificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let state = self.0.load();
+        let certificate = state.snapshot.tls.certificates.select(hello.server_name())?;
+        Some(Arc::clone(&certificate.key))
+    }
+}
+
+/// The server name a TLS connection was opened for, kept in Pingora's TLS digest so each
+/// request on it can be checked against its Host.
+pub struct ServerName(pub Option<Box<str>>);
+
+struct RecordServerName;
+
+#[async_trait::async_trait]
+impl TlsAccept for RecordServerName {
+    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(Arc::new(ServerName(tls.server_name().map(Box::from))))
+    }
+}
+
+/// Pingora's listener settings for `listen.https`.
+pub fn https_settings(state: SharedState, h2: bool) -> Result<PingoraTlsSettings, String> {
+    let mut settings = PingoraTlsSettings::with_callbacks(Box::new(RecordServerName))
+        .map_err(|e| format!("cannot set up the TLS listener: {e}"))?;
+    settings.set_cert_resolver(Arc::new(HttpsCertificates(state)));
+    settings.set_alpn(if h2 { ALPN::H2H1 } else { ALPN::H1 });
+    Ok(settings)
+}
+
+/// The certificate of the admin or metrics listener, from the live configuration.
+struct ListenerCertificate {
+    state: SharedState,
+    listener: fn(&TlsSettings) -> Option<&ListenerTls>,
+}
+
+impl std::fmt::Debug for ListenerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenerCertificate")
+    }
+}
+
+impl ResolvesServerCert for ListenerCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let state = self.state.load();
+        let listener = (self.listener)(&state.snapshot.tls)?;
+        Some(Arc::clone(&listener.certificate.key))
+    }
+}
+
+/// The rustls config of the admin or metrics listener, `None` without `[tls.admin]` /
+/// `[tls.metrics]`. Client certificates, when required, are checked against the CA bundle
+/// the listener started with.
+pub fn listener_config(
+    state: &SharedState,
+    listener: fn(&TlsSettings) -> Option<&ListenerTls>,
+) -> Result<Option<Arc<ServerConfig>>, String> {
+    let current = state.load();
+    let tls = &current.snapshot.tls;
+    let Some(settings) = listener(tls) else {
+        return Ok(None);
+    };
+    let provider = Arc::new(crypto_provider(tls.min_version));
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(protocol_versions(tls.min_version))
+        .map_err(|e| e.to_string())?;
+    let builder = match &settings.client_roots {
+        Some(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), provider)
+                .build()
+                .map_err(|e| format!("cannot use the client CA bundle: {e}"))?,
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(ListenerCertificate {
+        state: Arc::clone(state),
+        listener,
+    }));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// A TLS listener for axum: handshakes run in their own tasks (with a deadline), so a slow
+/// client cannot hold up the others.
+pub struct TlsListener {
+    handshaken: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+impl TlsListener {
+    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let (sender, handshaken) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = sender.closed() => return,
+                    accepted = tcp.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (acceptor, sender) = (acceptor.clone(), sender.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = sender.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { handshaken, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(accepted) => accepted,
+            // The accept task ends only once this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is set, until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    app: axum::Router,
+    mut shutdown: pingora::server::ShutdownWatch,
+) {
+    use axum::serve::ListenerExt;
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    let served = match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+        Some(config) => match TlsListener::new(listener, config) {
+            Ok(listener) => {
+                // `tap_io` only to get axum's connect-info support for a custom listener.
+                axum::serve(listener.tap_io(|_| {}), app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
+        tracing::error!(error = %e, "listener stopped");
+    }
+}
+
+/// Per-site upstream TLS, converted once per configuration into what Pingora's peers take.
+pub struct PeerTls {
+    sni: String,
+    verify: bool,
+    ca: Option<Arc<[WrappedX509]>>,
+    client: Option<Arc<CertKey>>,
+    alpn: ALPN,
+}
+
+impl PeerTls {
+    pub fn new(tls: &UpstreamTls) -> Self {
+        let parse = pingora::utils::tls::parse_x509;
+        PeerTls {
+            sni: tls.sni.clone(),
+            verify: tls.verify,
+            ca: tls.ca.as_ref().map(|certificates| {
+                certificates
+                    .iter()
+                    .map(|der| WrappedX509::new(der.clone(), parse))
+                    .collect()
+            }),
+            client: tls
+                .client
+                .as_ref()
+                .map(|id| Arc::new(CertKey::new(id.chain.clone(), id.key.clone()))),
+            alpn: if tls.h2 { ALPN::H2H1 } else { ALPN::H1 },
+        }
+    }
+
+    /// Turns a plain peer into a TLS one. Verification stays on unless the operator turned it
+    /// off; the SNI is never empty then (config validation), which Pingora would read as
+    /// "skip verification".
+    pub fn apply(&self, peer: &mut HttpPeer) {
+        peer.scheme = pingora::upstreams::peer::Scheme::HTTPS;
+        peer.sni.clone_from(&self.sni);
+        peer.options.verify_cert = self.verify;
+        peer.options.verify_hostname = self.verify;
+        peer.options.ca.clone_from(&self.ca);
+        peer.client_cert_key.clone_from(&self.client);
+        peer.options.alpn = self.alpn.clone();
+    }
+}
+
+/// Pingora's error types for a failed TLS handshake with a backend.
+pub fn is_handshake_failure(e: &pingora::Error) -> bool {
+    use pingora::ErrorType::*;
+    matches!(
+        e.etype(),
+        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
+    )
+}
