@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
 ensure_build_tools
 ensure_rust_components
-# promtool and a real Prometheus server for the metrics tests.
-ensure_packages promtool prometheus
+# promtool and a real Prometheus server for the metrics tests; the OpenSSL command line for
+# checking the TLS 1.3 policy as an operator would (`openssl s_client -tls1_2`).
+ensure_packages promtool prometheus openssl openssl
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

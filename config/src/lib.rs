@@ -25,14 +25,14 @@ pub use snapshot::{
     GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
     ReloadSettings, Role, ServerSettings, SiteConfig, Snapshot,
 };
-pub use tls::{
-    CertificateSet, ClientIdentity, ListenerTls, ServerCertificate, TlsSettings, TlsVersion,
-    UpstreamTls,
-};
 pub use store::{parent_dir, FileStore, RegistryStore, TenantChange};
 pub use tenant::{
     mode_name, registry_json, rfc3339, tenant_id, tenant_record, ReplicationView, TenantError,
     TenantView,
+};
+pub use tls::{
+    CertificateSet, ClientIdentity, ListenerTls, ServerCertificate, TlsSettings, TlsVersion,
+    UpstreamTls,
 };
 
 use std::path::Path;

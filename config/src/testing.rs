@@ -60,9 +60,10 @@ impl Ca {
     pub fn issue_until(&self, names: &[&str], not_after: OffsetDateTime) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("valid names");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         params.not_before = OffsetDateTime::now_utc() - Duration::days(2 * 365);
         params.not_after = not_after;
         params.extended_key_usages = vec![

@@ -101,7 +101,8 @@ impl CertificateSet {
     /// Whether `a` and `b` are served the same certificate: a connection opened for one may
     /// carry requests for the other (RFC 9110 7.4, connection reuse).
     pub fn same_certificate(&self, a: Option<&str>, b: Option<&str>) -> bool {
-        let index = |name: Option<&str>| name.and_then(|n| self.covering(n)).unwrap_or(self.default);
+        let index =
+            |name: Option<&str>| name.and_then(|n| self.covering(n)).unwrap_or(self.default);
         index(a) == index(b)
     }
 
@@ -270,7 +271,11 @@ pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, 
     for (i, der) in chain.iter().enumerate() {
         if let Err(e) = x509_parser::parse_x509_certificate(der) {
             return Err(problem(
-                format!("certificate {} in {} does not parse: {e}", i + 1, path.display()),
+                format!(
+                    "certificate {} in {} does not parse: {e}",
+                    i + 1,
+                    path.display()
+                ),
                 "give well-formed X.509 certificates in PEM",
             ));
         }
@@ -290,7 +295,10 @@ pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsProb
 fn leaf_facts(leaf: &[u8], path: &Path) -> Result<(Vec<String>, i64), TlsProblem> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| {
         problem(
-            format!("the leaf certificate in {} does not parse: {e}", path.display()),
+            format!(
+                "the leaf certificate in {} does not parse: {e}",
+                path.display()
+            ),
             "give well-formed X.509 certificates in PEM",
         )
     })?;
@@ -332,7 +340,10 @@ pub(crate) fn client_identity(
     // Pingora re-detects the key type from the bare DER at connect time.
     if PrivateKeyDer::try_from(key.as_slice()).is_err() {
         return Err(problem(
-            format!("{}: the key type cannot be told from its DER", checked.key_path.display()),
+            format!(
+                "{}: the key type cannot be told from its DER",
+                checked.key_path.display()
+            ),
             "convert the key to PKCS#8: `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`",
         ));
     }

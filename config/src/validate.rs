@@ -1111,9 +1111,7 @@ fn tls_checked<T>(
     at: &str,
     problems: &mut Problems<'_>,
 ) -> Option<T> {
-    result
-        .map_err(|e| problems.add(at, e.problem, e.fix))
-        .ok()
+    result.map_err(|e| problems.add(at, e.problem, e.fix)).ok()
 }
 
 fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'_>) -> TlsSettings {
@@ -1170,7 +1168,10 @@ fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'
         if let Some(first) = names.insert(&certificate.name, i) {
             problems.add(
                 format!("{at}.name"),
-                format!("`{}` is also the name of tls.certificates[{first}]", certificate.name),
+                format!(
+                    "`{}` is also the name of tls.certificates[{first}]",
+                    certificate.name
+                ),
                 "give every certificate its own name",
             );
         }
@@ -1223,7 +1224,10 @@ fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'
             now,
         );
         let certificate = tls_checked(certificate, &at, problems)?;
-        let client_ca_path = table.client_ca.as_ref().map(|p| relative_to(config_path, p));
+        let client_ca_path = table
+            .client_ca
+            .as_ref()
+            .map(|p| relative_to(config_path, p));
         let client_roots = match &client_ca_path {
             Some(path) => Some(Arc::new(tls_checked(
                 tls::root_store(path),
@@ -1275,7 +1279,8 @@ fn upstream_tls(
     let ca = match &file.ca {
         Some(path) => {
             let path = relative_to(config_path, path);
-            let certificates = tls_checked(tls::certificates(&path), &format!("{at}.ca"), problems)?;
+            let certificates =
+                tls_checked(tls::certificates(&path), &format!("{at}.ca"), problems)?;
             Some(certificates.iter().map(|c| c.to_vec()).collect())
         }
         None => None,

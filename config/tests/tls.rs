@@ -32,9 +32,12 @@ fn errors(path: &Path) -> String {
 fn certificates_are_chosen_by_exact_name_then_wildcard_then_default() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("test CA");
-    ca.issue(&["*.app.example.com", "app.example.com"]).write(dir.path(), "apps");
-    ca.issue(&["acme.app.example.com"]).write(dir.path(), "acme");
-    ca.issue(&["fallback.example.com"]).write(dir.path(), "fallback");
+    ca.issue(&["*.app.example.com", "app.example.com"])
+        .write(dir.path(), "apps");
+    ca.issue(&["acme.app.example.com"])
+        .write(dir.path(), "acme");
+    ca.issue(&["fallback.example.com"])
+        .write(dir.path(), "fallback");
     let tables = "[tls]\n\
         [[tls.certificates]]\nname = \"apps\"\ncert = \"apps.pem\"\nkey = \"apps.key\"\n\
         [[tls.certificates]]\nname = \"acme\"\ncert = \"acme.pem\"\nkey = \"acme.key\"\n\
@@ -42,12 +45,24 @@ fn certificates_are_chosen_by_exact_name_then_wildcard_then_default() {
     let path = write_config(dir.path(), "https = \"127.0.0.1:8443\"", "", tables);
     let snapshot = load(&path).unwrap();
     let tls = &snapshot.tls;
-    assert_eq!(tls.min_version, TlsVersion::Tls13, "TLS 1.3 only by default");
+    assert_eq!(
+        tls.min_version,
+        TlsVersion::Tls13,
+        "TLS 1.3 only by default"
+    );
     assert!(tls.h2);
     let set = &tls.certificates;
     let chosen = |name: Option<&str>| set.select(name).unwrap().name.as_str();
-    assert_eq!(chosen(Some("acme.app.example.com")), "acme", "exact beats wildcard");
-    assert_eq!(chosen(Some("ACME.App.Example.COM.")), "acme", "case and root dot");
+    assert_eq!(
+        chosen(Some("acme.app.example.com")),
+        "acme",
+        "exact beats wildcard"
+    );
+    assert_eq!(
+        chosen(Some("ACME.App.Example.COM.")),
+        "acme",
+        "case and root dot"
+    );
     assert_eq!(chosen(Some("globex.app.example.com")), "apps");
     assert_eq!(chosen(Some("app.example.com")), "apps");
     // A wildcard covers exactly one label.
@@ -86,7 +101,8 @@ fn every_tls_mistake_is_reported_at_once() {
     let ca = Ca::new("test CA");
     let good = ca.issue(&["good.example.com"]);
     good.write(dir.path(), "good");
-    ca.issue(&["good.example.com"]).write(dir.path(), "same-name");
+    ca.issue(&["good.example.com"])
+        .write(dir.path(), "same-name");
     let other = ca.issue(&["other.example.com"]);
     // A certificate with somebody else's key.
     std::fs::write(dir.path().join("mismatch.pem"), &good.cert_pem).unwrap();

@@ -91,9 +91,9 @@ fn example_config_loads_the_2x2_topology_and_registry() {
 
 #[test]
 fn unknown_fields_are_rejected_with_line_and_column() {
-    let router = example_router().replace("[listen]\n", "[listen]\nhttps = \"0.0.0.0:8443\"\n");
+    let router = example_router().replace("[listen]\n", "[listen]\nhttp3 = \"0.0.0.0:8443\"\n");
     let lines = error_lines(&router, &example_tenants());
-    assert_reports(&lines, "unknown field `https`");
+    assert_reports(&lines, "unknown field `http3`");
     assert_reports(&lines, "router.toml:");
     let (_dir, path) = write(&router, &example_tenants());
     match &load(&path).unwrap_err().0[0] {

@@ -441,7 +441,9 @@ mod tests {
         );
         // Invalid wins over a valid id elsewhere: fail closed.
         assert_eq!(
-            ident.identify(None, None, "/t/a%20b/", |_: &str| HeaderValues::One(b"acme")),
+            ident.identify(None, None, "/t/a%20b/", |_: &str| HeaderValues::One(
+                b"acme"
+            )),
             Err(IdentifyError::Invalid(SourceKind::Path))
         );
         assert_eq!(

@@ -84,7 +84,10 @@ pub fn route<'r>(
             return routed;
         }
     }
-    let sni = facts.tls.and_then(|tls| tls.server_name).map(normalize_host);
+    let sni = facts
+        .tls
+        .and_then(|tls| tls.server_name)
+        .map(normalize_host);
     let tenant_sni = sni.filter(|name| snapshot.topology.region_for_host(name).is_none());
     let identified = match snapshot
         .identifier

@@ -86,7 +86,11 @@ impl std::fmt::Debug for HttpsCertificates {
 impl ResolvesServerCert for HttpsCertificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let state = self.0.load();
-        let certificate = state.snapshot.tls.certificates.select(hello.server_name())?;
+        let certificate = state
+            .snapshot
+            .tls
+            .certificates
+            .select(hello.server_name())?;
         Some(Arc::clone(&certificate.key))
     }
 }
@@ -99,7 +103,10 @@ struct RecordServerName;
 
 #[async_trait::async_trait]
 impl TlsAccept for RecordServerName {
-    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(Arc::new(ServerName(tls.server_name().map(Box::from))))
     }
 }
@@ -238,7 +245,11 @@ pub async fn serve(
         let _ = shutdown.changed().await;
     };
     let served = match tls {
-        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
         Some(config) => match TlsListener::new(listener, config) {
             Ok(listener) => {
                 // `tap_io` only to get axum's connect-info support for a custom listener.

@@ -35,6 +35,10 @@ pub struct Options {
     pub metrics: bool,
     /// Serve the admin API (with [`admin_tables`]) on a port of its own.
     pub admin: bool,
+    /// Serve `listen.https` on a port of its own (`tables` must then hold `[tls]`).
+    pub https: bool,
+    /// Backends that speak TLS: (site index, backend index, server config).
+    pub backend_tls: Vec<(usize, usize, std::sync::Arc<rustls::ServerConfig>)>,
 }
 
 /// Bearer tokens of the test admin API, one per role. The tenant admin manages acme and initech.
@@ -72,6 +76,8 @@ impl Default for Options {
             site_lines: [""; 4],
             metrics: false,
             admin: false,
+            https: false,
+            backend_tls: Vec::new(),
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct Cluster {
     pub metrics: Option<SocketAddr>,
     /// Where the admin API is served, when asked for.
     pub admin: Option<SocketAddr>,
+    /// Where `listen.https` is served, when asked for.
+    pub https: Option<SocketAddr>,
     /// Backends per site, in `DEMO_SITES` order.
     pub sites: Vec<Vec<SiteBackend>>,
     pub router: RouterProcess,
@@ -95,10 +103,21 @@ impl Cluster {
 
     pub async fn start_with(options: Options) -> Self {
         let mut sites = Vec::new();
-        for ((region, site, _, _), count) in DEMO_SITES.iter().zip(options.backends_per_site) {
+        for (s, ((region, site, _, _), count)) in
+            DEMO_SITES.iter().zip(options.backends_per_site).enumerate()
+        {
             let mut backends = Vec::new();
-            for _ in 0..count {
-                backends.push(SiteBackend::start(site, region).await.unwrap());
+            for b in 0..count {
+                let tls = options
+                    .backend_tls
+                    .iter()
+                    .find(|(site, backend, _)| (*site, *backend) == (s, b))
+                    .map(|(_, _, config)| config.clone());
+                backends.push(
+                    SiteBackend::start_with_tls(site, region, tls)
+                        .await
+                        .unwrap(),
+                );
             }
             sites.push(backends);
         }
@@ -118,7 +137,9 @@ impl Cluster {
             let listen = free_port();
             let metrics = options.metrics.then(free_port);
             let admin = options.admin.then(free_port);
+            let https = options.https.then(free_port);
             let mut listeners = Vec::new();
+            listeners.extend(https.map(|h| ("https", h)));
             listeners.extend(metrics.map(|m| ("metrics", m)));
             listeners.extend(admin.map(|a| ("admin", a)));
             let extra = match admin {
@@ -144,6 +165,7 @@ impl Cluster {
                     return Cluster {
                         metrics,
                         admin,
+                        https,
                         sites,
                         router,
                         client,

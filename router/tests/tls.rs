@@ -1,0 +1,489 @@
+//! TLS on every hop, for real: the router binary terminating TLS 1.3 for rustls, reqwest and
+//! openssl clients; SNI certificate choice and hot rotation; SNI/Host agreement; verified TLS
+//! and mutual TLS to backends; HTTPS admin and metrics listeners with client certificates.
+//! Every certificate is issued by rcgen for the test.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Options, FAST_SHUTDOWN, OPERATOR};
+use config::testing::{client_config, Ca, Leaf};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::version::{TLS12, TLS13};
+use tokio::net::TcpStream;
+
+const H1: &[&[u8]] = &[b"http/1.1"];
+const H2: &[&[u8]] = &[b"h2"];
+
+/// `[tls]` with `apps` for the tenant hosts and the region hosts, `fallback` as the default;
+/// the watcher polls every 100 ms so rotations show quickly.
+fn tls_tables(extra: &str) -> String {
+    format!(
+        "[tls]\n\
+         [[tls.certificates]]\nname = \"apps\"\ncert = \"apps.pem\"\nkey = \"apps.key\"\n\
+         [[tls.certificates]]\nname = \"fallback\"\ncert = \"fallback.pem\"\nkey = \"fallback.key\"\ndefault = true\n\
+         {extra}\n[reload]\nwatch_interval_ms = 100\n{FAST_SHUTDOWN}"
+    )
+}
+
+struct Pki {
+    ca: Ca,
+    apps: Leaf,
+    fallback: Leaf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let ca = Ca::new("residency test CA");
+        let apps = ca.issue(&[
+            "*.app.example.com",
+            "us.api.example.com",
+            "eu.api.example.com",
+        ]);
+        let fallback = ca.issue(&["fallback.example.com"]);
+        Pki { ca, apps, fallback }
+    }
+
+    fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            ("ca.pem", self.ca.pem().into_bytes()),
+            ("apps.pem", self.apps.cert_pem.clone().into_bytes()),
+            ("apps.key", self.apps.key_pem.clone().into_bytes()),
+            ("fallback.pem", self.fallback.cert_pem.clone().into_bytes()),
+            ("fallback.key", self.fallback.key_pem.clone().into_bytes()),
+        ]
+    }
+}
+
+/// Sends the request; the status and JSON body.
+async fn json(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let (status, _, body) = common::json(request.send().await.unwrap()).await;
+    (status, body)
+}
+
+async fn https_cluster(pki: &Pki, extra_tables: &str, metrics: bool) -> Cluster {
+    Cluster::start_with(Options {
+        https: true,
+        metrics,
+        tables: tls_tables(extra_tables),
+        files: pki.files(),
+        ..Options::default()
+    })
+    .await
+}
+
+/// A reqwest client speaking only what `config` allows, with `host` resolved to `addr`.
+fn https_client(config: rustls::ClientConfig, host: &str, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .resolve(host, addr)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// One TLS handshake, nothing else: the certificate the router chose, or the failure.
+async fn handshake(
+    addr: SocketAddr,
+    server_name: &str,
+    config: rustls::ClientConfig,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(server_name.to_owned()).unwrap();
+    connector.connect(name, tcp).await
+}
+
+async fn served_certificate(addr: SocketAddr, server_name: &str) -> CertificateDer<'static> {
+    let stream = handshake(addr, server_name, client_config(None, &[&TLS13], H1, None))
+        .await
+        .unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+fn openssl_s_client(addr: SocketAddr, version_flag: &str) -> (bool, String) {
+    let output = Command::new("openssl")
+        .args(["s_client", version_flag, "-connect"])
+        .arg(addr.to_string())
+        .args(["-servername", "acme.app.example.com"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl is installed (scripts/prereqs.sh)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_clients_get_through_over_http1_and_h2_and_tls12_clients_fail_the_handshake() {
+    let pki = Pki::new();
+    let cluster = https_cluster(&pki, "", false).await;
+    let https = cluster.https.unwrap();
+    let host = "acme.app.example.com";
+    let url = format!("https://{host}:{}/orders", https.port());
+
+    for (alpn, version) in [
+        (H1, reqwest::Version::HTTP_11),
+        (H2, reqwest::Version::HTTP_2),
+    ] {
+        let client = https_client(
+            client_config(Some(&pki.ca), &[&TLS13], alpn, None),
+            host,
+            https,
+        );
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.version(), version);
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body["region"], "us",
+            "acme is named by the TLS host: {body}"
+        );
+        assert_eq!(body["headers"]["x-residency-tenant"], "acme");
+    }
+
+    // A client that only speaks TLS 1.2 gets no handshake, let alone a response.
+    let tls12 = client_config(Some(&pki.ca), &[&TLS12], H1, None);
+    let refused = handshake(https, host, tls12.clone()).await;
+    let error = refused
+        .expect_err("a TLS 1.2 handshake must fail")
+        .to_string();
+    assert!(error.contains("ProtocolVersion"), "{error}");
+    assert!(https_client(tls12, host, https)
+        .get(&url)
+        .send()
+        .await
+        .is_err());
+
+    // The same with OpenSSL, as an operator would check it.
+    let (ok, text) = openssl_s_client(https, "-tls1_2");
+    assert!(!ok, "openssl -tls1_2 connected:\n{text}");
+    assert!(text.contains("alert protocol version"), "{text}");
+    let (ok, text) = openssl_s_client(https, "-tls1_3");
+    assert!(ok, "openssl -tls1_3 failed:\n{text}");
+    assert!(text.contains("TLSv1.3"), "{text}");
+
+    // Plain HTTP keeps working beside it.
+    let (status, body) = json(cluster.get("/", "acme")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["headers"]["x-forwarded-proto"], "http");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_selects_the_certificate_rotations_apply_and_a_broken_certificate_keeps_the_old_one() {
+    let pki = Pki::new();
+    let cluster = https_cluster(&pki, "", true).await;
+    let https = cluster.https.unwrap();
+
+    assert_eq!(
+        served_certificate(https, "acme.app.example.com").await,
+        pki.apps.der
+    );
+    assert_eq!(
+        served_certificate(https, "eu.api.example.com").await,
+        pki.apps.der
+    );
+    assert_eq!(
+        served_certificate(https, "fallback.example.com").await,
+        pki.fallback.der
+    );
+    assert_eq!(
+        served_certificate(https, "unknown.example.org").await,
+        pki.fallback.der,
+        "an unknown name gets the default certificate"
+    );
+    let expiry = "residency_tls_certificate_expiry_timestamp_seconds";
+    assert_eq!(
+        cluster.metric(expiry, &[("name", "apps")]).await as i64,
+        pki.apps.not_after
+    );
+
+    // Rotation: new files in place (key first, as deploy tools often do), served without a
+    // restart once both are written.
+    let rotated = pki.ca.issue(&["*.app.example.com", "us.api.example.com"]);
+    rotated.write(cluster.dir.path(), "apps");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_certificate(https, "acme.app.example.com").await != rotated.der {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster.metric(expiry, &[("name", "apps")]).await as i64,
+        rotated.not_after
+    );
+
+    // A broken certificate (another certificate's key) is refused; the rotated one serves on.
+    let stranger = pki.ca.issue(&["*.app.example.com"]);
+    std::fs::write(cluster.dir.path().join("apps.key"), &stranger.key_pem).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster
+        .router
+        .log_text()
+        .contains("does not belong to the certificate")
+    {
+        assert!(Instant::now() < deadline, "the broken key was not noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        served_certificate(https, "acme.app.example.com").await,
+        rotated.der
+    );
+    let client = https_client(
+        client_config(Some(&pki.ca), &[&TLS13], H1, None),
+        "acme.app.example.com",
+        https,
+    );
+    let url = format!("https://acme.app.example.com:{}/", https.port());
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_of_the_tls_server_name_and_of_the_request_must_agree() {
+    let pki = Pki::new();
+    let cluster = https_cluster(&pki, "", false).await;
+    let https = cluster.https.unwrap();
+    let port = https.port();
+    let client = |sni: &str| {
+        https_client(
+            client_config(Some(&pki.ca), &[&TLS13], H1, None),
+            sni,
+            https,
+        )
+    };
+    let acme = client("acme.app.example.com");
+    let acme_url = format!("https://acme.app.example.com:{port}/");
+
+    // Agreement, and a region host carried by the same certificate.
+    let response = acme.get(&acme_url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    let response = acme
+        .get(&acme_url)
+        .header("host", format!("us.api.example.com:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "acme's connection may ask for its home region"
+    );
+
+    // A connection opened for acme carrying globex's request: by Host, header or path.
+    for request in [
+        acme.get(&acme_url)
+            .header("host", format!("globex.app.example.com:{port}")),
+        acme.get(&acme_url).header("x-tenant-id", "globex"),
+        acme.get(format!("{acme_url}t/globex/orders")),
+    ] {
+        let (status, body) = json(request).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "ambiguous_tenant");
+    }
+
+    // A Host the connection's certificate does not cover belongs on another connection.
+    let (status, body) = json(
+        acme.get(&acme_url)
+            .header("host", "fallback.example.com")
+            .header("x-tenant-id", "acme"),
+    )
+    .await;
+    assert_eq!(status, 421, "{body}");
+    assert_eq!(body["error"], "misdirected_request");
+
+    // No tenant in the server name: the other sources decide alone.
+    let fallback = client("fallback.example.com");
+    let (status, body) = json(
+        fallback
+            .get(format!("https://fallback.example.com:{port}/"))
+            .header("x-tenant-id", "globex"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["region"], "eu");
+}
+
+/// Sites in `DEMO_SITES` order: virginia (2 backends: verified TLS), oregon (mutual TLS),
+/// frankfurt (untrusted CA; wrong name), dublin (demands a client certificate it never gets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
+    let backend_ca = Ca::new("backend CA");
+    let stranger_ca = Ca::new("somebody else's CA");
+    let virginia = backend_ca.issue(&["virginia.backend.test"]);
+    let oregon = backend_ca.issue(&["oregon.backend.test"]);
+    let frankfurt_untrusted = stranger_ca.issue(&["frankfurt.backend.test"]);
+    let frankfurt_wrong_name = backend_ca.issue(&["elsewhere.backend.test"]);
+    let dublin = backend_ca.issue(&["dublin.backend.test"]);
+    let router_identity = backend_ca.issue(&["router.internal"]);
+    let files = vec![
+        ("backend-ca.pem", backend_ca.pem().into_bytes()),
+        ("router.pem", router_identity.cert_pem.clone().into_bytes()),
+        ("router.key", router_identity.key_pem.clone().into_bytes()),
+    ];
+    let cluster = Cluster::start_with(Options {
+        backends_per_site: [2, 1, 2, 1],
+        metrics: true,
+        files,
+        backend_tls: vec![
+            (0, 0, virginia.server_config(None)),
+            (0, 1, virginia.server_config(None)),
+            (1, 0, oregon.server_config(Some(&backend_ca))),
+            (2, 0, frankfurt_untrusted.server_config(None)),
+            (2, 1, frankfurt_wrong_name.server_config(None)),
+            (3, 0, dublin.server_config(Some(&backend_ca))),
+        ],
+        site_lines: [
+            "  [regions.sites.tls]\n  sni = \"virginia.backend.test\"\n  ca = \"backend-ca.pem\"\n",
+            "  [regions.sites.tls]\n  sni = \"oregon.backend.test\"\n  ca = \"backend-ca.pem\"\n  \
+             client_cert = \"router.pem\"\n  client_key = \"router.key\"\n  h2 = true\n",
+            "  [regions.sites.tls]\n  sni = \"frankfurt.backend.test\"\n  ca = \"backend-ca.pem\"\n",
+            "  [regions.sites.tls]\n  sni = \"dublin.backend.test\"\n  ca = \"backend-ca.pem\"\n",
+        ],
+        ..Options::default()
+    })
+    .await;
+
+    // us: every request answered, by both sites (virginia verified, oregon with mutual TLS).
+    for _ in 0..12 {
+        let (status, body) = json(cluster.get("/", "acme")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["region"], "us");
+    }
+    let served = |site: &str| cluster.site(site).iter().map(|b| b.requests()).sum::<u64>();
+    assert!(served("virginia") > 0 && served("oregon") > 0);
+
+    // eu (umbrella: its replication expired, so eu only): no backend can be trusted.
+    for _ in 0..4 {
+        let (status, body) = json(cluster.get("/", "umbrella")).await;
+        assert!(status == 502 || status == 503, "{status} {body}");
+    }
+    assert_eq!(
+        served("frankfurt"),
+        0,
+        "an untrusted backend never saw a request"
+    );
+    assert_eq!(served("dublin"), 0);
+    let cluster = &cluster;
+    let failures = |site: &'static str, kind: &'static str| async move {
+        let labels = [("region", "eu"), ("site", site), ("kind", kind)];
+        cluster
+            .metric("residency_upstream_errors_total", &labels)
+            .await
+    };
+    let frankfurt = failures("frankfurt", "tls").await;
+    assert!(
+        frankfurt >= 2.0,
+        "both frankfurt backends fail: {frankfurt}"
+    );
+    // In TLS 1.3 the server judges the client certificate after the client's side of the
+    // handshake is done: the refusal arrives as the answer to the request.
+    let dublin = failures("dublin", "tls").await + failures("dublin", "reset").await;
+    assert!(dublin >= 1.0, "dublin: {dublin}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_and_metrics_serve_https_and_the_admin_api_can_demand_client_certificates() {
+    let pki = Pki::new();
+    let operators_ca = Ca::new("operators CA");
+    let operator = operators_ca.issue(&["alice.ops.example.com"]);
+    let admin_cert = pki.ca.issue(&["localhost", "127.0.0.1"]);
+    let mut files = pki.files();
+    files.extend([
+        ("operators-ca.pem", operators_ca.pem().into_bytes()),
+        ("admin.pem", admin_cert.cert_pem.clone().into_bytes()),
+        ("admin.key", admin_cert.key_pem.clone().into_bytes()),
+    ]);
+    let extra = "[tls.admin]\ncert = \"admin.pem\"\nkey = \"admin.key\"\nclient_ca = \"operators-ca.pem\"\n\
+                 [tls.metrics]\ncert = \"admin.pem\"\nkey = \"admin.key\"\n";
+    let cluster = Cluster::start_with(Options {
+        https: true,
+        admin: true,
+        metrics: true,
+        tables: tls_tables(extra),
+        files,
+        ..Options::default()
+    })
+    .await;
+    let (admin, metrics) = (cluster.admin.unwrap(), cluster.metrics.unwrap());
+
+    let with_identity = reqwest::Client::builder()
+        .use_preconfigured_tls(client_config(Some(&pki.ca), &[&TLS13], H1, Some(&operator)))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let (status, body) = json(
+        with_identity
+            .get(format!("https://127.0.0.1:{}/v1/tenants", admin.port()))
+            .bearer_auth(OPERATOR),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["tenants"].as_array().unwrap().len() >= 4);
+
+    // No client certificate, or one from another CA: no handshake.
+    let stranger = pki.ca.issue(&["mallory.example.com"]);
+    for identity in [None, Some(&stranger)] {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(client_config(Some(&pki.ca), &[&TLS13], H1, identity))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let refused = client
+            .get(format!("https://127.0.0.1:{}/v1/tenants", admin.port()))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await;
+        assert!(
+            refused.is_err(),
+            "admin API answered without a trusted client certificate"
+        );
+    }
+    // Plain HTTP on a TLS port gets nothing either.
+    assert!(cluster
+        .client
+        .get(format!("http://{admin}/livez"))
+        .send()
+        .await
+        .is_err());
+
+    // Metrics over HTTPS, no client certificate needed; TLS 1.2 refused there too.
+    let scraper = https_client(
+        client_config(Some(&pki.ca), &[&TLS13], H1, None),
+        "localhost",
+        metrics,
+    );
+    let text = scraper
+        .get(format!("https://localhost:{}/metrics", metrics.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["apps", "fallback", "admin", "metrics"] {
+        assert!(
+            text.contains(&format!(
+                "residency_tls_certificate_expiry_timestamp_seconds{{name=\"{name}\"}}"
+            )),
+            "no expiry for {name}:\n{text}"
+        );
+    }
+    assert!(handshake(
+        metrics,
+        "localhost",
+        client_config(Some(&pki.ca), &[&TLS12], H1, None)
+    )
+    .await
+    .is_err());
+}
