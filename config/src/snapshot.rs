@@ -125,6 +125,15 @@ impl Snapshot {
         &self.sites[usize::from(site.0)]
     }
 
+    /// Every TLS file the configuration names (certificates, keys and CA bundles of the
+    /// listeners and of the sites): the file watcher reloads when one changes.
+    pub fn tls_files(&self) -> impl Iterator<Item = &std::path::Path> {
+        let sites = self.sites.iter().filter_map(|s| s.tls.as_ref());
+        self.tls
+            .files()
+            .chain(sites.flat_map(|t| t.files.iter().map(PathBuf::as_path)))
+    }
+
     pub fn backend_count(&self) -> usize {
         self.sites.iter().map(|s| s.backends.len()).sum()
     }

@@ -1,6 +1,8 @@
-//! TLS material, read and checked at load time: a certificate that does not parse, does not
-//! match its key or has expired makes the whole (re)load invalid, so the running certificates
-//! keep serving. Certificates and keys are part of the configuration for the file watcher.
+//! TLS material, read and checked at load time: a certificate that does not parse or does not
+//! match its key makes the whole (re)load invalid, so the running certificates keep serving.
+//! An expired certificate is served (and logged, and alerted on through its expiry metric)
+//! rather than refused: refusing it would fail every later reload and restart. Certificates
+//! and keys are part of the configuration for the file watcher.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -176,6 +178,8 @@ pub struct UpstreamTls {
     /// backends that require mutual TLS.
     pub client: Option<ClientIdentity>,
     pub h2: bool,
+    /// The CA and client certificate files, for the file watcher.
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -203,12 +207,11 @@ fn problem(problem: String, fix: &'static str) -> TlsProblem {
     TlsProblem { problem, fix }
 }
 
-/// Reads a PEM chain and key and checks they belong together and are in date.
+/// Reads a PEM chain and key and checks they belong together.
 pub(crate) fn server_certificate(
     name: &str,
     cert_path: PathBuf,
     key_path: PathBuf,
-    now: i64,
 ) -> Result<ServerCertificate, TlsProblem> {
     let chain = certificates(&cert_path)?;
     let key = private_key(&key_path)?;
@@ -228,16 +231,6 @@ pub(crate) fn server_certificate(
                 cert_path.display()
             ),
             "point `key` at the private key this certificate was issued for",
-        ));
-    }
-    if not_after <= now {
-        return Err(problem(
-            format!(
-                "the certificate in {} expired at {}",
-                cert_path.display(),
-                crate::rfc3339(regions::UnixTime(not_after))
-            ),
-            "renew the certificate; the running one keeps serving until then",
         ));
     }
     Ok(ServerCertificate {
@@ -328,14 +321,10 @@ pub(crate) fn root_store(path: &Path) -> Result<RootCertStore, TlsProblem> {
 }
 
 /// The router's client identity for mutual TLS with backends.
-pub(crate) fn client_identity(
-    cert: &Path,
-    key: &Path,
-    now: i64,
-) -> Result<ClientIdentity, TlsProblem> {
-    // Same checks as a served certificate (key match, expiry), so a broken identity is found
-    // at load and not at the first connection.
-    let checked = server_certificate("client", cert.to_owned(), key.to_owned(), now)?;
+pub(crate) fn client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, TlsProblem> {
+    // Same checks as a served certificate, so a broken identity is found at load and not at
+    // the first connection.
+    let checked = server_certificate("client", cert.to_owned(), key.to_owned())?;
     let key = private_key(key)?.secret_der().to_vec();
     // Pingora re-detects the key type from the bare DER at connect time.
     if PrivateKeyDer::try_from(key.as_slice()).is_err() {

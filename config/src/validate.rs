@@ -1101,10 +1101,6 @@ fn registry(
     registry
 }
 
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 /// Adds a TLS file problem at `at`; `None` leaves the item out.
 fn tls_checked<T>(
     result: Result<T, tls::TlsProblem>,
@@ -1126,7 +1122,6 @@ fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'
         }
         return default;
     };
-    let now = now_unix();
     let min_version = match tls.min_version.as_deref() {
         None | Some("1.3") => TlsVersion::Tls13,
         Some("1.2") => TlsVersion::Tls12,
@@ -1162,7 +1157,7 @@ fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'
             problems.add(
                 format!("{at}.name"),
                 format!("`{}` is not a usable certificate name", certificate.name),
-                "use 1 to 64 of [a-z0-9-], other than `admin` and `metrics` (the listeners' own)",
+                "use 1 to 32 of [a-z0-9-], other than `admin` and `metrics` (the listeners' own)",
             );
         }
         if let Some(first) = names.insert(&certificate.name, i) {
@@ -1188,7 +1183,6 @@ fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'
             &certificate.name,
             relative_to(config_path, &certificate.cert),
             relative_to(config_path, &certificate.key),
-            now,
         );
         if let Some(loaded) = tls_checked(loaded, &at, problems) {
             certificates.push((certificate.default == Some(true), loaded));
@@ -1221,7 +1215,6 @@ fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'
             name,
             relative_to(config_path, &table.cert),
             relative_to(config_path, &table.key),
-            now,
         );
         let certificate = tls_checked(certificate, &at, problems)?;
         let client_ca_path = table
@@ -1276,6 +1269,11 @@ fn upstream_tls(
             "use the DNS name (or IP address) on the backends' certificates",
         );
     }
+    let files: Vec<_> = [&file.ca, &file.client_cert, &file.client_key]
+        .into_iter()
+        .flatten()
+        .map(|path| relative_to(config_path, path))
+        .collect();
     let ca = match &file.ca {
         Some(path) => {
             let path = relative_to(config_path, path);
@@ -1290,7 +1288,6 @@ fn upstream_tls(
             tls::client_identity(
                 &relative_to(config_path, cert),
                 &relative_to(config_path, key),
-                now_unix(),
             ),
             &format!("{at}.client_cert"),
             problems,
@@ -1311,5 +1308,6 @@ fn upstream_tls(
         ca,
         client,
         h2: file.h2.unwrap_or(false),
+        files,
     })
 }

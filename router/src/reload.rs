@@ -196,6 +196,7 @@ impl Reloader {
                         moves.join(", ")
                     }
                 );
+                crate::tls::warn_if_expiring(&self.current().snapshot.tls);
                 for setting in &report.restart_needed {
                     tracing::warn!(setting, "changed, but only takes effect after a restart");
                 }
@@ -247,7 +248,7 @@ impl Reloader {
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         // Certificate files that only the new configuration names were read after the stamp
         // above: stamp them now, or the watcher would see them as changed and reload again.
-        let files = if old.tls.files().eq(new.tls.files()) {
+        let files = if old.tls_files().eq(new.tls_files()) {
             files
         } else {
             files_of(&new)
@@ -564,7 +565,7 @@ struct Files {
 }
 
 fn files_of(snapshot: &Snapshot) -> Files {
-    let tls_files = snapshot.tls.files().map(geoip::file_stamp);
+    let tls_files = snapshot.tls_files().map(geoip::file_stamp);
     Files {
         config: std::iter::once(geoip::file_stamp(&snapshot.config_path))
             .chain(tls_files)

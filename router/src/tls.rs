@@ -73,6 +73,29 @@ pub fn install_policy(min: TlsVersion) -> Result<(), String> {
     Ok(())
 }
 
+/// Logs every served certificate that has expired or expires within 14 days. An expired
+/// certificate is still served: refusing it would fail every reload and restart after it.
+pub fn warn_if_expiring(tls: &TlsSettings) {
+    const SOON: i64 = 14 * 86_400;
+    let now = crate::clock::unix_now().0;
+    for certificate in tls.served() {
+        let left = certificate.not_after - now;
+        if left <= 0 {
+            tracing::error!(
+                name = certificate.name,
+                cert = %certificate.cert_path.display(),
+                "certificate has EXPIRED and clients will refuse it: renew it"
+            );
+        } else if left <= SOON {
+            tracing::warn!(
+                name = certificate.name,
+                days_left = left / 86_400,
+                "certificate expires soon: renew it"
+            );
+        }
+    }
+}
+
 /// The certificate for each handshake on `listen.https`, chosen by SNI from the live
 /// configuration: a reload with new certificates applies to the next handshake.
 pub struct HttpsCertificates(pub SharedState);

@@ -1,0 +1,309 @@
+//! `tls-bench`: the router terminating TLS 1.3 next to nginx terminating TLS 1.3 with the same
+//! certificate in front of the same backend, measured with h2load in one run, alternating
+//! targets over several rounds.
+//!
+//! Scenarios, each as requests per second (median of the rounds):
+//! - `handshakes`: `connections` new TLS connections at once, one HTTP/1.1 request each (the
+//!   handshake rate);
+//! - `h1`: HTTP/1.1 over TLS, keep-alive, `connections` connections;
+//! - `h2`: HTTP/2 over TLS, `connections` connections, 10 streams each;
+//! - `h1-plain`: `h1` without TLS, the same proxy on its plain HTTP listener: what TLS costs
+//!   each of them.
+//!
+//! The router and nginx run on core 0 (one worker each), h2load and the backend on core 1.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use config::testing::Ca;
+use residency_router::demo::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
+
+#[derive(Parser)]
+#[command(about = "TLS 1.3 handshake and request rates: the router next to nginx, in one run")]
+struct Args {
+    /// Requests per h2load run in the `h1` and `h2` scenarios.
+    #[arg(long, default_value_t = 100_000)]
+    requests: u32,
+    /// Concurrent connections (and new handshakes per `handshakes` run).
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// Handshakes per `handshakes` run.
+    #[arg(long, default_value_t = 2000)]
+    handshakes: u32,
+    /// Rounds; every target runs every scenario once per round, in alternation.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    #[arg(long, default_value = "target/release/residency-router")]
+    router: PathBuf,
+    /// Where the markdown table is written.
+    #[arg(long, default_value = "load-tests/results")]
+    results: PathBuf,
+}
+
+/// A child process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn wait_for(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pinned(core: u32, program: &Path) -> Command {
+    let mut command = Command::new("taskset");
+    command.args(["-c", &core.to_string()]).arg(program);
+    command
+}
+
+/// A target: its process, TLS address and plain HTTP address.
+type Target = (Running, SocketAddr, SocketAddr);
+
+fn start_router(args: &Args, dir: &Path, backend: SocketAddr) -> Target {
+    let (http, https) = (free_port(), free_port());
+    let tables =
+        "[tls]\n[[tls.certificates]]\nname = \"api\"\ncert = \"api.pem\"\nkey = \"api.key\"\n\
+                  [server]\nthreads = 1\n";
+    // Virginia is the backend; the other sites point at closed ports (down after the first
+    // health check), so acme's requests all reach the one backend nginx proxies to.
+    let mut backends = vec![vec![backend]];
+    backends.extend((1..DEMO_SITES.len()).map(|_| vec![free_port()]));
+    let config = write_config(
+        dir,
+        http,
+        &[("https", https)],
+        &backends,
+        DEMO_TENANTS,
+        &format!("\n{tables}"),
+        &[""; 4],
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("router.log")).unwrap();
+    let child = pinned(0, &args.router)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the router");
+    wait_for(https, "the router");
+    (Running(child), https, http)
+}
+
+fn start_nginx(dir: &Path, backend: SocketAddr) -> Target {
+    let (http, https) = (free_port(), free_port());
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+           fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+           upstream backend {{ server {backend}; keepalive 64; }}\n\
+           server {{\n    listen {https} ssl http2;\n    listen {http};\n    ssl_protocols TLSv1.3;\n\
+             ssl_certificate {dir}/api.pem;\n    ssl_certificate_key {dir}/api.key;\n\
+             location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = pinned(0, Path::new("nginx"))
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx (load-tests/tls-bench.sh installs it)");
+    wait_for(https, "nginx");
+    (Running(child), https, http)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    rps: f64,
+    mean_ms: f64,
+    failed: u64,
+}
+
+/// Runs h2load and reads `finished in ..., N req/s`, the mean request time and failures.
+fn h2load(target: SocketAddr, scenario: &str, args: &Args) -> Sample {
+    let mut command = pinned(1, Path::new("h2load"));
+    command.args(["-t", "1", "-H", "x-tenant-id: acme"]);
+    match scenario {
+        "handshakes" => command.args([
+            "--h1",
+            "-n",
+            &args.handshakes.to_string(),
+            "-c",
+            &args.handshakes.to_string(),
+        ]),
+        "h1" | "h1-plain" => command.args([
+            "--h1",
+            "-n",
+            &args.requests.to_string(),
+            "-c",
+            &args.connections.to_string(),
+        ]),
+        _ => command.args([
+            "-n",
+            &args.requests.to_string(),
+            "-c",
+            &args.connections.to_string(),
+            "-m",
+            "10",
+        ]),
+    };
+    let scheme = if scenario == "h1-plain" {
+        "http"
+    } else {
+        "https"
+    };
+    let output = command
+        .arg(format!(
+            "{scheme}://acme.app.example.com:{}/",
+            target.port()
+        ))
+        .arg("--connect-to")
+        .arg(target.to_string())
+        .output()
+        .expect("h2load is installed (load-tests/tls-bench.sh installs nghttp2-client)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let number_after = |needle: &str| -> Option<f64> {
+        let rest = &text[text.find(needle)? + needle.len()..];
+        let token: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        token.parse().ok()
+    };
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|p| p.trim_end_matches(" req/s").parse().ok())
+        .unwrap_or_else(|| panic!("unexpected h2load output:\n{text}"));
+    // `time for request:  min  max  mean  sd  +/- sd`, in us or ms.
+    let mean_ms = text
+        .lines()
+        .find(|l| l.starts_with("time for request:"))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .map(to_ms)
+        .unwrap_or(f64::NAN);
+    Sample {
+        rps,
+        mean_ms,
+        failed: number_after("succeeded, ")
+            .map(|f| f as u64)
+            .unwrap_or_default(),
+    }
+}
+
+fn to_ms(value: &str) -> f64 {
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => number / 1000.0,
+        "s" => number * 1000.0,
+        _ => number,
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("bench CA");
+    ca.issue(&["*.app.example.com", "us.api.example.com"])
+        .write(dir.path(), "api");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = runtime
+        .block_on(SiteBackend::start("virginia", "us"))
+        .unwrap();
+    let (_router, router_tls, router_http) = start_router(&args, dir.path(), backend.addr());
+    let (_nginx, nginx_tls, nginx_http) = start_nginx(dir.path(), backend.addr());
+
+    let scenarios = ["handshakes", "h1", "h2", "h1-plain"];
+    let targets = [
+        ("router", router_tls, router_http),
+        ("nginx", nginx_tls, nginx_http),
+    ];
+    let mut samples = vec![Vec::new(); scenarios.len() * targets.len()];
+    for round in 1..=args.rounds {
+        for (s, scenario) in scenarios.iter().enumerate() {
+            for (t, (name, tls, http)) in targets.iter().enumerate() {
+                let addr = if *scenario == "h1-plain" { http } else { tls };
+                let sample = h2load(*addr, scenario, &args);
+                eprintln!(
+                    "round {round} {scenario:10} {name:6} {:>10.0} req/s  mean {:.2} ms  failed {}",
+                    sample.rps, sample.mean_ms, sample.failed
+                );
+                samples[s * targets.len() + t].push(sample);
+            }
+        }
+    }
+
+    let mut table = format!(
+        "TLS 1.3, same certificate (ECDSA P-256), one worker each on core 0, h2load on core 1; \
+         median of {} rounds.\n\n\
+         | scenario | router req/s | nginx req/s | router / nginx | router mean ms | nginx mean ms | failed (router, nginx) |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        args.rounds
+    );
+    for (s, scenario) in scenarios.iter().enumerate() {
+        let stats = |t: usize| {
+            let runs = &samples[s * targets.len() + t];
+            let rps = median(&mut runs.iter().map(|x| x.rps).collect::<Vec<_>>());
+            let mean = median(&mut runs.iter().map(|x| x.mean_ms).collect::<Vec<_>>());
+            let failed: u64 = runs.iter().map(|x| x.failed).sum();
+            (rps, mean, failed)
+        };
+        let (router, nginx) = (stats(0), stats(1));
+        table.push_str(&format!(
+            "| {scenario} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {}, {} |\n",
+            router.0,
+            nginx.0,
+            router.0 / nginx.0,
+            router.1,
+            nginx.1,
+            router.2,
+            nginx.2
+        ));
+    }
+    println!("{table}");
+    std::fs::create_dir_all(&args.results).unwrap();
+    let out = args.results.join("tls.md");
+    std::fs::write(&out, &table).unwrap();
+    eprintln!("written to {}", out.display());
+}
