@@ -11,12 +11,13 @@
 //! - `router-metrics`: the `router` target with `listen.metrics` set, so every request records
 //!   its metrics (the `router` target records none).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use clap::Parser;
+use load_tests::{free_port, median, run_router};
 use residency_router::demo::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
 
 #[derive(Parser)]
@@ -51,13 +52,6 @@ impl Drop for Router {
     }
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// The demo tenants plus `mover`, homed in `mover_region`.
 fn tenants(mover_region: &str) -> String {
     DEMO_TENANTS.replacen(
@@ -88,20 +82,8 @@ fn start_router(
         &[""; 4],
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join(format!("router-{}.log", addr.port()))).unwrap();
-    let child = Command::new(binary)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "router did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let log = dir.join(format!("router-{}.log", addr.port()));
+    let child = run_router(Command::new(binary), &config, &log, addr);
     Router { child, addr }
 }
 
@@ -160,11 +142,6 @@ fn wrk(args: &Args, name: &str, url: &str, headers: &[&str]) -> Sample {
         p99_ms: millis(field("99%")),
         errors,
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 fn main() {

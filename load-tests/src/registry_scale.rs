@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use clap::Parser;
+use load_tests::median;
 use regions::{HeaderValues, UnixTime};
 use residency_router::health::states_for;
 use residency_router::preference::RequestPreference;
@@ -107,11 +108,6 @@ fn resident_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 fn main() {

@@ -12,13 +12,13 @@
 //!
 //! The router and nginx run on core 0 (one worker each), h2load and the backend on core 1.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use clap::Parser;
 use config::testing::Ca;
+use load_tests::{free_port, median, run_router, wait_for};
 use residency_router::demo::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
 
 #[derive(Parser)]
@@ -53,21 +53,6 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn wait_for(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn pinned(core: u32, program: &Path) -> Command {
     let mut command = Command::new("taskset");
     command.args(["-c", &core.to_string()]).arg(program);
@@ -96,16 +81,12 @@ fn start_router(args: &Args, dir: &Path, backend: SocketAddr) -> Target {
         &[""; 4],
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("router.log")).unwrap();
-    let child = pinned(0, &args.router)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start the router");
-    wait_for(https, "the router");
+    let child = run_router(
+        pinned(0, &args.router),
+        &config,
+        &dir.join("router.log"),
+        https,
+    );
     (Running(child), https, http)
 }
 
@@ -232,11 +213,6 @@ fn to_ms(value: &str) -> f64 {
         "s" => number * 1000.0,
         _ => number,
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 fn main() {

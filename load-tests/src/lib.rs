@@ -1,0 +1,46 @@
+//! What the load-test binaries share: ports, starting the router, waiting, medians.
+
+#![forbid(unsafe_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Waits (up to 10 s) until something accepts connections on `addr`.
+pub fn wait_for(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `residency-router run --config CONFIG` as `command` (the binary, maybe behind `taskset`),
+/// warnings and errors to `log`, waiting until it accepts connections on `addr`.
+pub fn run_router(mut command: Command, config: &Path, log: &Path, addr: SocketAddr) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    let child = command
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the router: {e}"));
+    wait_for(addr, "the router");
+    child
+}
+
+/// The middle value (the upper one of an even count); sorts `values`.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
