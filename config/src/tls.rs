@@ -166,7 +166,7 @@ pub struct ListenerTls {
 }
 
 /// `[regions.sites.tls]`: how the router speaks TLS to one site's backends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamTls {
     /// Sent as SNI and checked against the backend's certificate. Empty only with
     /// `verify = false`.
@@ -182,7 +182,7 @@ pub struct UpstreamTls {
     pub files: Vec<PathBuf>,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ClientIdentity {
     pub chain: Vec<Vec<u8>>,
     pub key: Vec<u8>,

@@ -1277,6 +1277,8 @@ fn upstream_tls(
     let ca = match &file.ca {
         Some(path) => {
             let path = relative_to(config_path, path);
+            // Pingora makes trust anchors of them on every connection: check that they can be.
+            tls_checked(tls::root_store(&path), &format!("{at}.ca"), problems)?;
             let certificates =
                 tls_checked(tls::certificates(&path), &format!("{at}.ca"), problems)?;
             Some(certificates.iter().map(|c| c.to_vec()).collect())

@@ -224,9 +224,11 @@ impl TenantIdentifier {
     /// Reads every source of one request.
     ///
     /// `tenant_host` is the normalized Host, or `None` when the Host is a region host (a region
-    /// hint is never a tenant id); `tenant_sni` the same for the TLS server name, which host
-    /// sources read too: a connection opened for one tenant must not carry another's requests.
-    /// `path` excludes the query string.
+    /// hint is never a tenant id); `tenant_sni` the same for the TLS server name. Host sources
+    /// read the server name as a check, never as a name: a connection opened for one tenant
+    /// must not carry another tenant's requests, but a request that names no tenant (a region
+    /// host reached over a coalesced connection) stays tenant-less. `path` excludes the query
+    /// string.
     pub fn identify<'r>(
         &self,
         tenant_host: Option<&str>,
@@ -244,6 +246,7 @@ impl TenantIdentifier {
         let mut strip_path_prefix = None;
         let mut ambiguous = false;
         let mut repeated_header = false;
+        let mut sni_tenant = None;
         let mut note = |candidate: Option<Result<TenantId, _>>, kind| {
             match candidate {
                 None => {}
@@ -260,7 +263,11 @@ impl TenantIdentifier {
             let kind = source.kind();
             let candidate = match source {
                 TenantSource::Host(pattern) => {
-                    note(tenant_sni.and_then(|sni| pattern.extract(sni)), kind)?;
+                    match tenant_sni.and_then(|sni| pattern.extract(sni)) {
+                        Some(Err(_)) => return Err(IdentifyError::Invalid(kind)),
+                        Some(Ok(id)) => sni_tenant = sni_tenant.or(Some(id)),
+                        None => {}
+                    }
                     tenant_host.and_then(|h| pattern.extract(h))
                 }
                 TenantSource::Header(name) => match header(name) {
@@ -280,7 +287,8 @@ impl TenantIdentifier {
             };
             note(candidate, kind)?;
         }
-        if ambiguous || repeated_header {
+        let sni_disagrees = matches!((sni_tenant, found), (Some(sni), Some((id, _))) if sni != id);
+        if ambiguous || repeated_header || sni_disagrees {
             return Err(IdentifyError::Ambiguous);
         }
         Ok(Identified {
@@ -314,16 +322,18 @@ mod tests {
     }
 
     #[test]
-    fn the_tls_server_name_is_a_host_source_that_must_agree_with_the_others() {
+    fn the_tls_server_name_must_agree_with_the_request_but_names_no_tenant_itself() {
         let ident = demo_identifier();
         let acme_sni = Some("acme.app.example.com");
-        // Alone, or with a Host naming no tenant (a region host is passed as None).
-        for host in [None, Some("acme.app.example.com")] {
-            assert_eq!(
-                tenant(ident.identify(host, acme_sni, "/", no_headers)),
-                Some(("acme".into(), SourceKind::Host))
-            );
-        }
+        assert_eq!(
+            tenant(ident.identify(Some("acme.app.example.com"), acme_sni, "/", no_headers)),
+            Some(("acme".into(), SourceKind::Host))
+        );
+        // A request naming no tenant (a region host is passed as None) stays tenant-less.
+        assert_eq!(
+            tenant(ident.identify(None, acme_sni, "/", no_headers)),
+            None
+        );
         // A connection opened for acme carrying globex's request, by Host, header or path.
         let globex = |_: &str| HeaderValues::One(b"globex");
         for result in [

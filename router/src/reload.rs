@@ -196,7 +196,7 @@ impl Reloader {
                         moves.join(", ")
                     }
                 );
-                crate::tls::warn_if_expiring(&self.current().snapshot.tls);
+                crate::tls::warn_about(&self.current().snapshot);
                 for setting in &report.restart_needed {
                     tracing::warn!(setting, "changed, but only takes effect after a restart");
                 }
@@ -246,12 +246,17 @@ impl Reloader {
         let plan = health::plan_for(&new, &states);
         let tenants = new.registry.len();
         let generation = self.generation.load(Ordering::Relaxed) + 1;
-        // Certificate files that only the new configuration names were read after the stamp
-        // above: stamp them now, or the watcher would see them as changed and reload again.
+        // Certificate files that only the new configuration names were not stamped above:
+        // stamp them now (the config and registry keep their stamps from before the load).
         let files = if old.tls_files().eq(new.tls_files()) {
             files
         } else {
-            files_of(&new)
+            Files {
+                config: std::iter::once(files.config[0])
+                    .chain(new.tls_files().map(geoip::file_stamp))
+                    .collect(),
+                registry: files.registry,
+            }
         };
         let mut state = RouterState::new(new, &states);
         state.generation = generation;
@@ -335,7 +340,12 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     if old_tls.h2 != new_tls.h2 {
         changed.push("tls.h2".to_owned());
     }
-    let client_ca = |l: &Option<config::ListenerTls>| l.as_ref().map(|l| l.client_ca_path.clone());
+    // The bundle's certificates, not its path: a CA removed from the file must not be
+    // silently trusted on.
+    let client_ca = |l: &Option<config::ListenerTls>| {
+        l.as_ref()
+            .map(|l| l.client_roots.as_ref().map(|r| r.roots.clone()))
+    };
     for (name, old, new) in [
         ("tls.admin", &old_tls.admin, &new_tls.admin),
         ("tls.metrics", &old_tls.metrics, &new_tls.metrics),

@@ -89,7 +89,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
 
     // Before Pingora builds its first TLS config (the upstream connector, in the proxy).
     crate::tls::install_policy(snapshot.tls.min_version)?;
-    crate::tls::warn_if_expiring(&snapshot.tls);
+    crate::tls::warn_about(&snapshot);
     let h2 = snapshot.tls.h2;
 
     let conf = ServerConf {

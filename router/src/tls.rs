@@ -73,12 +73,27 @@ pub fn install_policy(min: TlsVersion) -> Result<(), String> {
     Ok(())
 }
 
-/// Logs every served certificate that has expired or expires within 14 days. An expired
-/// certificate is still served: refusing it would fail every reload and restart after it.
-pub fn warn_if_expiring(tls: &TlsSettings) {
+/// Logs what weakens TLS in `snapshot`: backends whose certificates are not verified, and
+/// served certificates that expired or expire within 14 days (an expired certificate is still
+/// served: refusing it would fail every reload and restart after it).
+pub fn warn_about(snapshot: &config::Snapshot) {
+    for (site, _) in snapshot.topology.sites().filter(|(id, _)| {
+        snapshot
+            .site(*id)
+            .tls
+            .as_ref()
+            .is_some_and(|tls| !tls.verify)
+    }) {
+        let name = &snapshot.topology.site(site).name;
+        tracing::warn!(
+            site = name.as_str(),
+            "insecure_skip_verify: the backends' certificates are NOT verified; anyone on the \
+             path can read and change this site's traffic"
+        );
+    }
     const SOON: i64 = 14 * 86_400;
     let now = crate::clock::unix_now().0;
-    for certificate in tls.served() {
+    for certificate in snapshot.tls.served() {
         let left = certificate.not_after - now;
         if left <= 0 {
             tracing::error!(
@@ -295,6 +310,9 @@ pub struct PeerTls {
     ca: Option<Arc<[WrappedX509]>>,
     client: Option<Arc<CertKey>>,
     alpn: ALPN,
+    /// Pingora's pool key covers address, SNI and client certificate, not the CA or ALPN: a
+    /// connection verified under a CA that a reload removed must not be reused.
+    group_key: u64,
 }
 
 impl PeerTls {
@@ -314,6 +332,12 @@ impl PeerTls {
                 .as_ref()
                 .map(|id| Arc::new(CertKey::new(id.chain.clone(), id.key.clone()))),
             alpn: if tls.h2 { ALPN::H2H1 } else { ALPN::H1 },
+            group_key: {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                tls.hash(&mut hasher);
+                hasher.finish()
+            },
         }
     }
 
@@ -328,6 +352,7 @@ impl PeerTls {
         peer.options.ca.clone_from(&self.ca);
         peer.client_cert_key.clone_from(&self.client);
         peer.options.alpn = self.alpn.clone();
+        peer.group_key = self.group_key;
     }
 }
 
@@ -336,6 +361,6 @@ pub fn is_handshake_failure(e: &pingora::Error) -> bool {
     use pingora::ErrorType::*;
     matches!(
         e.etype(),
-        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
+        TLSHandshakeFailure | InvalidCert | HandshakeError
     )
 }

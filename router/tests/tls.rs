@@ -268,17 +268,24 @@ async fn the_tenant_of_the_tls_server_name_and_of_the_request_must_agree() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
-    let response = acme
-        .get(&acme_url)
-        .header("host", format!("us.api.example.com:{port}"))
-        .send()
-        .await
-        .unwrap();
+    let (status, body) = json(
+        acme.get(&acme_url)
+            .header("host", format!("us.api.example.com:{port}"))
+            .header("x-tenant-id", "acme"),
+    )
+    .await;
     assert_eq!(
-        response.status(),
-        200,
-        "acme's connection may ask for its home region"
+        status, 200,
+        "acme's connection may ask for its home region: {body}"
     );
+    // The server name checks the request's tenant but never names one by itself.
+    let (status, body) = json(
+        acme.get(&acme_url)
+            .header("host", format!("us.api.example.com:{port}")),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "tenant_required");
 
     // A connection opened for acme carrying globex's request: by Host, header or path.
     for request in [
