@@ -214,14 +214,31 @@ pub(crate) fn server_certificate(
     key_path: PathBuf,
 ) -> Result<ServerCertificate, TlsProblem> {
     let chain = certificates(&cert_path)?;
-    let key = private_key(&key_path)?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
+    let (dns_names, not_after) = leaf_facts(&chain[0], &cert_path)?;
+    let key = certified_key(chain, &private_key(&key_path)?, &cert_path, &key_path)?;
+    Ok(ServerCertificate {
+        name: name.to_owned(),
+        cert_path,
+        key_path,
+        dns_names,
+        not_after,
+        key: Arc::new(key),
+    })
+}
+
+/// `chain` with `key`, once they are known to belong together.
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'_>,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<CertifiedKey, TlsProblem> {
+    let signing = rustls::crypto::ring::sign::any_supported_type(key).map_err(|e| {
         problem(
             format!("{}: unsupported private key: {e}", key_path.display()),
             "use an RSA, ECDSA (P-256/P-384) or Ed25519 key in PEM",
         )
     })?;
-    let (dns_names, not_after) = leaf_facts(&chain[0], &cert_path)?;
     let key = CertifiedKey::new(chain, signing);
     if let Err(rustls::Error::InconsistentKeys(_)) = key.keys_match() {
         return Err(problem(
@@ -233,14 +250,7 @@ pub(crate) fn server_certificate(
             "point `key` at the private key this certificate was issued for",
         ));
     }
-    Ok(ServerCertificate {
-        name: name.to_owned(),
-        cert_path,
-        key_path,
-        dns_names,
-        not_after,
-        key: Arc::new(key),
-    })
+    Ok(key)
 }
 
 /// Every certificate of a PEM file, at least one.
@@ -308,8 +318,16 @@ fn leaf_facts(leaf: &[u8], path: &Path) -> Result<(Vec<String>, i64), TlsProblem
 
 /// A CA bundle as a root store, at least one certificate.
 pub(crate) fn root_store(path: &Path) -> Result<RootCertStore, TlsProblem> {
+    trust_anchors(certificates(path)?, path)
+}
+
+/// `certificates` (read from `path`) as trust anchors.
+pub(crate) fn trust_anchors(
+    certificates: Vec<CertificateDer<'static>>,
+    path: &Path,
+) -> Result<RootCertStore, TlsProblem> {
     let mut roots = RootCertStore::empty();
-    for der in certificates(path)? {
+    for der in certificates {
         roots.add(der).map_err(|e| {
             problem(
                 format!("{}: not usable as a CA certificate: {e}", path.display()),
@@ -324,20 +342,22 @@ pub(crate) fn root_store(path: &Path) -> Result<RootCertStore, TlsProblem> {
 pub(crate) fn client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, TlsProblem> {
     // Same checks as a served certificate, so a broken identity is found at load and not at
     // the first connection.
-    let checked = server_certificate("client", cert.to_owned(), key.to_owned())?;
-    let key = private_key(key)?.secret_der().to_vec();
+    let chain = certificates(cert)?;
+    let key_der = private_key(key)?;
+    let checked = certified_key(chain, &key_der, cert, key)?;
+    let key_der = key_der.secret_der().to_vec();
     // Pingora re-detects the key type from the bare DER at connect time.
-    if PrivateKeyDer::try_from(key.as_slice()).is_err() {
+    if PrivateKeyDer::try_from(key_der.as_slice()).is_err() {
         return Err(problem(
             format!(
                 "{}: the key type cannot be told from its DER",
-                checked.key_path.display()
+                key.display()
             ),
             "convert the key to PKCS#8: `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`",
         ));
     }
     Ok(ClientIdentity {
-        chain: checked.key.cert.iter().map(|c| c.to_vec()).collect(),
-        key,
+        chain: checked.cert.iter().map(|c| c.to_vec()).collect(),
+        key: key_der,
     })
 }

@@ -1277,11 +1277,12 @@ fn upstream_tls(
     let ca = match &file.ca {
         Some(path) => {
             let path = relative_to(config_path, path);
+            let at = format!("{at}.ca");
+            let certificates = tls_checked(tls::certificates(&path), &at, problems)?;
+            let der = certificates.iter().map(|c| c.to_vec()).collect();
             // Pingora makes trust anchors of them on every connection: check that they can be.
-            tls_checked(tls::root_store(&path), &format!("{at}.ca"), problems)?;
-            let certificates =
-                tls_checked(tls::certificates(&path), &format!("{at}.ca"), problems)?;
-            Some(certificates.iter().map(|c| c.to_vec()).collect())
+            tls_checked(tls::trust_anchors(certificates, &path), &at, problems)?;
+            Some(der)
         }
         None => None,
     };

@@ -128,7 +128,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
             "metrics",
             MetricsServer {
                 addr,
-                tls: crate::tls::listener_config(&shared, |tls| tls.metrics.as_ref())?,
+                tls: crate::tls::listener_config(&shared, crate::tls::Listener::Metrics)?,
                 state: Arc::clone(&shared),
             },
         ));
@@ -157,7 +157,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
             "admin API",
             AdminServer {
                 addr,
-                tls: crate::tls::listener_config(&shared, |tls| tls.admin.as_ref())?,
+                tls: crate::tls::listener_config(&shared, crate::tls::Listener::Admin)?,
                 admin: Arc::new(admin),
             },
         ));

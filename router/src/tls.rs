@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::{ListenerTls, TlsSettings, TlsVersion, UpstreamTls};
+use config::{ListenerTls, ServerCertificate, TlsSettings, TlsVersion, UpstreamTls};
 use pingora::listeners::tls::TlsSettings as PingoraTlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
@@ -111,24 +111,55 @@ pub fn warn_about(snapshot: &config::Snapshot) {
     }
 }
 
-/// The certificate for each handshake on `listen.https`, chosen by SNI from the live
-/// configuration: a reload with new certificates applies to the next handshake.
-pub struct HttpsCertificates(pub SharedState);
+/// A listener the router terminates TLS on.
+#[derive(Clone, Copy, Debug)]
+pub enum Listener {
+    Https,
+    Admin,
+    Metrics,
+}
 
-impl std::fmt::Debug for HttpsCertificates {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HttpsCertificates")
+impl Listener {
+    /// `[tls.admin]` / `[tls.metrics]`; `None` for `listen.https`, whose settings are `[tls]`.
+    fn settings(self, tls: &TlsSettings) -> Option<&ListenerTls> {
+        match self {
+            Listener::Https => None,
+            Listener::Admin => tls.admin.as_ref(),
+            Listener::Metrics => tls.metrics.as_ref(),
+        }
+    }
+
+    fn certificate<'a>(
+        self,
+        tls: &'a TlsSettings,
+        server_name: Option<&str>,
+    ) -> Option<&'a ServerCertificate> {
+        match self {
+            Listener::Https => tls.certificates.select(server_name),
+            _ => self.settings(tls).map(|l| &*l.certificate),
+        }
     }
 }
 
-impl ResolvesServerCert for HttpsCertificates {
+/// The certificate for each handshake, from the live configuration (by SNI on
+/// `listen.https`): a reload with new certificates applies to the next handshake.
+struct LiveCertificate {
+    state: SharedState,
+    listener: Listener,
+}
+
+impl std::fmt::Debug for LiveCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LiveCertificate({:?})", self.listener)
+    }
+}
+
+impl ResolvesServerCert for LiveCertificate {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let state = self.0.load();
-        let certificate = state
-            .snapshot
-            .tls
-            .certificates
-            .select(hello.server_name())?;
+        let state = self.state.load();
+        let certificate = self
+            .listener
+            .certificate(&state.snapshot.tls, hello.server_name())?;
         Some(Arc::clone(&certificate.key))
     }
 }
@@ -153,29 +184,12 @@ impl TlsAccept for RecordServerName {
 pub fn https_settings(state: SharedState, h2: bool) -> Result<PingoraTlsSettings, String> {
     let mut settings = PingoraTlsSettings::with_callbacks(Box::new(RecordServerName))
         .map_err(|e| format!("cannot set up the TLS listener: {e}"))?;
-    settings.set_cert_resolver(Arc::new(HttpsCertificates(state)));
+    settings.set_cert_resolver(Arc::new(LiveCertificate {
+        state,
+        listener: Listener::Https,
+    }));
     settings.set_alpn(if h2 { ALPN::H2H1 } else { ALPN::H1 });
     Ok(settings)
-}
-
-/// The certificate of the admin or metrics listener, from the live configuration.
-struct ListenerCertificate {
-    state: SharedState,
-    listener: fn(&TlsSettings) -> Option<&ListenerTls>,
-}
-
-impl std::fmt::Debug for ListenerCertificate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ListenerCertificate")
-    }
-}
-
-impl ResolvesServerCert for ListenerCertificate {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let state = self.state.load();
-        let listener = (self.listener)(&state.snapshot.tls)?;
-        Some(Arc::clone(&listener.certificate.key))
-    }
 }
 
 /// The rustls config of the admin or metrics listener, `None` without `[tls.admin]` /
@@ -183,11 +197,11 @@ impl ResolvesServerCert for ListenerCertificate {
 /// the listener started with.
 pub fn listener_config(
     state: &SharedState,
-    listener: fn(&TlsSettings) -> Option<&ListenerTls>,
+    listener: Listener,
 ) -> Result<Option<Arc<ServerConfig>>, String> {
     let current = state.load();
     let tls = &current.snapshot.tls;
-    let Some(settings) = listener(tls) else {
+    let Some(settings) = listener.settings(tls) else {
         return Ok(None);
     };
     let provider = Arc::new(crypto_provider(tls.min_version));
@@ -202,7 +216,7 @@ pub fn listener_config(
         ),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(ListenerCertificate {
+    let mut config = builder.with_cert_resolver(Arc::new(LiveCertificate {
         state: Arc::clone(state),
         listener,
     }));
