@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use residency_router::logging::{self, LogFormat};
 
+/// mimalloc's per-thread free lists suit a proxy's many small, short-lived allocations (header
+/// maps, buffers, futures): see docs/performance.md for what it bought.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An HTTP edge proxy that keeps every tenant's traffic inside its data-residency region.
 #[derive(Parser)]
 #[command(name = "residency-router", version, about)]

@@ -22,7 +22,7 @@ use crate::access_log::{AccessLog, Record as AccessRecord};
 use crate::health::InFlight;
 use crate::metrics::UpstreamError;
 use crate::preference::GeoHint;
-use crate::request_id;
+use crate::request_id::RequestId;
 use crate::respond::{write_error, Connection, ErrorBody, ErrorCode};
 use crate::routing::{self, RequestFacts, TlsFacts};
 use crate::state::{RouterState, SharedState};
@@ -50,7 +50,7 @@ struct Attempt {
 #[derive(Default)]
 pub struct RequestCtx {
     state: Option<Arc<RouterState>>,
-    request_id: String,
+    request_id: RequestId,
     tenant: Option<TenantId>,
     /// The tenant is in the registry (only then do backends get `x-residency-tenant`).
     registered: bool,
@@ -110,7 +110,7 @@ impl RequestCtx {
             tenant: self.tenant.as_ref().map(TenantId::as_str),
             home_region: home.map(region_name),
             requested_region: requested.map(region_name),
-            request_id: &self.request_id,
+            request_id: self.request_id.as_str(),
         }
     }
 }
@@ -200,7 +200,7 @@ impl ResidencyProxy {
             .blocked(block.code, block.home_region, block.requested_region);
         let body = ctx.error_body(code, block.home_region, block.requested_region);
         tracing::debug!(
-            request_id = %ctx.request_id,
+            request_id = ctx.request_id.as_str(),
             tenant = body.tenant,
             code = block.code.as_str(),
             "request blocked"
@@ -294,12 +294,7 @@ impl ProxyHttp for ResidencyProxy {
         }
         ctx.arrived = Some(std::time::Instant::now());
         ctx.state = Some(self.state.load_full());
-        ctx.request_id = match session.req_header().headers.get("x-request-id") {
-            Some(v) if request_id::is_acceptable(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
-            _ => request_id::generate(),
-        };
+        ctx.request_id = RequestId::for_request(session.req_header().headers.get("x-request-id"));
         match self.decide(session, ctx) {
             Ok(route) => {
                 ctx.route = Some(route);
@@ -430,40 +425,40 @@ impl ProxyHttp for ResidencyProxy {
         // Clients must never inject residency decisions: drop every x-residency-* they sent,
         // and underscore spellings of it or of a tenant header, which CGI-style backends read
         // as the same name (`HTTP_X_RESIDENCY_TENANT`).
-        let spoofed: SmallVec<[http::HeaderName; 2]> = upstream
-            .headers
-            .keys()
-            .filter(|name| is_spoofing(name.as_str(), &state.snapshot.identifier))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            upstream.remove_header(&name);
+        let spoofing =
+            |name: &http::HeaderName| is_spoofing(name.as_str(), &state.snapshot.identifier);
+        if upstream.headers.keys().any(spoofing) {
+            let spoofed: SmallVec<[http::HeaderName; 2]> = upstream
+                .headers
+                .keys()
+                .filter(|n| spoofing(n))
+                .cloned()
+                .collect();
+            for name in spoofed {
+                upstream.remove_header(&name);
+            }
         }
 
-        let topology = &state.snapshot.topology;
         let site = ctx
             .current_site()
             .expect("upstream_peer picked a site before the request is sent");
         if let Some(tenant) = ctx.tenant.filter(|_| ctx.registered) {
             upstream.insert_header("x-residency-tenant", tenant.as_str())?;
         }
-        upstream.insert_header(
-            "x-residency-region",
-            topology.region(site.region).name.as_str(),
-        )?;
-        upstream.insert_header("x-residency-site", topology.site(site.site).name.as_str())?;
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream.insert_header("x-residency-region", state.names.region(site.region))?;
+        upstream.insert_header("x-residency-site", state.names.site(site.site))?;
+        upstream.insert_header("x-request-id", ctx.request_id.header())?;
 
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            append_list_header(upstream, "x-forwarded-for", &ip)?;
+            let mut text = [0u8; 45];
+            append_list_header(upstream, "x-forwarded-for", ip_text(client.ip(), &mut text))?;
         }
         let proto = if server_name(session).is_some() {
             "https"
         } else {
             "http"
         };
-        append_list_header(upstream, "x-forwarded-proto", proto)?;
+        append_list_header(upstream, "x-forwarded-proto", proto.as_bytes())?;
 
         if let Some(strip) = ctx.strip_path_prefix {
             let uri = &upstream.uri;
@@ -505,26 +500,25 @@ impl ProxyHttp for ResidencyProxy {
     ) -> Result<()> {
         ctx.response_started = true;
         // Only the router speaks about residency to clients, and only when configured to.
-        let from_backend: SmallVec<[http::HeaderName; 2]> = response
-            .headers
-            .keys()
-            .filter(|name| name.as_str().starts_with(RESIDENCY_HEADER_PREFIX))
-            .cloned()
-            .collect();
-        for name in from_backend {
-            response.remove_header(&name);
+        let residency =
+            |name: &http::HeaderName| name.as_str().starts_with(RESIDENCY_HEADER_PREFIX);
+        if response.headers.keys().any(residency) {
+            let from_backend: SmallVec<[http::HeaderName; 2]> = response
+                .headers
+                .keys()
+                .filter(|n| residency(n))
+                .cloned()
+                .collect();
+            for name in from_backend {
+                response.remove_header(&name);
+            }
         }
-        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        response.insert_header("x-request-id", ctx.request_id.header())?;
         let state = ctx.state();
         if state.snapshot.proxy.expose_decision {
             if let Some(site) = ctx.current_site() {
-                let topology = &state.snapshot.topology;
-                response.insert_header(
-                    "x-residency-region",
-                    topology.region(site.region).name.as_str(),
-                )?;
-                response
-                    .insert_header("x-residency-site", topology.site(site.site).name.as_str())?;
+                response.insert_header("x-residency-region", state.names.region(site.region))?;
+                response.insert_header("x-residency-site", state.names.site(site.site))?;
             }
         }
         Ok(())
@@ -649,7 +643,7 @@ impl ProxyHttp for ResidencyProxy {
             .zip(ctx.current_site())
             .map(|(a, s)| state.pools.addr(s.site, a.backend).to_string());
         tracing::debug!(
-            request_id = %ctx.request_id,
+            request_id = ctx.request_id.as_str(),
             tenant = ctx.tenant.as_ref().map(TenantId::as_str),
             home_region = ctx.route.as_ref().map(|r| topology.region(r.home_region).name.as_str()),
             site_order = ?route,
@@ -682,16 +676,27 @@ fn is_spoofing(name: &str, identifier: &regions::TenantIdentifier) -> bool {
 }
 
 /// Appends `value` to a comma-separated list header (`x-forwarded-for: a, b`).
-fn append_list_header(req: &mut RequestHeader, name: &'static str, value: &str) -> Result<()> {
+fn append_list_header(req: &mut RequestHeader, name: &'static str, value: &[u8]) -> Result<()> {
     // Join every line of the header: a client may send the list split over several lines.
-    let mut combined = String::new();
+    let mut combined: SmallVec<[u8; 128]> = SmallVec::new();
     for existing in req.headers.get_all(name) {
-        let existing = String::from_utf8_lossy(existing.as_bytes());
-        if !existing.trim().is_empty() {
-            combined.push_str(existing.trim());
-            combined.push_str(", ");
+        let existing = existing.as_bytes().trim_ascii();
+        if !existing.is_empty() {
+            combined.extend_from_slice(existing);
+            combined.extend_from_slice(b", ");
         }
     }
-    combined.push_str(value);
-    req.insert_header(name, combined)
+    combined.extend_from_slice(value);
+    let value = http::HeaderValue::from_bytes(&combined)
+        .or_err(ErrorType::InvalidHTTPHeader, "invalid list header value")?;
+    req.insert_header(name, value)
+}
+
+/// `ip` as text in `buf`, without allocating (45 bytes hold any IPv6 address).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 45]) -> &[u8] {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{ip}").expect("45 bytes hold any IP address");
+    let len = cursor.position() as usize;
+    &buf[..len]
 }

@@ -3,20 +3,52 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use http::HeaderValue;
+
 const MAX_LEN: usize = 128;
 
 /// Accepts 1 to 128 visible characters from a conservative set, so a client cannot inject
 /// anything odd into backend logs.
-pub fn is_acceptable(value: &[u8]) -> bool {
+fn is_acceptable(value: &[u8]) -> bool {
     (1..=MAX_LEN).contains(&value.len())
         && value
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
 }
 
+/// A request's id as a header value: built once, then shared (a reference count, no copy)
+/// by the backend request, the response and the access log.
+#[derive(Clone, Debug)]
+pub struct RequestId(HeaderValue);
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId(HeaderValue::from_static(""))
+    }
+}
+
+impl RequestId {
+    /// The client's `x-request-id` if it is acceptable, else a generated one.
+    pub fn for_request(sent: Option<&HeaderValue>) -> RequestId {
+        match sent {
+            Some(value) if is_acceptable(value.as_bytes()) => RequestId(value.clone()),
+            _ => RequestId(generate()),
+        }
+    }
+
+    pub fn header(&self) -> HeaderValue {
+        self.0.clone()
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only acceptable ids (ASCII) and generated ones (hex) are ever held.
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
 /// A 32-hex-digit id, unique within the process and unlikely to collide across processes:
 /// a random per-process prefix plus a counter (no syscall per request).
-pub fn generate() -> String {
+fn generate() -> HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| {
@@ -27,7 +59,18 @@ pub fn generate() -> String {
         crate::pools::mix(nanos ^ (u64::from(std::process::id()) << 32))
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{:016x}", crate::pools::mix(n))
+    let mut id = [0u8; 32];
+    hex(prefix, &mut id[..16]);
+    hex(crate::pools::mix(n), &mut id[16..]);
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+}
+
+/// `value` as 16 lowercase hex digits into `out`, without going through a formatter.
+fn hex(value: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = DIGITS[(value >> (60 - 4 * i)) as usize & 0xf];
+    }
 }
 
 #[cfg(test)]
@@ -41,6 +84,24 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
         assert!(is_acceptable(a.as_bytes()));
+    }
+
+    #[test]
+    fn hex_digits_match_the_formatter() {
+        for value in [0, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut out = [0u8; 16];
+            hex(value, &mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{value:016x}"));
+        }
+    }
+
+    #[test]
+    fn a_client_id_is_kept_only_when_acceptable() {
+        let kept = RequestId::for_request(Some(&HeaderValue::from_static("abc-1")));
+        assert_eq!(kept.as_str(), "abc-1");
+        let replaced = RequestId::for_request(Some(&HeaderValue::from_static("a b")));
+        assert_eq!(replaced.as_str().len(), 32);
+        assert_eq!(RequestId::for_request(None).as_str().len(), 32);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use config::Snapshot;
+use pingora::apps::HttpServerOptions;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -94,6 +95,10 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
 
     let conf = ServerConf {
         threads: snapshot.server.threads,
+        // One single-threaded runtime per worker thread, as nginx has one event loop per
+        // worker: no task queue shared between threads and no cross-thread wake-ups on the
+        // request path. See docs/performance.md.
+        work_stealing: false,
         // Pingora keeps serving in-flight requests for the grace period after the signal, then
         // gives its runtimes one more second before the process exits.
         grace_period_seconds: Some(snapshot.server.shutdown_grace.as_secs()),
@@ -170,9 +175,17 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     };
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
-        ResidencyProxy::new(shared, access_log),
+        ResidencyProxy::new(shared, access_log.clone()),
         "residency-proxy",
     );
+    if let Some(app) = proxy.app_logic_mut() {
+        // HTTP/2 with prior knowledge on the plain listener, next to HTTP/1.1 (Pingora tells
+        // them apart by the connection preface), for clients and load balancers that speak
+        // h2c to the edge. `tls.h2 = false` turns HTTP/2 off everywhere.
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2;
+        app.server_options = Some(options);
+    }
     proxy.add_tcp(&listen.http.to_string());
     if let Some((addr, settings)) = https {
         proxy.add_tls_with_settings(&addr.to_string(), None, settings);
@@ -184,6 +197,9 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnTermOrInt),
     });
+    if let Some(log) = access_log {
+        log.close();
+    }
     tracing::info!("residency-router stopped");
     Ok(())
 }

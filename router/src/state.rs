@@ -2,6 +2,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use config::Snapshot;
+use http::HeaderValue;
+use regions::{RegionId, SiteId, Topology};
 
 use crate::health::HealthStates;
 use crate::metrics::Handles;
@@ -16,6 +18,7 @@ pub struct RouterState {
     pub rotation: SiteRotation,
     /// Metric handles for this configuration's regions and sites.
     pub metrics: Handles,
+    pub names: NameValues,
     /// 1 for the configuration the process started with, +1 per applied reload.
     pub generation: u64,
     /// `Retry-After` on 503s: the longest health-check interval, by when a check may have
@@ -36,10 +39,38 @@ impl RouterState {
             pools: Pools::new(&snapshot, health),
             rotation: SiteRotation::new(&snapshot),
             metrics: Handles::new(&snapshot),
+            names: NameValues::new(&snapshot.topology),
             generation: 1,
             snapshot: Arc::new(snapshot),
             retry_after_secs,
         }
+    }
+}
+
+/// Region and site names as header values, built once per configuration: a request shares
+/// them (a reference count) instead of copying each name into a new header buffer.
+pub struct NameValues {
+    regions: Vec<HeaderValue>,
+    sites: Vec<HeaderValue>,
+}
+
+impl NameValues {
+    fn new(topology: &Topology) -> Self {
+        let value = |name: &str| {
+            HeaderValue::from_str(name).expect("validated region and site names are header-safe")
+        };
+        NameValues {
+            regions: topology.regions().map(|(_, r)| value(&r.name)).collect(),
+            sites: topology.sites().map(|(_, s)| value(&s.name)).collect(),
+        }
+    }
+
+    pub fn region(&self, id: RegionId) -> HeaderValue {
+        self.regions[usize::from(id.0)].clone()
+    }
+
+    pub fn site(&self, id: SiteId) -> HeaderValue {
+        self.sites[usize::from(id.0)].clone()
     }
 }
 

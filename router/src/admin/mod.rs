@@ -174,13 +174,10 @@ fn handle(
             let body = axum::body::to_bytes(body, admin.max_body_bytes())
                 .await
                 .ok();
-            let request_id = parts
-                .headers
-                .get("x-request-id")
-                .map(HeaderValue::as_bytes)
-                .filter(|id| crate::request_id::is_acceptable(id))
-                .and_then(|id| std::str::from_utf8(id).ok())
-                .map_or_else(crate::request_id::generate, str::to_owned);
+            let request_id =
+                crate::request_id::RequestId::for_request(parts.headers.get("x-request-id"))
+                    .as_str()
+                    .to_owned();
             let call = Call {
                 headers: parts.headers,
                 query: parts.uri.query().unwrap_or_default().to_owned(),
