@@ -1,6 +1,12 @@
-//! What the load-test binaries share: ports, starting the router, waiting, medians.
+//! What the load-test binaries share: ports, starting the router and its peers, pinning them
+//! to cores, the load generators, medians and the report.
 
 #![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod load;
+pub mod peers;
+pub mod report;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -43,4 +49,21 @@ pub fn run_router(mut command: Command, config: &Path, log: &Path, addr: SocketA
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
+}
+
+/// A child process, killed when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `program` pinned to one core with `taskset`.
+pub fn pinned(core: u32, program: &Path) -> Command {
+    let mut command = Command::new("taskset");
+    command.args(["-c", &core.to_string()]).arg(program);
+    command
 }

@@ -1,277 +1,443 @@
-//! `load-harness`: measures the router against the same backend reached directly, in one run,
-//! alternating targets over several rounds so drift on the machine affects all of them alike.
+//! `load-harness`: the router side by side with nginx and HAProxy doing the same job, and a
+//! bare Pingora forwarder as the framework's ceiling, measured in one run.
 //!
-//! Scenarios:
-//! - `direct`: wrk straight at a site backend (the ceiling);
-//! - `router`: the release router, residency logic on, GeoIP off;
-//! - `router-geoip`: the same with a City database and a trusted `x-forwarded-for`, so every
-//!   request does a GeoIP lookup and a distance ranking;
-//! - `router-reloading`: the `router` target while another thread reloads it every 50 ms
-//!   through its control socket, alternating two registries in which a tenant changes region;
-//! - `router-metrics`: the `router` target with `listen.metrics` set, so every request records
-//!   its metrics (the `router` target records none).
+//! Every proxy runs on core 0 with one worker; the load generator (wrk, or h2load for h2) and
+//! the site backends run on core 1 (`load-tests/run.sh` pins this process there). The router
+//! has its full residency logic, metrics and access log on; nginx and HAProxy map the tenant
+//! header to a region and the region to a pool of site backends, reject unknown tenants,
+//! block a region host of another region, add the same headers and write an access log, all
+//! generated from the same tenant list. Targets alternate within each scenario, and the
+//! scenarios repeat for several rounds, so drift on the machine affects all of them alike.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::process::Stdio;
 
 use clap::Parser;
-use load_tests::{free_port, median, run_router};
-use residency_router::demo::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
+use load_tests::backend;
+use load_tests::load::{h2load, status_of, wrk, Load, Sample};
+use load_tests::peers::{haproxy_config, nginx_config, registry_json, Site};
+use load_tests::report::{chart, markdown, ratio, Row};
+use load_tests::{free_port, pinned, run_router, wait_for, Running};
+use residency_router::demo::{write_config, DEMO_SITES};
 
 #[derive(Parser)]
-#[command(about = "Router throughput next to the backend alone, and GeoIP on vs off, in one run")]
+#[command(about = "The router next to nginx, HAProxy and a bare Pingora forwarder, in one run")]
 struct Args {
-    /// Seconds per wrk run.
-    #[arg(long, default_value_t = 5)]
-    duration: u64,
-    /// wrk connections.
-    #[arg(long, default_value_t = 64)]
-    connections: u32,
-    /// Rounds; every target runs once per round, in alternation.
-    #[arg(long, default_value_t = 2)]
+    /// Seconds per load run.
+    #[arg(long, default_value_t = 4)]
+    duration: u32,
+    /// Rounds; within a round every scenario runs once against every target.
+    #[arg(long, default_value_t = 3)]
     rounds: u32,
-    /// The router binary (build it with `cargo build --release`).
+    /// Tenants in the large registry.
+    #[arg(long, default_value_t = 1_000_000)]
+    large: usize,
+    /// Only the scenarios whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
     #[arg(long, default_value = "target/release/residency-router")]
     router: PathBuf,
-    /// Where wrk's raw output goes.
+    #[arg(long, default_value = "target/release/bare-pingora")]
+    bare_pingora: PathBuf,
+    /// Results go to a new folder under this one.
     #[arg(long, default_value = "load-tests/results")]
     results: PathBuf,
 }
 
-struct Router {
-    child: Child,
-    addr: SocketAddr,
+/// The proxies run on this core, everything else on the other.
+const PROXY_CORE: u32 = 0;
+const SMALL_REGISTRY: usize = 1_000;
+/// A tenant homed in `us` (even ids are), in the middle of both registries.
+const TENANT: &str = "x-tenant-id: t500";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Protocol {
+    Http1,
+    H2,
 }
 
-impl Drop for Router {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+struct Scenario {
+    name: &'static str,
+    large_registry: bool,
+    headers: &'static [&'static str],
+    path: &'static str,
+    connections: u32,
+    protocol: Protocol,
+    expected_status: u16,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "1k tenants",
+        large_registry: false,
+        headers: &[TENANT],
+        path: "/",
+        connections: 64,
+        protocol: Protocol::Http1,
+        expected_status: 200,
+    },
+    Scenario {
+        name: "1M tenants",
+        large_registry: true,
+        headers: &[TENANT],
+        path: "/",
+        connections: 64,
+        protocol: Protocol::Http1,
+        expected_status: 200,
+    },
+    Scenario {
+        name: "unknown tenant, 404",
+        large_registry: false,
+        headers: &["x-tenant-id: nobody"],
+        path: "/",
+        connections: 64,
+        protocol: Protocol::Http1,
+        expected_status: 404,
+    },
+    Scenario {
+        name: "cross-region, 421",
+        large_registry: false,
+        headers: &[TENANT, "Host: eu.api.example.com"],
+        path: "/",
+        connections: 64,
+        protocol: Protocol::Http1,
+        expected_status: 421,
+    },
+    Scenario {
+        name: "512 connections",
+        large_registry: false,
+        headers: &[TENANT],
+        path: "/",
+        connections: 512,
+        protocol: Protocol::Http1,
+        expected_status: 200,
+    },
+    Scenario {
+        name: "64 KiB responses",
+        large_registry: false,
+        headers: &[TENANT],
+        path: backend::BIG_PATH,
+        connections: 64,
+        protocol: Protocol::Http1,
+        expected_status: 200,
+    },
+    Scenario {
+        name: "h2c, 10 streams",
+        large_registry: false,
+        headers: &[TENANT],
+        path: "/",
+        connections: 64,
+        protocol: Protocol::H2,
+        expected_status: 200,
+    },
+];
+
+/// One target and its processes. `None` where it does not apply.
+struct Target {
+    name: &'static str,
+    /// HTTP/1.1, small registry.
+    http: SocketAddr,
+    /// HTTP/2 with prior knowledge, small registry.
+    h2c: Option<SocketAddr>,
+    /// HTTP/1.1, large registry.
+    large: Option<SocketAddr>,
+    /// The bare forwarder and the backend know no tenants: routed scenarios only.
+    knows_tenants: bool,
+    _processes: Vec<Running>,
+}
+
+impl Target {
+    fn address(&self, scenario: &Scenario) -> Option<SocketAddr> {
+        if !self.knows_tenants && scenario.expected_status != 200 {
+            return None;
+        }
+        match (scenario.protocol, scenario.large_registry) {
+            (Protocol::H2, _) => self.h2c,
+            (Protocol::Http1, true) => self.large,
+            (Protocol::Http1, false) => Some(self.http),
+        }
     }
 }
 
-/// The demo tenants plus `mover`, homed in `mover_region`.
-fn tenants(mover_region: &str) -> String {
-    DEMO_TENANTS.replacen(
-        "{ \"tenants\": [",
-        &format!("{{ \"tenants\": [\n  {{ \"id\": \"mover\", \"region\": \"{mover_region}\" }},"),
-        1,
-    )
-}
-
-fn start_router(
-    binary: &Path,
-    dir: &Path,
-    backends: &[Vec<SocketAddr>],
-    tables: &str,
-    metrics: bool,
-) -> Router {
+fn start_router(args: &Args, dir: &Path, sites: &[Site], tenants: usize) -> (SocketAddr, Running) {
     let addr = free_port();
-    let metrics = metrics.then(free_port);
-    let proxy = format!("trusted_proxies = [\"127.0.0.1/32\"]\n\n{tables}");
-    let listeners: Vec<(&str, SocketAddr)> = metrics.iter().map(|&m| ("metrics", m)).collect();
+    let metrics = free_port();
+    std::fs::create_dir_all(dir).unwrap();
+    let backends: Vec<Vec<SocketAddr>> = sites.iter().map(|s| vec![s.addr]).collect();
+    let extra = "\n[server]\nthreads = 1\n\n[access_log]\npath = \"access.log\"\n";
     let config = write_config(
         dir,
         addr,
-        &listeners,
-        backends,
-        &tenants("us"),
-        &proxy,
+        &[("metrics", metrics)],
+        &backends,
+        &registry_json(tenants),
+        extra,
         &[""; 4],
     )
     .unwrap();
-    let log = dir.join(format!("router-{}.log", addr.port()));
-    let child = run_router(Command::new(binary), &config, &log, addr);
-    Router { child, addr }
+    // The demo exposes its decisions to clients; a production router (and this comparison)
+    // does not.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("expose_decision = true", "expose_decision = false"),
+    )
+    .unwrap();
+    let child = run_router(
+        pinned(PROXY_CORE, &args.router),
+        &config,
+        &dir.join("router.log"),
+        addr,
+    );
+    (addr, Running(child))
 }
 
-#[derive(Default, Clone)]
-struct Sample {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-fn wrk(args: &Args, name: &str, url: &str, headers: &[&str]) -> Sample {
-    let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", "--latency"])
-        .arg(format!("-c{}", args.connections))
-        .arg(format!("-d{}s", args.duration));
-    for header in headers {
-        cmd.args(["-H", header]);
-    }
-    let out = cmd
-        .arg(url)
-        .output()
-        .expect("wrk is installed (load-tests/run.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    std::fs::write(args.results.join(format!("{name}.txt")), &text).unwrap();
-    let field = |label: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(label))
-            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+/// nginx or HAProxy, started from its generated config; returns the HTTP/1.1 and h2c
+/// addresses.
+fn start_peer(
+    name: &str,
+    dir: &Path,
+    sites: &[Site],
+    tenants: usize,
+) -> (SocketAddr, SocketAddr, Running) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (http, h2c) = (free_port(), free_port());
+    let mut command = if name == "nginx" {
+        let conf = nginx_config(dir, tenants, sites, http, h2c).unwrap();
+        let mut command = pinned(PROXY_CORE, Path::new("nginx"));
+        command.arg("-c").arg(conf).arg("-p").arg(dir);
+        command
+    } else {
+        let conf = haproxy_config(dir, tenants, sites, http, h2c).unwrap();
+        let mut command = pinned(PROXY_CORE, Path::new("haproxy"));
+        command.arg("-f").arg(conf);
+        command
     };
-    let millis = |v: Option<String>| {
-        let v = v.unwrap_or_default();
-        if let Some(us) = v.strip_suffix("us") {
-            us.parse::<f64>().unwrap_or(0.0) / 1000.0
-        } else if let Some(ms) = v.strip_suffix("ms") {
-            ms.parse().unwrap_or(0.0)
-        } else if let Some(s) = v.strip_suffix('s') {
-            s.parse::<f64>().unwrap_or(0.0) * 1000.0
-        } else {
-            0.0
-        }
-    };
-    let errors = text
-        .lines()
-        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-        .flat_map(|l| {
-            l.split(|c: char| !c.is_ascii_digit())
-                .filter_map(|n| n.parse::<u64>().ok())
-        })
-        .sum();
-    Sample {
-        rps: field("Requests/sec:")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0),
-        p50_ms: millis(field("50%")),
-        p99_ms: millis(field("99%")),
-        errors,
+    let log = std::fs::File::create(dir.join("access.log")).unwrap();
+    let errors = std::fs::File::create(dir.join("stderr.log")).unwrap();
+    let child = command
+        .stdout(log)
+        .stderr(errors)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name} (load-tests/run.sh installs it): {e}"));
+    let mut running = Running(child);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    if let Ok(Some(status)) = running.0.try_wait() {
+        let errors = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        panic!("{name} exited ({status}):\n{errors}");
     }
+    wait_for(http, name);
+    wait_for(h2c, name);
+    (http, h2c, running)
 }
 
 fn main() {
     let args = Args::parse();
-    std::fs::create_dir_all(&args.results).unwrap();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = args.results.join(format!("run-{stamp}"));
+    std::fs::create_dir_all(&out).unwrap();
+    let work = tempfile::tempdir().unwrap();
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let backends: Vec<SiteBackend> = runtime.block_on(async {
-        let mut started = Vec::new();
-        for (region, site, _, _) in DEMO_SITES {
-            started.push(SiteBackend::start(site, region).await.unwrap());
-        }
-        started
-    });
-    let addrs: Vec<Vec<SocketAddr>> = backends.iter().map(|b| vec![b.addr()]).collect();
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("geo.mmdb"),
-        geoip::testing::city_database(&geoip::testing::WORLD),
-    )
-    .unwrap();
-    let plain = start_router(
-        &args.router,
-        dir.path(),
-        &addrs,
-        "[server]\ncontrol_socket = \"control.sock\"\n[reload]\nwatch = false\n",
-        false,
-    );
-    let metrics_dir = tempfile::tempdir().unwrap();
-    let with_metrics = start_router(&args.router, metrics_dir.path(), &addrs, "", true);
-    let geo_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(dir.path().join("geo.mmdb"), geo_dir.path().join("geo.mmdb")).unwrap();
-    let with_geoip = start_router(
-        &args.router,
-        geo_dir.path(),
-        &addrs,
-        "[geoip]\ndatabase = \"geo.mmdb\"",
-        false,
-    );
-
-    // New York: a located client of the us tenant; ranks virginia and oregon by distance.
-    let headers = ["x-tenant-id: acme", "x-forwarded-for: 3.0.9.9"];
-    let targets = [
-        ("direct", format!("http://{}/hello", backends[0].addr())),
-        ("router", format!("http://{}/hello", plain.addr)),
-        ("router-geoip", format!("http://{}/hello", with_geoip.addr)),
-        ("router-reloading", format!("http://{}/hello", plain.addr)),
-        (
-            "router-metrics",
-            format!("http://{}/hello", with_metrics.addr),
-        ),
-    ];
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); targets.len()];
-    for round in 0..args.rounds {
-        for (i, (name, url)) in targets.iter().enumerate() {
-            let storm = (*name == "router-reloading").then(|| reload_storm(dir.path()));
-            let sample = wrk(&args, &format!("{name}-{round}"), url, &headers);
-            if let Some((stop, thread)) = storm {
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                let reloads = thread.join().expect("reload thread");
-                eprintln!("round {round}: {reloads} reloads during the run");
-            }
-            eprintln!("round {round} {name}: {:.0} req/s", sample.rps);
-            samples[i].push(sample);
-        }
-    }
-
-    let summary: Vec<Sample> = samples
+    let sites: Vec<Site> = DEMO_SITES
         .iter()
-        .map(|runs| Sample {
-            rps: median(&mut runs.iter().map(|s| s.rps).collect::<Vec<_>>()),
-            p50_ms: median(&mut runs.iter().map(|s| s.p50_ms).collect::<Vec<_>>()),
-            p99_ms: median(&mut runs.iter().map(|s| s.p99_ms).collect::<Vec<_>>()),
-            errors: runs.iter().map(|s| s.errors).sum(),
+        .map(|&(region, name, _, _)| Site {
+            name,
+            region,
+            addr: runtime.block_on(backend::start(name, region)).unwrap(),
         })
         .collect();
-    println!(
-        "wrk -t1 -c{} -d{}s, {} rounds, medians; every process shares the machine's cores\n",
-        args.connections, args.duration, args.rounds
-    );
-    println!("| target | requests/s | p50 | p99 | errors | vs direct |");
-    println!("|---|---|---|---|---|---|");
-    for ((name, _), s) in targets.iter().zip(&summary) {
-        println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2} |",
-            s.rps,
-            s.p50_ms,
-            s.p99_ms,
-            s.errors,
-            s.rps / summary[0].rps
-        );
-    }
-    println!("\nGeoIP on / off: {:.3}", summary[2].rps / summary[1].rps);
-    println!("Metrics on / off: {:.3}", summary[4].rps / summary[1].rps);
-    println!(
-        "Reloading every 50 ms / steady: throughput {:.3}, p99 {:.2} ms vs {:.2} ms",
-        summary[3].rps / summary[1].rps,
-        summary[3].p99_ms,
-        summary[1].p99_ms
-    );
-}
 
-/// Reloads the router in `dir` every 50 ms, alternating the home region of `mover`, until
-/// stopped. Returns the number of applied reloads.
-fn reload_storm(
-    dir: &Path,
-) -> (
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    std::thread::JoinHandle<u32>,
-) {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (dir, flag) = (dir.to_owned(), std::sync::Arc::clone(&stop));
-    let thread = std::thread::spawn(move || {
-        let mut applied = 0;
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            let region = if applied % 2 == 0 { "eu" } else { "us" };
-            let staged = dir.join("tenants.json.new");
-            std::fs::write(&staged, tenants(region)).unwrap();
-            std::fs::rename(&staged, dir.join("tenants.json")).unwrap();
-            let answer = residency_router::reload::request_reload(&dir.join("control.sock"), false)
-                .expect("the control socket answers");
-            assert!(answer.ok, "{:?}", answer.error);
-            applied += 1;
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        applied
+    eprintln!("starting the router, nginx and HAProxy with {SMALL_REGISTRY} and {} tenants, and bare Pingora", args.large);
+    let mut targets = Vec::new();
+    let (small, small_router) = start_router(
+        &args,
+        &work.path().join("router-1k"),
+        &sites,
+        SMALL_REGISTRY,
+    );
+    let (large, large_router) =
+        start_router(&args, &work.path().join("router-large"), &sites, args.large);
+    targets.push(Target {
+        name: "router",
+        http: small,
+        h2c: Some(small),
+        large: Some(large),
+        knows_tenants: true,
+        _processes: vec![small_router, large_router],
     });
-    (stop, thread)
+    for name in ["nginx", "haproxy"] {
+        let (http, h2c, small) = start_peer(
+            name,
+            &work.path().join(format!("{name}-1k")),
+            &sites,
+            SMALL_REGISTRY,
+        );
+        let (large, _, large_running) = start_peer(
+            name,
+            &work.path().join(format!("{name}-large")),
+            &sites,
+            args.large,
+        );
+        targets.push(Target {
+            name,
+            http,
+            h2c: Some(h2c),
+            large: Some(large),
+            knows_tenants: true,
+            _processes: vec![small, large_running],
+        });
+    }
+    let bare = free_port();
+    let child = pinned(PROXY_CORE, &args.bare_pingora)
+        .args([
+            "--listen",
+            &bare.to_string(),
+            "--backend",
+            &sites[0].addr.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bare-pingora (load-tests/run.sh builds it)");
+    let bare_running = Running(child);
+    wait_for(bare, "bare-pingora");
+    targets.push(Target {
+        name: "bare pingora",
+        http: bare,
+        h2c: Some(bare),
+        large: None,
+        knows_tenants: false,
+        _processes: vec![bare_running],
+    });
+    targets.push(Target {
+        name: "backend alone",
+        http: sites[0].addr,
+        h2c: None,
+        large: None,
+        knows_tenants: false,
+        _processes: Vec::new(),
+    });
+
+    let scenarios: Vec<&Scenario> = SCENARIOS
+        .iter()
+        .filter(|s| {
+            args.only
+                .as_ref()
+                .is_none_or(|only| s.name.contains(only.as_str()))
+        })
+        .collect();
+    // (scenario, target, address) in measuring order, each checked for its expected answer.
+    let mut plan = Vec::new();
+    for scenario in &scenarios {
+        for target in &targets {
+            let Some(addr) = target.address(scenario) else {
+                continue;
+            };
+            if scenario.protocol == Protocol::Http1 {
+                let status = status_of(addr, scenario.path, scenario.headers);
+                assert_eq!(
+                    status, scenario.expected_status,
+                    "{} answers {status} in scenario {:?}",
+                    target.name, scenario.name
+                );
+            }
+            plan.push((*scenario, target.name, addr));
+        }
+    }
+
+    let mut rows: Vec<Row> = plan
+        .iter()
+        .map(|(scenario, target, _)| Row {
+            scenario: scenario.name.to_owned(),
+            target,
+            runs: Vec::new(),
+        })
+        .collect();
+    eprintln!(
+        "{} runs of {} s per round, {} rounds",
+        plan.len(),
+        args.duration,
+        args.rounds
+    );
+    for round in 0..args.rounds {
+        for (i, (scenario, target, addr)) in plan.iter().enumerate() {
+            let load = Load {
+                target: *addr,
+                path: scenario.path,
+                headers: scenario.headers,
+                connections: scenario.connections,
+                seconds: args.duration,
+                expect_error_status: scenario.expected_status != 200,
+            };
+            let sample: Sample = match scenario.protocol {
+                Protocol::Http1 => wrk(&load, work.path()),
+                Protocol::H2 => h2load(&load, 10, work.path()),
+            };
+            eprintln!(
+                "round {} {:38} {:14} {:>9.0} req/s  p99 {:>7.2} ms  unexpected {}",
+                round + 1,
+                scenario.name,
+                target,
+                sample.rps,
+                sample.p99_us / 1000.0,
+                sample.unexpected
+            );
+            rows[i].runs.push(sample);
+        }
+    }
+
+    let mut report = format!(
+        "Proxies on core {PROXY_CORE} with one worker each; load generator and backends on the \
+         other core. {} rounds of {} s per target and scenario, medians; `unexpected` counts \
+         answers other than the scenario's expected status, summed over the rounds.\n\n",
+        args.rounds, args.duration
+    );
+    report.push_str(&markdown(&rows));
+    report.push_str("\nTargets:\n\n");
+    let base = SCENARIOS[0].name;
+    let line = |label: &str, value: Option<f64>| match value {
+        Some(v) => format!("- {label}: {v:.2}\n"),
+        None => format!("- {label}: not measured\n"),
+    };
+    for scenario in &scenarios {
+        for peer in ["nginx", "haproxy", "bare pingora"] {
+            if let Some(r) = ratio(&rows, (scenario.name, "router"), (scenario.name, peer)) {
+                report.push_str(&format!("- {}: router / {peer} = {r:.2}\n", scenario.name));
+            }
+        }
+    }
+    report.push_str(&line(
+        "router, unknown tenant / routed",
+        ratio(&rows, (SCENARIOS[2].name, "router"), (base, "router")),
+    ));
+    report.push_str(&line(
+        "router, cross-region block / routed",
+        ratio(&rows, (SCENARIOS[3].name, "router"), (base, "router")),
+    ));
+    report.push_str(&line(
+        "router, 1M tenants / 1k tenants",
+        ratio(&rows, (SCENARIOS[1].name, "router"), (base, "router")),
+    ));
+    println!("{report}");
+    std::fs::write(out.join("results.md"), &report).unwrap();
+    let names = [
+        "router",
+        "nginx",
+        "haproxy",
+        "bare pingora",
+        "backend alone",
+    ];
+    match chart(&rows, &names, &out) {
+        Ok(()) => eprintln!("written: {0}/results.md, {0}/results.png", out.display()),
+        Err(e) => eprintln!("written: {}/results.md; no chart: {e}", out.display()),
+    }
 }

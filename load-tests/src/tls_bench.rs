@@ -14,11 +14,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
 use clap::Parser;
 use config::testing::Ca;
-use load_tests::{free_port, median, run_router, wait_for};
+use load_tests::{free_port, median, pinned, run_router, wait_for, Running};
 use residency_router::demo::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
 
 #[derive(Parser)]
@@ -41,22 +41,6 @@ struct Args {
     /// Where the markdown table is written.
     #[arg(long, default_value = "load-tests/results")]
     results: PathBuf,
-}
-
-/// A child process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pinned(core: u32, program: &Path) -> Command {
-    let mut command = Command::new("taskset");
-    command.args(["-c", &core.to_string()]).arg(program);
-    command
 }
 
 /// A target: its process, TLS address and plain HTTP address.

@@ -1,0 +1,60 @@
+//! `bare-pingora`: the smallest Pingora 0.9 forwarder, every request to one backend over a
+//! keep-alive pool, with Pingora's default settings but for the thread count. It is the
+//! framework's ceiling in the load harness: whatever the router costs beyond it is ours.
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use clap::Parser;
+use pingora::apps::HttpServerOptions;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+
+#[derive(Parser)]
+struct Args {
+    /// Where to listen (HTTP/1.1 and h2c with prior knowledge).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The one backend.
+    #[arg(long)]
+    backend: SocketAddr,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// The router's allocator, so the ceiling differs from the router by the residency logic only.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Forwarder(SocketAddr);
+
+#[async_trait]
+impl ProxyHttp for Forwarder {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let conf = ServerConf {
+        threads: args.threads,
+        work_stealing: false,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(&server.configuration, Forwarder(args.backend));
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
+    proxy.add_tcp(&args.listen.to_string());
+    server.add_service(proxy);
+    server.run_forever();
+}
