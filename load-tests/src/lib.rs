@@ -7,6 +7,7 @@ pub mod backend;
 pub mod load;
 pub mod peers;
 pub mod report;
+pub mod scale;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

@@ -4,7 +4,6 @@
 //! tenant, lookup + decision time per request (median of batches), and allocations per
 //! decision, and what one admin API change costs. Run it with `load-tests/registry-scale.sh`.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use clap::Parser;
 use load_tests::median;
+use load_tests::scale::{tenant_id, write_registry, CONFIG};
 use regions::{HeaderValues, UnixTime};
 use residency_router::health::states_for;
 use residency_router::preference::RequestPreference;
@@ -27,78 +27,6 @@ struct Args {
     /// Loads to time (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-}
-
-const CONFIG: &str = r#"
-[listen]
-http = "127.0.0.1:8080"
-
-[tenancy]
-sources  = [ { header = "x-tenant-id" } ]
-unknown  = "reject"
-registry = "tenants.json"
-
-[[regions]]
-name = "us"
-hosts = ["us.api.example.com"]
-  [[regions.sites]]
-  name = "virginia"
-  lat = 38.9
-  lon = -77.4
-  backends = ["127.0.0.1:9101", "127.0.0.1:9102"]
-  [[regions.sites]]
-  name = "oregon"
-  lat = 45.8
-  lon = -119.7
-  backends = ["127.0.0.1:9111"]
-
-[[regions]]
-name = "eu"
-hosts = ["eu.api.example.com"]
-  [[regions.sites]]
-  name = "frankfurt"
-  lat = 50.1
-  lon = 8.7
-  backends = ["127.0.0.1:9201"]
-  [[regions.sites]]
-  name = "dublin"
-  lat = 53.3
-  lon = -6.3
-  backends = ["127.0.0.1:9211"]
-"#;
-
-fn tenant_id(i: usize) -> String {
-    format!("tenant-{i:07}")
-}
-
-/// One tenant in ten replicates, half of those with an expiry.
-fn write_registry(path: &Path, tenants: usize) -> usize {
-    let mut json = String::with_capacity(tenants * 64);
-    json.push_str("{ \"tenants\": [\n");
-    for i in 0..tenants {
-        let (home, other) = if i % 2 == 0 {
-            ("us", "eu")
-        } else {
-            ("eu", "us")
-        };
-        let _ = write!(
-            json,
-            "{{ \"id\": \"{}\", \"region\": \"{home}\"",
-            tenant_id(i)
-        );
-        if i % 10 == 0 {
-            let expiry = if i % 20 == 0 {
-                ", \"expires_at\": \"2030-01-01T00:00:00Z\""
-            } else {
-                ""
-            };
-            let _ = write!(json, ", \"replication\": {{ \"regions\": [\"{other}\"], \"mode\": \"read-replica\"{expiry} }}");
-        }
-        json.push_str(if i + 1 == tenants { " }\n" } else { " },\n" });
-    }
-    json.push_str("] }\n");
-    std::fs::write(path, &json).unwrap();
-    json.len()
 }
 
 fn resident_kib() -> u64 {
