@@ -134,6 +134,8 @@ pub struct ListenFile {
     pub https: Option<String>,
     pub admin: Option<String>,
     pub metrics: Option<String>,
+    /// HTTP/2 with prior knowledge on `http`, next to HTTP/1.1.
+    pub h2c: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

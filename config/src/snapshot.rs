@@ -215,6 +215,8 @@ pub struct Listen {
     pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    /// The `http` listener also serves HTTP/2 with prior knowledge (h2c).
+    pub h2c: bool,
 }
 
 /// One upstream `ip:port`, as configured and as resolved at load time.

@@ -188,6 +188,7 @@ fn listen(file: &ConfigFile, problems: &mut Problems<'_>) -> Option<Listen> {
         https,
         admin,
         metrics,
+        h2c: file.listen.h2c.unwrap_or(false),
     })
 }
 

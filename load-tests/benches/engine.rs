@@ -112,15 +112,24 @@ fn decisions(c: &mut Criterion) {
             &tenants,
             |b, _| b.iter(|| black_box(decide(black_box(&unknown), None))),
         );
-        // Even tenants live in us (region 0); a hint of eu (region 1) is blocked unless the
-        // tenant replicates there.
+        // Tenants of us (even ids) that do not replicate (ids divisible by 10 do), at the eu
+        // region host (region 1): every one is blocked.
+        let blocked: Vec<regions::TenantId> = (0..tenants)
+            .step_by(2)
+            .filter(|i| i % 10 != 0)
+            .step_by((tenants / 2000).max(1))
+            .map(|i| regions::TenantId::parse(tenant_id(i).as_bytes()).unwrap())
+            .collect();
+        let mut k = 0;
         group.bench_with_input(
             BenchmarkId::new("cross-region", tenants),
             &tenants,
             |b, _| {
                 b.iter(|| {
-                    next = (next + 2) % ids.len();
-                    black_box(decide(black_box(&ids[next]), Some(RegionId(1))))
+                    k = (k + 1) % blocked.len();
+                    let decision = decide(black_box(&blocked[k]), Some(RegionId(1)));
+                    assert!(matches!(decision, regions::Decision::Block(_)));
+                    black_box(decision)
                 })
             },
         );

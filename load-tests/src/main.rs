@@ -16,8 +16,9 @@ use std::process::Stdio;
 use clap::Parser;
 use load_tests::backend;
 use load_tests::load::{h2load, status_of, wrk, Load, Sample};
-use load_tests::peers::{haproxy_config, nginx_config, registry_json, Site};
+use load_tests::peers::{haproxy_config, nginx_config, Site};
 use load_tests::report::{chart, markdown, ratio, Row};
+use load_tests::scale::registry_json;
 use load_tests::{free_port, pinned, run_router, wait_for, Running};
 use residency_router::demo::{write_config, DEMO_SITES};
 
@@ -48,8 +49,9 @@ struct Args {
 /// The proxies run on this core, everything else on the other.
 const PROXY_CORE: u32 = 0;
 const SMALL_REGISTRY: usize = 1_000;
-/// A tenant homed in `us` (even ids are), in the middle of both registries.
-const TENANT: &str = "x-tenant-id: t500";
+/// A tenant homed in `us` (even ids are) that does not replicate (ids divisible by 10 do), in
+/// the middle of the small registry.
+const TENANT: &str = "x-tenant-id: tenant-0000502";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Protocol {
@@ -177,13 +179,12 @@ fn start_router(args: &Args, dir: &Path, sites: &[Site], tenants: usize) -> (Soc
     )
     .unwrap();
     // The demo exposes its decisions to clients; a production router (and this comparison)
-    // does not.
+    // does not. h2c serves the h2 scenario.
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("expose_decision = true", "expose_decision = false"),
-    )
-    .unwrap();
+    let text = text
+        .replace("expose_decision = true", "expose_decision = false")
+        .replacen("[listen]\n", "[listen]\nh2c = true\n", 1);
+    std::fs::write(&config, text).unwrap();
     let child = run_router(
         pinned(PROXY_CORE, &args.router),
         &config,
@@ -376,7 +377,7 @@ fn main() {
                 headers: scenario.headers,
                 connections: scenario.connections,
                 seconds: args.duration,
-                expect_error_status: scenario.expected_status != 200,
+                expected: scenario.expected_status,
             };
             let sample: Sample = match scenario.protocol {
                 Protocol::Http1 => wrk(&load, work.path()),

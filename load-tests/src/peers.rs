@@ -2,42 +2,20 @@
 //! same job: the tenant header names a tenant, the tenant's region names a pool of site
 //! backends (round robin, keep-alive), an unknown tenant is rejected with 404 and a region
 //! host of another region with 421. Each adds the headers the router adds for its backends
-//! and writes an access log line per request.
+//! and writes an access log line per request. The tenants are those of
+//! [`crate::scale::registry_json`], the router's registry in the harness.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
+
+use crate::scale::{home_region, tenant_id};
 
 /// One site: its name, its region and its backend.
 pub struct Site {
     pub name: &'static str,
     pub region: &'static str,
     pub addr: SocketAddr,
-}
-
-/// The home region of tenant `t{index}`: even ids live in `us`, odd ones in `eu`.
-pub fn tenant_region(index: usize) -> &'static str {
-    if index.is_multiple_of(2) {
-        "us"
-    } else {
-        "eu"
-    }
-}
-
-/// The router's registry file for `count` tenants.
-pub fn registry_json(count: usize) -> String {
-    let mut out = String::with_capacity(count * 36 + 16);
-    out.push_str("{ \"tenants\": [\n");
-    for i in 0..count {
-        let comma = if i + 1 < count { "," } else { "" };
-        let _ = writeln!(
-            out,
-            "  {{ \"id\": \"t{i}\", \"region\": \"{}\" }}{comma}",
-            tenant_region(i)
-        );
-    }
-    out.push_str("] }\n");
-    out
 }
 
 fn regions(sites: &[Site]) -> Vec<&'static str> {
@@ -58,7 +36,7 @@ pub fn nginx_config(
 ) -> std::io::Result<std::path::PathBuf> {
     let mut map = String::with_capacity(count * 12);
     for i in 0..count {
-        let _ = writeln!(map, "t{i} {};", tenant_region(i));
+        let _ = writeln!(map, "{} {};", tenant_id(i), home_region(i));
     }
     std::fs::write(dir.join("tenants.nginx"), map)?;
     let mut upstreams = String::new();
@@ -143,7 +121,7 @@ pub fn haproxy_config(
 ) -> std::io::Result<std::path::PathBuf> {
     let mut map = String::with_capacity(count * 10);
     for i in 0..count {
-        let _ = writeln!(map, "t{i} {}", tenant_region(i));
+        let _ = writeln!(map, "{} {}", tenant_id(i), home_region(i));
     }
     std::fs::write(dir.join("tenants.map"), map)?;
     let mut backends = String::new();
@@ -178,7 +156,7 @@ frontend edge
   bind {h2c} proto h2
   unique-id-format %{{+X}}o\ %ci%cp%fp%Ts%rt%pid
   http-request set-var(txn.region) req.hdr(x-tenant-id),map({dir}/tenants.map)
-  http-request set-var(txn.hint) req.hdr(host),map({dir}/hosts.map)
+  http-request set-var(txn.hint) req.hdr(host),field(1,:),lower,map({dir}/hosts.map)
   http-request return status 404 content-type application/json string '{{"error":"unknown_tenant"}}' if !{{ var(txn.region) -m found }}
   http-request return status 421 content-type application/json string '{{"error":"cross_region_blocked"}}' if {{ var(txn.hint) -m found }} !{{ var(txn.hint),strcmp(txn.region) eq 0 }}
   http-request del-header x-residency-tenant

@@ -47,16 +47,30 @@ pub fn tenant_id(i: usize) -> String {
     format!("tenant-{i:07}")
 }
 
-/// Writes `tenants` tenants to `path`; returns the file's size. One tenant in ten replicates, half of those with an expiry.
+/// Even tenants live in `us`, odd ones in `eu`.
+pub fn home_region(i: usize) -> &'static str {
+    if i.is_multiple_of(2) {
+        "us"
+    } else {
+        "eu"
+    }
+}
+
+/// Writes `tenants` tenants to `path`; returns the file's size.
 pub fn write_registry(path: &Path, tenants: usize) -> usize {
+    let json = registry_json(tenants);
+    std::fs::write(path, &json).unwrap();
+    json.len()
+}
+
+/// A registry of `tenants` tenants. One tenant in ten (ids divisible by 10) replicates
+/// read-only to the other region, half of those with an expiry.
+pub fn registry_json(tenants: usize) -> String {
     let mut json = String::with_capacity(tenants * 64);
     json.push_str("{ \"tenants\": [\n");
     for i in 0..tenants {
-        let (home, other) = if i % 2 == 0 {
-            ("us", "eu")
-        } else {
-            ("eu", "us")
-        };
+        let home = home_region(i);
+        let other = if home == "us" { "eu" } else { "us" };
         let _ = write!(
             json,
             "{{ \"id\": \"{}\", \"region\": \"{home}\"",
@@ -73,6 +87,5 @@ pub fn write_registry(path: &Path, tenants: usize) -> usize {
         json.push_str(if i + 1 == tenants { " }\n" } else { " },\n" });
     }
     json.push_str("] }\n");
-    std::fs::write(path, &json).unwrap();
-    json.len()
+    json
 }

@@ -13,7 +13,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
@@ -69,18 +69,26 @@ struct Queue {
     closed: AtomicBool,
 }
 
-/// The request path's handle. Clones share the queue and the writer.
-#[derive(Clone)]
+/// The request path's handle.
 pub struct AccessLog {
     queue: Arc<Queue>,
     writer: Thread,
-    finished: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
+
+/// The writer thread's owner, which stops it.
+pub struct AccessLogWriter {
+    queue: Arc<Queue>,
+    thread: JoinHandle<()>,
+}
+
+/// How long shutdown waits for the writer to write what is queued. A writer stuck on its file
+/// (a FIFO nobody reads, a dead network mount) must not keep the process from exiting.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 impl AccessLog {
     /// Starts the writer thread. The file is opened there: opening can block (a FIFO
     /// without a reader, a slow network mount), and neither start-up nor requests may wait.
-    pub fn start(settings: &AccessLogSettings) -> std::io::Result<AccessLog> {
+    pub fn start(settings: &AccessLogSettings) -> std::io::Result<(AccessLog, AccessLogWriter)> {
         let queue = Arc::new(Queue {
             records: ArrayQueue::new(settings.buffer_records),
             closed: AtomicBool::new(false),
@@ -102,31 +110,46 @@ impl AccessLog {
                 };
                 write_all(&records, out);
             })?;
-        Ok(AccessLog {
-            queue,
+        let log = AccessLog {
+            queue: Arc::clone(&queue),
             writer: handle.thread().clone(),
-            finished: Arc::new(Mutex::new(Some(handle))),
-        })
+        };
+        Ok((
+            log,
+            AccessLogWriter {
+                queue,
+                thread: handle,
+            },
+        ))
     }
 
-    /// Never blocks: a full queue drops the record and counts it.
+    /// Never blocks: a full queue, or a closed log, drops the record and counts it.
     pub fn record(&self, record: Record) {
         let records = &self.queue.records;
-        if records.push(record).is_err() {
+        if self.queue.closed.load(Ordering::Relaxed) || records.push(record).is_err() {
             crate::metrics::global().access_log_dropped.inc();
-        } else if records.len() == records.capacity() / 2 {
+        } else if records.len() >= records.capacity() / 2 {
             // A burst: write now rather than at the next interval, before the queue fills.
+            // (Unparking a running thread is one atomic operation.)
             self.writer.unpark();
         }
     }
+}
 
-    /// Writes what is queued and stops the writer. Records after this are dropped.
-    pub fn close(&self) {
+impl AccessLogWriter {
+    /// Writes what is queued and stops the writer, waiting at most [`CLOSE_WAIT`].
+    pub fn close(self) {
         self.queue.closed.store(true, Ordering::Release);
-        self.writer.unpark();
-        let handle = self.finished.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        self.thread.thread().unpark();
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        while !self.thread.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "the access log writer did not finish in time; queued records may be lost"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

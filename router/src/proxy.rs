@@ -425,18 +425,11 @@ impl ProxyHttp for ResidencyProxy {
         // Clients must never inject residency decisions: drop every x-residency-* they sent,
         // and underscore spellings of it or of a tenant header, which CGI-style backends read
         // as the same name (`HTTP_X_RESIDENCY_TENANT`).
-        let spoofing =
-            |name: &http::HeaderName| is_spoofing(name.as_str(), &state.snapshot.identifier);
-        if upstream.headers.keys().any(spoofing) {
-            let spoofed: SmallVec<[http::HeaderName; 2]> = upstream
-                .headers
-                .keys()
-                .filter(|n| spoofing(n))
-                .cloned()
-                .collect();
-            for name in spoofed {
-                upstream.remove_header(&name);
-            }
+        let spoofed = matching(&upstream.headers, |name| {
+            is_spoofing(name, &state.snapshot.identifier)
+        });
+        for name in spoofed {
+            upstream.remove_header(&name);
         }
 
         let site = ctx
@@ -500,18 +493,10 @@ impl ProxyHttp for ResidencyProxy {
     ) -> Result<()> {
         ctx.response_started = true;
         // Only the router speaks about residency to clients, and only when configured to.
-        let residency =
-            |name: &http::HeaderName| name.as_str().starts_with(RESIDENCY_HEADER_PREFIX);
-        if response.headers.keys().any(residency) {
-            let from_backend: SmallVec<[http::HeaderName; 2]> = response
-                .headers
-                .keys()
-                .filter(|n| residency(n))
-                .cloned()
-                .collect();
-            for name in from_backend {
-                response.remove_header(&name);
-            }
+        for name in matching(&response.headers, |name| {
+            name.starts_with(RESIDENCY_HEADER_PREFIX)
+        }) {
+            response.remove_header(&name);
         }
         response.insert_header("x-request-id", ctx.request_id.header())?;
         let state = ctx.state();
@@ -657,6 +642,18 @@ impl ProxyHttp for ResidencyProxy {
             "request done"
         );
     }
+}
+
+/// The names in `headers` that `matches` picks (usually none: no allocation then).
+fn matching(
+    headers: &http::HeaderMap,
+    matches: impl Fn(&str) -> bool,
+) -> SmallVec<[http::HeaderName; 2]> {
+    headers
+        .keys()
+        .filter(|name| matches(name.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Whether a client header could pass for a residency decision or a tenant header.

@@ -316,6 +316,9 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     if old.listen.metrics != new.listen.metrics {
         changed.push("listen.metrics".to_owned());
     }
+    if old.listen.h2c != new.listen.h2c {
+        changed.push("listen.h2c".to_owned());
+    }
     if old.server.threads != new.server.threads {
         changed.push("server.threads".to_owned());
     }

@@ -31,7 +31,11 @@ impl RequestId {
     /// The client's `x-request-id` if it is acceptable, else a generated one.
     pub fn for_request(sent: Option<&HeaderValue>) -> RequestId {
         match sent {
-            Some(value) if is_acceptable(value.as_bytes()) => RequestId(value.clone()),
+            // Copied, not shared: a shared value would keep the client's whole header buffer
+            // alive for as long as the access log holds the record.
+            Some(value) if is_acceptable(value.as_bytes()) => RequestId(
+                HeaderValue::from_bytes(value.as_bytes()).expect("acceptable ids are valid"),
+            ),
             _ => RequestId(generate()),
         }
     }

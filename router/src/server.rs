@@ -120,11 +120,15 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     let (plans, supervisor) = health::supervisor(health::plan_for(&snapshot, &health));
     let health_checks = server.add_service(background_service("health checks", supervisor));
     let config_path = snapshot.config_path.clone();
-    let access_log = snapshot.access_log.as_ref().and_then(|settings| {
-        AccessLog::start(settings)
-            .map_err(|e| tracing::error!(error = %e, "cannot open the access log; requests are not logged"))
-            .ok()
-    });
+    let (access_log, access_log_writer) = snapshot
+        .access_log
+        .as_ref()
+        .and_then(|settings| {
+            AccessLog::start(settings)
+                .map_err(|e| tracing::error!(error = %e, "cannot open the access log; requests are not logged"))
+                .ok()
+        })
+        .unzip();
     let control_socket = snapshot.server.control_socket.clone();
 
     let shared = state::shared(snapshot, &health);
@@ -175,15 +179,16 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     };
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
-        ResidencyProxy::new(shared, access_log.clone()),
+        ResidencyProxy::new(shared, access_log),
         "residency-proxy",
     );
     if let Some(app) = proxy.app_logic_mut() {
-        // HTTP/2 with prior knowledge on the plain listener, next to HTTP/1.1 (Pingora tells
-        // them apart by the connection preface), for clients and load balancers that speak
-        // h2c to the edge. `tls.h2 = false` turns HTTP/2 off everywhere.
+        // Opt-in HTTP/2 with prior knowledge on the plain listener, next to HTTP/1.1, for load
+        // balancers that speak h2c to the edge. Off by default: Pingora tells the two apart by
+        // waiting for 24 bytes of the HTTP/2 preface without a timeout, so a shorter HTTP/1.0
+        // probe would hang.
         let mut options = HttpServerOptions::default();
-        options.h2c = h2;
+        options.h2c = listen.h2c;
         app.server_options = Some(options);
     }
     proxy.add_tcp(&listen.http.to_string());
@@ -197,8 +202,8 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnTermOrInt),
     });
-    if let Some(log) = access_log {
-        log.close();
+    if let Some(writer) = access_log_writer {
+        writer.close();
     }
     tracing::info!("residency-router stopped");
     Ok(())
