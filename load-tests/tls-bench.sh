@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TLS 1.3 handshake and request rates, the router next to nginx with the same certificate,
 # measured by h2load in one run. Installs nginx and h2load if needed; bounded by its counts
-# (defaults: 3 rounds x 3 scenarios x 2 targets, about a minute).
+# (defaults: 3 rounds x 4 scenarios x 2 targets, about a minute).
 #
 #   load-tests/tls-bench.sh [--requests N] [--connections C] [--handshakes H] [--rounds R]
 set -euo pipefail

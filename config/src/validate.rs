@@ -1004,7 +1004,7 @@ fn geoip(
     problems: &mut Problems<'_>,
 ) -> Option<GeoIpSettings> {
     let path = relative_to(config_path, &file.database);
-    let database = geoip::LiveDatabase::open(&path)
+    let database = geoip::LiveDatabase::open_shared(&path)
         .map_err(|e| {
             problems.add(
                 "geoip.database",
@@ -1051,7 +1051,7 @@ fn geoip(
         );
     }
     Some(GeoIpSettings {
-        database: std::sync::Arc::new(database),
+        database,
         countries,
         reload_check,
     })
@@ -1270,29 +1270,27 @@ fn upstream_tls(
             "use the DNS name (or IP address) on the backends' certificates",
         );
     }
-    let files: Vec<_> = [&file.ca, &file.client_cert, &file.client_key]
+    let [ca_path, cert_path, key_path] = [&file.ca, &file.client_cert, &file.client_key]
+        .map(|path| path.as_ref().map(|p| relative_to(config_path, p)));
+    let files: Vec<_> = [&ca_path, &cert_path, &key_path]
         .into_iter()
         .flatten()
-        .map(|path| relative_to(config_path, path))
+        .cloned()
         .collect();
-    let ca = match &file.ca {
+    let ca = match &ca_path {
         Some(path) => {
-            let path = relative_to(config_path, path);
             let at = format!("{at}.ca");
-            let certificates = tls_checked(tls::certificates(&path), &at, problems)?;
+            let certificates = tls_checked(tls::certificates(path), &at, problems)?;
             let der = certificates.iter().map(|c| c.to_vec()).collect();
             // Pingora makes trust anchors of them on every connection: check that they can be.
-            tls_checked(tls::trust_anchors(certificates, &path), &at, problems)?;
+            tls_checked(tls::trust_anchors(certificates, path), &at, problems)?;
             Some(der)
         }
         None => None,
     };
-    let client = match (&file.client_cert, &file.client_key) {
+    let client = match (&cert_path, &key_path) {
         (Some(cert), Some(key)) => Some(tls_checked(
-            tls::client_identity(
-                &relative_to(config_path, cert),
-                &relative_to(config_path, key),
-            ),
+            tls::client_identity(cert, key),
             &format!("{at}.client_cert"),
             problems,
         )?),

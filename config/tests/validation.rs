@@ -28,7 +28,12 @@ fn example_tenants() -> String {
 
 fn error_lines(router: &str, tenants: &str) -> Vec<String> {
     let (_dir, path) = write(router, tenants);
-    let errors = load(&path).expect_err("expected the config to be rejected");
+    rejection_lines(&path)
+}
+
+/// Every problem `load` reports for the config at `path`, one line each.
+fn rejection_lines(path: &std::path::Path) -> Vec<String> {
+    let errors = load(path).expect_err("expected the config to be rejected");
     errors.0.iter().map(ToString::to_string).collect()
 }
 
@@ -290,12 +295,7 @@ fn geoip_databases_are_opened_and_checked_at_load() {
 
     // A Country database needs its table, with real sites and ISO codes.
     std::fs::write(dir.path().join("geo.mmdb"), country_database(&WORLD)).unwrap();
-    let lines: Vec<String> = load(&path)
-        .unwrap_err()
-        .0
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let lines = rejection_lines(&path);
     assert_reports(
         &lines,
         "geoip.countries: a Country database needs a country -> site table",
@@ -305,12 +305,7 @@ fn geoip_databases_are_opened_and_checked_at_load() {
         with_geoip("[geoip]\ndatabase = \"geo.mmdb\"\ncountries = { DE = \"frankfurt\", de = \"dublin\", IE = \"atlantis\" }"),
     )
     .unwrap();
-    let lines: Vec<String> = load(&path)
-        .unwrap_err()
-        .0
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let lines = rejection_lines(&path);
     assert_reports(
         &lines,
         "geoip.countries.de: `de` is not an ISO 3166-1 alpha-2 code",
@@ -320,21 +315,11 @@ fn geoip_databases_are_opened_and_checked_at_load() {
     // Garbage, missing and non-geo databases are refused.
     for bytes in [b"garbage".to_vec(), asn_database()] {
         std::fs::write(dir.path().join("geo.mmdb"), bytes).unwrap();
-        let lines: Vec<String> = load(&path)
-            .unwrap_err()
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let lines = rejection_lines(&path);
         assert_reports(&lines, "geoip.database:");
     }
     std::fs::remove_file(dir.path().join("geo.mmdb")).unwrap();
-    let lines: Vec<String> = load(&path)
-        .unwrap_err()
-        .0
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let lines = rejection_lines(&path);
     assert_reports(&lines, "geoip.database: cannot read");
 }
 

@@ -1,5 +1,5 @@
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -16,6 +16,8 @@ pub struct LiveDatabase {
     /// Identity of the file last looked at, good or bad, so a broken file is reported once
     /// rather than on every poll.
     seen: Mutex<Option<Stamp>>,
+    /// Identity of the file `current` was read from.
+    serving: Mutex<Option<Stamp>>,
 }
 
 impl std::fmt::Debug for LiveDatabase {
@@ -44,7 +46,32 @@ impl LiveDatabase {
             path: path.to_owned(),
             current: ArcSwap::from_pointee(database),
             seen: Mutex::new(seen),
+            serving: Mutex::new(seen),
         })
+    }
+
+    /// [`LiveDatabase::open`], or the database already open on `path` when it serves the file
+    /// as it is on disk now: a config or registry reload then neither re-reads nor re-verifies
+    /// a database that did not change. A changed, broken or missing file is opened afresh, so
+    /// it is judged (and refused) as at first load.
+    pub fn open_shared(path: &Path) -> Result<Arc<Self>, GeoIpError> {
+        static OPEN: Mutex<Vec<Weak<LiveDatabase>>> = Mutex::new(Vec::new());
+        let stamp = file_stamp(path);
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|db| db.strong_count() > 0);
+        let serving_now = |db: &LiveDatabase| {
+            stamp.is_some() && *db.serving.lock().unwrap_or_else(|p| p.into_inner()) == stamp
+        };
+        if let Some(db) = open
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|db| db.path == path && serving_now(db))
+        {
+            return Ok(db);
+        }
+        let db = Arc::new(Self::open(path)?);
+        open.push(Arc::downgrade(&db));
+        Ok(db)
     }
 
     pub fn path(&self) -> &Path {
@@ -85,6 +112,7 @@ impl LiveDatabase {
             });
         }
         self.current.store(Arc::new(database));
+        *self.serving.lock().unwrap_or_else(|p| p.into_inner()) = before;
         Reloaded::Swapped
     }
 }

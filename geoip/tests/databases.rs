@@ -100,3 +100,26 @@ fn live_database_swaps_good_files_and_keeps_the_old_one_on_bad_files() {
     assert!(matches!(live.reload_if_changed(), Reloaded::Kept(_)));
     assert_eq!(live.current().lookup(ip("87.32.1.1")), berlin);
 }
+
+#[test]
+fn an_unchanged_file_is_shared_and_a_changed_or_broken_one_is_opened_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geo.mmdb");
+    std::fs::write(&path, city_database(&WORLD)).unwrap();
+    let first = LiveDatabase::open_shared(&path).unwrap();
+    let again = LiveDatabase::open_shared(&path).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "an unchanged file is read again"
+    );
+
+    let staged = dir.path().join("geo.mmdb.new");
+    std::fs::write(&staged, city_database(&WORLD)).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    let changed = LiveDatabase::open_shared(&path).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &changed));
+
+    // A broken file is judged, not hidden behind the database that still serves.
+    std::fs::write(&path, b"garbage that is not a database").unwrap();
+    assert!(LiveDatabase::open_shared(&path).is_err());
+}

@@ -11,14 +11,13 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use load_tests::scale::{tenant_id, write_registry, CONFIG};
+use load_tests::scale::{spread, tenant_id, write_registry, CONFIG};
 use regions::{
-    HeaderValues, HostPattern, MethodClass, PathPattern, RegionId, TenantIdentifier, TenantLookup,
-    TenantSource, UnixTime,
+    HeaderValues, HostPattern, MethodClass, PathPattern, RegionId, TenantIdentifier, TenantSource,
+    UnixTime,
 };
 use residency_router::health::states_for;
-use residency_router::preference::RequestPreference;
-use residency_router::routing::{route, RequestFacts};
+use residency_router::routing::{decide_for, route, RequestFacts};
 use residency_router::state::RouterState;
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
@@ -76,29 +75,13 @@ fn decisions(c: &mut Criterion) {
     let peer: IpAddr = "127.0.0.1".parse().unwrap();
     for tenants in [1_000, 100_000, 1_000_000] {
         let (_dir, state) = state_with(tenants);
-        let snapshot = &state.snapshot;
         // 1000 tenants spread over the registry, so lookups miss the cache as they would.
         let ids: Vec<regions::TenantId> = (0..1000)
-            .map(|k| regions::TenantId::parse(tenant_id((k * 7919) % tenants).as_bytes()).unwrap())
+            .map(|k| regions::TenantId::parse(tenant_id(spread(k, tenants)).as_bytes()).unwrap())
             .collect();
         let unknown = regions::TenantId::parse(b"nobody").unwrap();
         let decide = |id: &regions::TenantId, hint: Option<RegionId>| {
-            let record = snapshot.registry.get(id);
-            let lookup = match &record {
-                Some(record) => TenantLookup::Known(*id, record),
-                None => TenantLookup::Unknown(*id),
-            };
-            let preference = RequestPreference::new(&snapshot.topology, &state.rotation, None);
-            regions::decide(
-                &snapshot.topology,
-                snapshot.unknown,
-                lookup,
-                MethodClass::Read,
-                hint,
-                &state.pools.view(),
-                &preference,
-                NOW,
-            )
+            decide_for(&state, Some(*id), MethodClass::Read, hint, None, NOW).0
         };
         let mut next = 0;
         group.bench_with_input(BenchmarkId::new("routed", tenants), &tenants, |b, _| {
@@ -133,7 +116,7 @@ fn decisions(c: &mut Criterion) {
                 })
             },
         );
-        let names: Vec<String> = (0..1000).map(|k| tenant_id((k * 7919) % tenants)).collect();
+        let names: Vec<String> = (0..1000).map(|k| tenant_id(spread(k, tenants))).collect();
         let facts = RequestFacts {
             host: Some("api.example.com"),
             path: "/orders",

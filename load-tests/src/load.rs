@@ -104,12 +104,7 @@ pub fn h2load(load: &Load, streams: u32, scratch: &Path) -> Sample {
         .output()
         .expect("h2load is installed (load-tests/run.sh installs nghttp2-client)");
     let text = String::from_utf8_lossy(&output.stdout);
-    let rps: f64 = text
-        .lines()
-        .find(|l| l.starts_with("finished in"))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|p| p.trim_end_matches(" req/s").parse().ok())
-        .unwrap_or_else(|| panic!("unexpected h2load output:\n{text}"));
+    let rps = h2load_rps(&text);
     let records = std::fs::read_to_string(&log).unwrap_or_default();
     let mut durations = Vec::new();
     let mut wrong = 0;
@@ -145,6 +140,16 @@ pub fn h2load(load: &Load, streams: u32, scratch: &Path) -> Sample {
         // Requests issued but never answered count as errors too.
         unexpected: wrong + issued.saturating_sub(durations.len() as u64),
     }
+}
+
+/// The requests/s of h2load's `finished in 5.00s, 41234.20 req/s, ...` line.
+pub fn h2load_rps(output: &str) -> f64 {
+    output
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|p| p.trim_end_matches(" req/s").parse().ok())
+        .unwrap_or_else(|| panic!("unexpected h2load output:\n{output}"))
 }
 
 /// The status of one HTTP/1.1 request: the harness checks every target gives each scenario's

@@ -18,6 +18,15 @@ pub struct Site {
     pub addr: SocketAddr,
 }
 
+/// One `tenant region` line per tenant, each ending in `terminator`.
+fn write_tenant_map(path: &Path, count: usize, terminator: &str) -> std::io::Result<()> {
+    let mut map = String::with_capacity(count * 24);
+    for i in 0..count {
+        let _ = writeln!(map, "{} {}{terminator}", tenant_id(i), home_region(i));
+    }
+    std::fs::write(path, map)
+}
+
 fn regions(sites: &[Site]) -> Vec<&'static str> {
     let mut regions: Vec<&'static str> = sites.iter().map(|s| s.region).collect();
     regions.dedup();
@@ -34,11 +43,7 @@ pub fn nginx_config(
     http: SocketAddr,
     h2c: SocketAddr,
 ) -> std::io::Result<std::path::PathBuf> {
-    let mut map = String::with_capacity(count * 12);
-    for i in 0..count {
-        let _ = writeln!(map, "{} {};", tenant_id(i), home_region(i));
-    }
-    std::fs::write(dir.join("tenants.nginx"), map)?;
+    write_tenant_map(&dir.join("tenants.nginx"), count, ";")?;
     let mut upstreams = String::new();
     let mut hints = String::new();
     for region in regions(sites) {
@@ -49,6 +54,7 @@ pub fn nginx_config(
         upstreams.push_str("    keepalive 128;\n  }\n");
         let _ = writeln!(hints, "    {region}.api.example.com {region};");
     }
+    let path = dir.join("nginx.conf");
     let dir = dir.display();
     let conf = format!(
         r#"worker_processes 1;
@@ -104,7 +110,6 @@ http {{
 "#,
         hash = (count * 2).max(1024),
     );
-    let path = Path::new(&dir.to_string()).join("nginx.conf");
     std::fs::write(&path, conf)?;
     Ok(path)
 }
@@ -119,11 +124,7 @@ pub fn haproxy_config(
     http: SocketAddr,
     h2c: SocketAddr,
 ) -> std::io::Result<std::path::PathBuf> {
-    let mut map = String::with_capacity(count * 10);
-    for i in 0..count {
-        let _ = writeln!(map, "{} {}", tenant_id(i), home_region(i));
-    }
-    std::fs::write(dir.join("tenants.map"), map)?;
+    write_tenant_map(&dir.join("tenants.map"), count, "")?;
     let mut backends = String::new();
     let mut hints = String::new();
     for region in regions(sites) {
@@ -134,6 +135,7 @@ pub fn haproxy_config(
         let _ = writeln!(hints, "{region}.api.example.com {region}");
     }
     std::fs::write(dir.join("hosts.map"), hints)?;
+    let path = dir.join("haproxy.cfg");
     let dir = dir.display();
     let conf = format!(
         r#"global
@@ -170,7 +172,6 @@ frontend edge
 
 {backends}"#
     );
-    let path = Path::new(&dir.to_string()).join("haproxy.cfg");
     std::fs::write(&path, conf)?;
     Ok(path)
 }

@@ -12,11 +12,10 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use clap::Parser;
 use load_tests::median;
-use load_tests::scale::{tenant_id, write_registry, CONFIG};
-use regions::{HeaderValues, UnixTime};
+use load_tests::scale::{spread, tenant_id, write_registry, CONFIG};
+use regions::{HeaderValues, MethodClass, UnixTime};
 use residency_router::health::states_for;
-use residency_router::preference::RequestPreference;
-use residency_router::routing::{route, RequestFacts};
+use residency_router::routing::{decide_for, route, RequestFacts};
 use residency_router::state::RouterState;
 
 #[derive(Parser)]
@@ -72,7 +71,7 @@ fn main() {
     let state = live.load_full();
     let peer: IpAddr = "127.0.0.1".parse().unwrap();
     let ids: Vec<String> = (0..1000)
-        .map(|k| tenant_id((k * 7919) % args.tenants))
+        .map(|k| tenant_id(spread(k, args.tenants)))
         .collect();
     let facts = RequestFacts {
         host: None,
@@ -89,25 +88,16 @@ fn main() {
         .collect();
     // The measure: registry lookup + the residency decision (live health view and
     // site preference included), given an identified tenant.
-    let snapshot = &state.snapshot;
     let mut decide_ns = Vec::with_capacity(200);
     for _ in 0..200 {
         let started = Instant::now();
         for id in &tenant_ids {
-            let record = snapshot.registry.get(id);
-            let lookup = match &record {
-                Some(record) => regions::TenantLookup::Known(*id, record),
-                None => regions::TenantLookup::Unknown(*id),
-            };
-            let preference = RequestPreference::new(&snapshot.topology, &state.rotation, None);
-            std::hint::black_box(regions::decide(
-                &snapshot.topology,
-                snapshot.unknown,
-                lookup,
-                regions::MethodClass::Read,
+            std::hint::black_box(decide_for(
+                &state,
+                Some(*id),
+                MethodClass::Read,
                 None,
-                &state.pools.view(),
-                &preference,
+                None,
                 now,
             ));
         }
@@ -159,14 +149,17 @@ fn main() {
     let (mut copy_ms, mut commit_ms) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         let started = Instant::now();
-        let changed = snapshot.registry.with_change(&tenant_ids[0], Some(moved));
+        let changed = state
+            .snapshot
+            .registry
+            .with_change(&tenant_ids[0], Some(moved));
         copy_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         let change = config::TenantChange {
             id: tenant_ids[0],
             after: Some(moved),
         };
         let started = Instant::now();
-        config::RegistryStore::commit(&store, &change, &changed, snapshot).unwrap();
+        config::RegistryStore::commit(&store, &change, &changed, &state.snapshot).unwrap();
         commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
 

@@ -47,6 +47,12 @@ pub fn tenant_id(i: usize) -> String {
     format!("tenant-{i:07}")
 }
 
+/// The `k`th of a set of tenant indexes spread over a registry of `tenants` (a prime stride),
+/// so that lookups touch the whole table as real traffic would.
+pub fn spread(k: usize, tenants: usize) -> usize {
+    (k * 7919) % tenants
+}
+
 /// Even tenants live in `us`, odd ones in `eu`.
 pub fn home_region(i: usize) -> &'static str {
     if i.is_multiple_of(2) {

@@ -10,7 +10,7 @@
 //! - `h1-plain`: `h1` without TLS, the same proxy on its plain HTTP listener: what TLS costs
 //!   each of them.
 //!
-//! The router and nginx run on core 0 (one worker each), h2load and the backend on core 1.
+//! The router and nginx run on core 0 (one worker each), h2load and the backends on core 1.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use std::process::Stdio;
 
 use clap::Parser;
 use config::testing::Ca;
+use load_tests::load::h2load_rps;
 use load_tests::{free_port, median, pinned, run_router, wait_for, Running};
 use residency_router::demo::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
 
@@ -46,20 +47,16 @@ struct Args {
 /// A target: its process, TLS address and plain HTTP address.
 type Target = (Running, SocketAddr, SocketAddr);
 
-fn start_router(args: &Args, dir: &Path, backend: SocketAddr) -> Target {
+fn start_router(args: &Args, dir: &Path, backends: &[Vec<SocketAddr>]) -> Target {
     let (http, https) = (free_port(), free_port());
     let tables =
         "[tls]\n[[tls.certificates]]\nname = \"api\"\ncert = \"api.pem\"\nkey = \"api.key\"\n\
                   [server]\nthreads = 1\n";
-    // Virginia is the backend; the other sites point at closed ports (down after the first
-    // health check), so acme's requests all reach the one backend nginx proxies to.
-    let mut backends = vec![vec![backend]];
-    backends.extend((1..DEMO_SITES.len()).map(|_| vec![free_port()]));
     let config = write_config(
         dir,
         http,
         &[("https", https)],
-        &backends,
+        backends,
         DEMO_TENANTS,
         &format!("\n{tables}"),
         &[""; 4],
@@ -76,15 +73,17 @@ fn start_router(args: &Args, dir: &Path, backend: SocketAddr) -> Target {
 
 /// nginx with the same certificate and TLS 1.3 only. `keepalive_requests` is lifted because
 /// nginx ends a connection after 1000 requests by default and h2load does not reconnect h2
-/// connections: the rest would count as failed (the router sets no such limit).
-fn start_nginx(dir: &Path, backend: SocketAddr) -> Target {
+/// connections: the rest would count as failed (the router sets no such limit). It proxies to
+/// the sites of acme's region, round robin, as the router does.
+fn start_nginx(dir: &Path, pool: &[SocketAddr]) -> Target {
     let (http, https) = (free_port(), free_port());
+    let servers: String = pool.iter().map(|a| format!("server {a}; ")).collect();
     let conf = format!(
         "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\n\
          events {{ worker_connections 8192; }}\n\
          http {{\n  access_log off;\n  keepalive_requests 10000000;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
            fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-           upstream backend {{ server {backend}; keepalive 64; }}\n\
+           upstream backend {{ {servers}keepalive 64; }}\n\
            server {{\n    listen {https} ssl http2;\n    listen {http};\n    ssl_protocols TLSv1.3;\n\
              ssl_certificate {dir}/api.pem;\n    ssl_certificate_key {dir}/api.key;\n\
              location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
@@ -164,12 +163,7 @@ fn h2load(target: SocketAddr, scenario: &str, args: &Args) -> Sample {
             .collect();
         token.parse().ok()
     };
-    let rps = text
-        .lines()
-        .find(|l| l.starts_with("finished in"))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|p| p.trim_end_matches(" req/s").parse().ok())
-        .unwrap_or_else(|| panic!("unexpected h2load output:\n{text}"));
+    let rps = h2load_rps(&text);
     // `time for request:  min  max  mean  sd  +/- sd`, in us or ms.
     let mean_ms = text
         .lines()
@@ -211,11 +205,20 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let backend = runtime
-        .block_on(SiteBackend::start("virginia", "us"))
-        .unwrap();
-    let (_router, router_tls, router_http) = start_router(&args, dir.path(), backend.addr());
-    let (_nginx, nginx_tls, nginx_http) = start_nginx(dir.path(), backend.addr());
+    // One backend per site, so the router's health checks find every site up from the start.
+    let sites: Vec<SiteBackend> = DEMO_SITES
+        .iter()
+        .map(|&(region, site, _, _)| runtime.block_on(SiteBackend::start(site, region)).unwrap())
+        .collect();
+    let backends: Vec<Vec<SocketAddr>> = sites.iter().map(|b| vec![b.addr()]).collect();
+    let us_pool: Vec<SocketAddr> = DEMO_SITES
+        .iter()
+        .zip(&sites)
+        .filter(|((region, ..), _)| *region == "us")
+        .map(|(_, b)| b.addr())
+        .collect();
+    let (_router, router_tls, router_http) = start_router(&args, dir.path(), &backends);
+    let (_nginx, nginx_tls, nginx_http) = start_nginx(dir.path(), &us_pool);
 
     let scenarios = ["handshakes", "h1", "h2", "h1-plain"];
     let targets = [

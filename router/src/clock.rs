@@ -16,6 +16,8 @@ struct Clock {
     elapsed_ms: AtomicU64,
     /// Seconds since the Unix epoch.
     unix_seconds: AtomicI64,
+    /// Milliseconds since the Unix epoch.
+    unix_ms: AtomicU64,
 }
 
 impl Clock {
@@ -24,8 +26,11 @@ impl Clock {
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        self.unix_seconds.store(unix, Ordering::Relaxed);
+            .unwrap_or_default();
+        self.unix_seconds
+            .store(unix.as_secs() as i64, Ordering::Relaxed);
+        self.unix_ms
+            .store(unix.as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -36,6 +41,7 @@ fn clock() -> &'static Clock {
             started: Instant::now(),
             elapsed_ms: AtomicU64::new(0),
             unix_seconds: AtomicI64::new(0),
+            unix_ms: AtomicU64::new(0),
         }));
         clock.update();
         let ticker = std::thread::Builder::new()
@@ -56,6 +62,11 @@ fn clock() -> &'static Clock {
 /// Milliseconds since the process first asked, to within a tick.
 pub fn now_ms() -> u64 {
     clock().elapsed_ms.load(Ordering::Relaxed)
+}
+
+/// The current Unix time in milliseconds, to within a tick.
+pub fn unix_ms() -> u64 {
+    clock().unix_ms.load(Ordering::Relaxed)
 }
 
 /// The current Unix time in seconds, to within a tick.

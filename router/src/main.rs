@@ -1,4 +1,4 @@
-//! `residency-router`: run, validate, demo.
+//! `residency-router`: run, validate, demo, reload, audit verify, token new and token hash.
 
 #![forbid(unsafe_code)]
 

@@ -12,7 +12,7 @@ use config::{ActiveCheck, Balance, OutlierSettings, Snapshot};
 use regions::{SiteHealth, SiteId};
 
 use crate::clock::now_ms;
-use crate::health::{BackendHealth, HealthStates};
+use crate::health::{BackendHealth, HealthStates, InFlight};
 use crate::tls::PeerTls;
 use pingora::upstreams::peer::HttpPeer;
 
@@ -177,6 +177,13 @@ impl Pools {
 
     pub fn backend(&self, site: SiteId, backend: usize) -> &Arc<BackendHealth> {
         &self.site(site).backends[backend]
+    }
+
+    /// Counts a request on `backend` while the guard lives, where the site's balance reads
+    /// the count (least-in-flight); `None` elsewhere, so other sites pay nothing for it.
+    pub fn in_flight(&self, site: SiteId, backend: usize) -> Option<InFlight> {
+        let pool = self.site(site);
+        (pool.balance == Balance::LeastInFlight).then(|| InFlight::start(&pool.backends[backend]))
     }
 
     pub fn addr(&self, site: SiteId, backend: usize) -> SocketAddr {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::header::HOST;
+use pingora::http::authority::raw_target_authority;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -124,20 +125,19 @@ fn header_values<'r>(req: &'r RequestHeader, name: &str) -> HeaderValues<'r> {
     }
 }
 
-/// Host header, else the authority of an absolute-form target (`GET http://host/ HTTP/1.1`):
-/// Pingora forwards that authority as the upstream Host, so it must name the tenant too.
+/// Host header, else the authority of the URI (h2's `:authority`), else that of an
+/// absolute-form target (`GET http://host/ HTTP/1.1`): Pingora forwards that authority as the
+/// upstream Host, so it must name the tenant too. The last is found by Pingora's own parser,
+/// so both read the same bytes.
 fn request_host(req: &RequestHeader) -> Option<&str> {
     if let Some(host) = req.headers.get(HOST) {
         return host.to_str().ok();
     }
-    req.uri.authority().map(|a| a.as_str()).or_else(|| {
-        let raw = std::str::from_utf8(req.raw_path()).ok()?;
-        let (scheme, rest) = raw.split_once("://")?;
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return None;
-        }
-        rest.split(['/', '?', '#']).next()
-    })
+    if let Some(authority) = req.uri.authority() {
+        return Some(authority.as_str());
+    }
+    let authority = raw_target_authority(req.raw_path()).authority()?;
+    std::str::from_utf8(authority).ok()
 }
 
 /// The server name of a TLS connection (`None` on plain HTTP).
@@ -333,8 +333,7 @@ impl ProxyHttp for ResidencyProxy {
             ctx.state().metrics.retry(site);
         }
         // Replacing the guard ends the previous attempt's count.
-        let guard = InFlight::start(ctx.state().pools.backend(site, attempt.backend));
-        ctx.in_flight = Some(guard);
+        ctx.in_flight = ctx.state().pools.in_flight(site, attempt.backend);
         let state = ctx.state();
         let proxy = &state.snapshot.proxy;
         let mut peer = state.pools.peer(site, attempt.backend);
@@ -558,6 +557,7 @@ impl ProxyHttp for ResidencyProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let elapsed = ctx.arrived.map(|t| t.elapsed()).unwrap_or_default();
         if let (Some(state), Some(route), Some(site), Some(response)) = (
             ctx.state.as_deref(),
             ctx.route.as_ref(),
@@ -566,13 +566,12 @@ impl ProxyHttp for ResidencyProxy {
         ) {
             // Proxied requests only: the router's own answers are counted as blocks.
             if ctx.response_started {
-                let seconds = ctx.arrived.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 let metrics = &state.metrics;
                 metrics.request(
                     route.home_region,
                     site.site,
                     response.status.as_u16(),
-                    seconds,
+                    elapsed.as_secs_f64(),
                 );
                 metrics.cross_region(route.home_region, site.site, site.reason);
             }
@@ -580,9 +579,7 @@ impl ProxyHttp for ResidencyProxy {
         if let (Some(log), Some(state)) = (&self.access_log, &ctx.state) {
             let served = ctx.current_site().filter(|_| ctx.response_started);
             log.record(AccessRecord {
-                unix_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64),
+                unix_ms: crate::clock::unix_ms(),
                 state: Arc::clone(state),
                 request_id: ctx.request_id.clone(),
                 method: session.req_header().method.clone(),
@@ -599,7 +596,7 @@ impl ProxyHttp for ResidencyProxy {
                 }),
                 status: session.response_written().map_or(0, |r| r.status.as_u16()),
                 attempts: ctx.tried.len(),
-                duration_us: ctx.arrived.map_or(0, |t| t.elapsed().as_micros() as u64),
+                duration_us: elapsed.as_micros() as u64,
                 bytes_sent: session.body_bytes_sent(),
             });
         }
@@ -664,12 +661,13 @@ fn is_spoofing(name: &str, identifier: &regions::TenantIdentifier) -> bool {
     if !name.contains('_') {
         return false;
     }
-    let dashed = name.replace('_', "-");
-    dashed.starts_with(RESIDENCY_HEADER_PREFIX)
-        || identifier
-            .sources()
-            .iter()
-            .any(|source| matches!(source, regions::TenantSource::Header(h) if *h == dashed))
+    // The name with `_` read as `-`, compared without building it.
+    let dashed = || name.bytes().map(|b| if b == b'_' { b'-' } else { b });
+    let prefix = RESIDENCY_HEADER_PREFIX.as_bytes();
+    dashed().take(prefix.len()).eq(prefix.iter().copied())
+        || identifier.sources().iter().any(
+            |source| matches!(source, regions::TenantSource::Header(h) if dashed().eq(h.bytes())),
+        )
 }
 
 /// Appends `value` to a comma-separated list header (`x-forwarded-for: a, b`).

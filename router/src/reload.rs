@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -70,8 +69,6 @@ pub struct Reloader {
     plans: watch::Sender<Arc<CheckPlan>>,
     /// One reload or registry change at a time: triggers and admin calls may come together.
     serialised: Mutex<()>,
-    /// 1 for the configuration the process started with, +1 per applied reload or change.
-    generation: AtomicU64,
     /// The config and registry files as they were when last loaded or written: the file
     /// watcher leaves alone what is already live, and a registry change through the admin API
     /// refuses to overwrite a file edited since.
@@ -111,12 +108,7 @@ impl Exclusive<'_> {
         snapshot.registry = registry;
         let registry_stamp = geoip::file_stamp(&snapshot.registry_path);
         let health = reloader.health.lock().unwrap_or_else(|p| p.into_inner());
-        let generation = reloader.generation.load(Ordering::Relaxed) + 1;
-        let mut state = RouterState::new(snapshot, &health);
-        state.generation = generation;
-        reloader.shared.store(Arc::new(state));
-        reloader.generation.store(generation, Ordering::Relaxed);
-        crate::metrics::global().generation.set(generation as i64);
+        let generation = reloader.install(snapshot, &health);
         reloader
             .live_files
             .lock()
@@ -127,6 +119,17 @@ impl Exclusive<'_> {
 }
 
 impl Reloader {
+    /// Makes `snapshot` live as the next generation (the process starts at 1, and every
+    /// applied reload or registry change adds one). Callers hold the reload lock.
+    fn install(&self, snapshot: Snapshot, health: &HealthStates) -> u64 {
+        let generation = self.current().generation + 1;
+        let mut state = RouterState::new(snapshot, health);
+        state.generation = generation;
+        self.shared.store(Arc::new(state));
+        crate::metrics::global().generation.set(generation as i64);
+        generation
+    }
+
     pub fn new(
         config_path: PathBuf,
         shared: SharedState,
@@ -143,7 +146,6 @@ impl Reloader {
             health: Mutex::new(health),
             plans,
             serialised: Mutex::new(()),
-            generation: AtomicU64::new(1),
             live_files: Mutex::new(live_files),
         }
     }
@@ -176,7 +178,6 @@ impl Reloader {
             Ok(report) => {
                 let metrics = crate::metrics::global();
                 metrics.reloads.with_label_values(&["success"]).inc();
-                metrics.generation.set(report.generation as i64);
                 metrics.last_success.set(crate::clock::unix_now().0);
                 let moves: Vec<String> = report
                     .moves
@@ -245,7 +246,6 @@ impl Reloader {
         let backends_removed = health.keys().filter(|a| !states.contains_key(a)).count();
         let plan = health::plan_for(&new, &states);
         let tenants = new.registry.len();
-        let generation = self.generation.load(Ordering::Relaxed) + 1;
         // Certificate files that only the new configuration names were not stamped above:
         // stamp them now (the config and registry keep their stamps from before the load).
         let files = if old.tls_files().eq(new.tls_files()) {
@@ -258,15 +258,12 @@ impl Reloader {
                 registry: files.registry,
             }
         };
-        let mut state = RouterState::new(new, &states);
-        state.generation = generation;
         // The swap: requests from here on see the new state; requests in flight keep theirs,
         // and with it the backends that were just removed, until they finish.
-        self.shared.store(Arc::new(state));
+        let generation = self.install(new, &states);
         *health = states;
         // Only the check loops of sites whose checks changed restart.
         let _ = self.plans.send(Arc::new(plan));
-        self.generation.store(generation, Ordering::Relaxed);
         *self.live_files.lock().unwrap_or_else(|p| p.into_inner()) = files;
         Ok(ReloadReport {
             generation,

@@ -103,36 +103,53 @@ pub fn route<'r>(
         }
     };
     let tenant = identified.tenant.map(|(id, _)| id);
+    let client = facts
+        .peer
+        .map(|peer| geoip::client_address(peer, forwarded_for, &snapshot.proxy.trusted_proxies));
+    let geo = client.and_then(|ip| GeoHint::lookup(snapshot, ip));
+    let method = MethodClass::of(facts.method, facts.upgrade);
+    let (decision, registered) = decide_for(state, tenant, method, hint, geo, now);
+    routed.tenant = tenant;
+    routed.source = identified.tenant.map(|(_, source)| source);
+    routed.registered = registered;
+    routed.strip_path_prefix = identified.strip_path_prefix;
+    routed.client = client;
+    routed.geo = geo;
+    routed.decision = match decision {
+        Decision::Route(route) => Ok(route),
+        Decision::Block(block) => Err(block),
+    };
+    routed
+}
+
+/// The step of [`route`] after identification: registry lookup and `regions::decide`, with
+/// the live health view and the site preference. Also returns whether the tenant is in the
+/// registry. Public so the benchmarks measure this very code.
+pub fn decide_for(
+    state: &RouterState,
+    tenant: Option<TenantId>,
+    method: MethodClass,
+    hint: Option<RegionId>,
+    geo: Option<GeoHint>,
+    now: UnixTime,
+) -> (Decision, bool) {
+    let snapshot = &state.snapshot;
     let record = tenant.and_then(|id| snapshot.registry.get(&id));
     let lookup = match (tenant, &record) {
         (None, _) => TenantLookup::Absent,
         (Some(id), Some(record)) => TenantLookup::Known(id, record),
         (Some(id), None) => TenantLookup::Unknown(id),
     };
-    let client = facts
-        .peer
-        .map(|peer| geoip::client_address(peer, forwarded_for, &snapshot.proxy.trusted_proxies));
-    let geo = client.and_then(|ip| GeoHint::lookup(snapshot, ip));
     let preference = RequestPreference::new(&snapshot.topology, &state.rotation, geo);
     let decision = decide(
         &snapshot.topology,
         snapshot.unknown,
         lookup,
-        MethodClass::of(facts.method, facts.upgrade),
+        method,
         hint,
         &state.pools.view(),
         &preference,
         now,
     );
-    routed.tenant = tenant;
-    routed.source = identified.tenant.map(|(_, source)| source);
-    routed.registered = record.is_some();
-    routed.strip_path_prefix = identified.strip_path_prefix;
-    routed.client = client;
-    routed.geo = preference.geo;
-    routed.decision = match decision {
-        Decision::Route(route) => Ok(route),
-        Decision::Block(block) => Err(block),
-    };
-    routed
+    (decision, record.is_some())
 }

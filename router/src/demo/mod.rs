@@ -76,11 +76,11 @@ expose_decision = true
     Ok(path)
 }
 
-/// Runs the demo until interrupted.
 /// Bearer tokens of the demo's admin API. Demo only: real tokens come from `token new`.
 pub const DEMO_OPERATOR_TOKEN: &str = "demo-operator-token";
 pub const DEMO_ACME_ADMIN_TOKEN: &str = "demo-acme-admin-token";
 
+/// Runs the demo until interrupted.
 pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -330,7 +330,7 @@ impl Drop for RouterProcess {
     }
 }
 
-/// Reads a JSON response, returning status, one header and the body.
+/// Reads a JSON response, returning status, headers and the body.
 pub async fn json(
     response: reqwest::Response,
 ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
@@ -435,8 +435,6 @@ pub fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
 }
 
 impl Cluster {
-    /// One sample from `/metrics`: the value of `name` with exactly `labels` (as
-    /// `key="value"` pairs, in any order), 0 when the series is absent.
     /// The router's `/metrics` text.
     pub async fn scrape(&self) -> String {
         let url = format!("http://{}/metrics", self.metrics.expect("metrics are on"));
@@ -444,6 +442,8 @@ impl Cluster {
         response.text().await.unwrap()
     }
 
+    /// One sample from `/metrics`: the value of `name` with exactly `labels` (as
+    /// `key="value"` pairs, in any order), 0 when the series is absent.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self.scrape().await;
         let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
