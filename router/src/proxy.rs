@@ -5,6 +5,7 @@
 //! backends already tried by this request. Every backend handed to Pingora comes from the route,
 //! so retries and failover can never leave the regions the engine allowed.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -129,15 +130,17 @@ fn header_values<'r>(req: &'r RequestHeader, name: &str) -> HeaderValues<'r> {
 /// absolute-form target (`GET http://host/ HTTP/1.1`): Pingora forwards that authority as the
 /// upstream Host, so it must name the tenant too. The last is found by Pingora's own parser,
 /// so both read the same bytes.
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    if let Some(host) = req.headers.get(HOST) {
-        return host.to_str().ok();
-    }
-    if let Some(authority) = req.uri.authority() {
-        return Some(authority.as_str());
-    }
-    let authority = raw_target_authority(req.raw_path()).authority()?;
-    std::str::from_utf8(authority).ok()
+///
+/// Bytes that are not UTF-8 are kept (as U+FFFD) rather than dropped: the backend receives
+/// this Host, so identification must judge it like any other (a tenant label that is not
+/// `[a-z0-9-]` is `invalid_tenant`), never read the request as if it had no Host.
+fn request_host(req: &RequestHeader) -> Option<Cow<'_, str>> {
+    let bytes = match (req.headers.get(HOST), req.uri.authority()) {
+        (Some(host), _) => host.as_bytes(),
+        (None, Some(authority)) => authority.as_str().as_bytes(),
+        (None, None) => raw_target_authority(req.raw_path()).authority()?,
+    };
+    Some(String::from_utf8_lossy(bytes))
 }
 
 /// The server name of a TLS connection (`None` on plain HTTP).
@@ -150,8 +153,9 @@ impl ResidencyProxy {
     /// Identification + registry + engine. Returns the block to answer with, if any.
     fn decide(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Route, Block> {
         let req = session.req_header();
+        let host = request_host(req);
         let facts = RequestFacts {
-            host: request_host(req),
+            host: host.as_deref(),
             path: req.uri.path(),
             method: req.method.as_str(),
             upgrade: session.is_upgrade_req(),
@@ -222,6 +226,9 @@ impl ResidencyProxy {
         if ctx.tried.len() >= state.snapshot.proxy.max_attempts as usize {
             return None;
         }
+        if !ctx.tried.is_empty() && !self.decided_as_now(ctx) {
+            return None;
+        }
         let now = crate::clock::unix_now();
         route
             .sites
@@ -240,6 +247,26 @@ impl ResidencyProxy {
                     backend,
                 })
             })
+    }
+
+    /// Whether the configuration live now would route this request as its own did. A request
+    /// keeps the state it started with, so a reload or registry change while it retries (a
+    /// revoked replication, a moved tenant or backend) could otherwise send a retry where the
+    /// live configuration no longer allows it. When anything that decided the route changed,
+    /// retries stop and the request fails closed (503 `region_unavailable`). Retries are rare
+    /// and reloads rarer: this costs one pointer load per retry.
+    fn decided_as_now(&self, ctx: &RequestCtx) -> bool {
+        let live = self.state.load();
+        let own = ctx.state();
+        if live.generation == own.generation {
+            return true;
+        }
+        let (then, now) = (&own.snapshot, &live.snapshot);
+        let record = |s: &config::Snapshot| ctx.tenant.and_then(|t| s.registry.get(&t));
+        then.topology == now.topology
+            && then.sites == now.sites
+            && then.unknown == now.unknown
+            && record(then) == record(now)
     }
 
     fn count_upstream_error(&self, ctx: &RequestCtx, kind: UpstreamError) {

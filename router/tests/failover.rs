@@ -164,3 +164,39 @@ async fn a_slow_site_times_out_reads_retry_elsewhere_writes_get_504() {
     );
     assert_eq!(cluster.region_requests("eu"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_revoked_mid_request_is_not_used_by_its_retries() {
+    let cluster = Cluster::start_with(Options {
+        proxy: "read_timeout_ms = 1000",
+        ..Options::default()
+    })
+    .await;
+    // globex lives in eu and may read from us. Its eu sites stall, so a GET times out there
+    // and would fail over to the us replica.
+    for site in ["frankfurt", "dublin"] {
+        for backend in cluster.site(site) {
+            backend.set_delay(Duration::from_secs(3));
+        }
+    }
+    let request = cluster.get("/", "globex").send();
+    let revoke = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let tenants = residency_router::demo::DEMO_TENANTS.replace(
+            r#", "replication": { "regions": ["us"], "mode": "read-replica" }"#,
+            "",
+        );
+        assert_ne!(tenants, residency_router::demo::DEMO_TENANTS);
+        cluster.replace_registry(&tenants);
+        let answer = cluster.reload(false).await;
+        assert!(answer.ok, "{:?}", answer.error);
+    };
+    let (response, ()) = tokio::join!(request, revoke);
+    let (status, _, body) = json(response.unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("region_unavailable")),
+        "{body}"
+    );
+    assert_eq!(cluster.region_requests("us"), 0);
+}
