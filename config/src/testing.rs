@@ -57,7 +57,12 @@ impl Ca {
         self.issue_until(names, OffsetDateTime::now_utc() + Duration::days(365))
     }
 
-    pub fn issue_until(&self, names: &[&str], not_after: OffsetDateTime) -> Leaf {
+    /// A leaf for `names` that expired yesterday.
+    pub fn issue_expired(&self, names: &[&str]) -> Leaf {
+        self.issue_until(names, OffsetDateTime::now_utc() - Duration::days(1))
+    }
+
+    fn issue_until(&self, names: &[&str], not_after: OffsetDateTime) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("valid names");
         params.distinguished_name.push(
@@ -99,9 +104,18 @@ impl Leaf {
     /// A TLS 1.2 + 1.3 server with this certificate, requiring client certificates from
     /// `client_ca` when given.
     pub fn server_config(&self, client_ca: Option<&Ca>) -> Arc<ServerConfig> {
+        self.server_config_for(rustls::ALL_VERSIONS, client_ca)
+    }
+
+    /// [`Leaf::server_config`] speaking only `versions` (an old backend: TLS 1.2 only).
+    pub fn server_config_for(
+        &self,
+        versions: &[&'static SupportedProtocolVersion],
+        client_ca: Option<&Ca>,
+    ) -> Arc<ServerConfig> {
         let builder = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the defaults");
+            .with_protocol_versions(versions)
+            .expect("ring supports both versions");
         let builder = match client_ca {
             Some(ca) => builder.with_client_cert_verifier(
                 rustls::server::WebPkiClientVerifier::builder_with_provider(

@@ -1,8 +1,10 @@
 //! TLS material, read and checked at load time: a certificate that does not parse or does not
 //! match its key makes the whole (re)load invalid, so the running certificates keep serving.
 //! An expired certificate is served (and logged, and alerted on through its expiry metric)
-//! rather than refused: refusing it would fail every later reload and restart. Certificates
-//! and keys are part of the configuration for the file watcher.
+//! rather than refused: refusing it would fail every later reload and restart. (A reload
+//! that would put an expired certificate in place of a valid one is refused by the router,
+//! which knows what is running.) Certificates and keys are part of the configuration for the
+//! file watcher.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,8 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
@@ -75,9 +79,17 @@ pub struct ServerCertificate {
     /// The DNS names of the leaf's subject alternative names, lowercased; `*.example.com` for
     /// wildcards.
     pub dns_names: Vec<String>,
-    /// The leaf's `notAfter`, in Unix seconds.
+    /// The leaf's `notBefore` and `notAfter`, in Unix seconds.
+    pub not_before: i64,
     pub not_after: i64,
     pub key: Arc<CertifiedKey>,
+}
+
+impl ServerCertificate {
+    /// Whether clients accept it at `now` (Unix seconds), as far as its dates go.
+    pub fn valid_at(&self, now: i64) -> bool {
+        (self.not_before..=self.not_after).contains(&now)
+    }
 }
 
 /// The certificates of one listener, chosen by server name (SNI or Host).
@@ -160,8 +172,8 @@ impl CertificateSet {
 #[derive(Debug, Clone)]
 pub struct ListenerTls {
     pub certificate: Arc<ServerCertificate>,
-    /// Clients must present a certificate issued by one of these.
-    pub client_roots: Option<Arc<RootCertStore>>,
+    /// Clients must present a certificate issued by a CA of `client_ca_path`.
+    pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     pub client_ca_path: Option<PathBuf>,
 }
 
@@ -214,13 +226,14 @@ pub(crate) fn server_certificate(
     key_path: PathBuf,
 ) -> Result<ServerCertificate, TlsProblem> {
     let chain = certificates(&cert_path)?;
-    let (dns_names, not_after) = leaf_facts(&chain[0], &cert_path)?;
+    let (dns_names, not_before, not_after) = leaf_facts(&chain[0], &cert_path)?;
     let key = certified_key(chain, &private_key(&key_path)?, &cert_path, &key_path)?;
     Ok(ServerCertificate {
         name: name.to_owned(),
         cert_path,
         key_path,
         dns_names,
+        not_before,
         not_after,
         key: Arc::new(key),
     })
@@ -295,7 +308,8 @@ pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsProb
     })
 }
 
-fn leaf_facts(leaf: &[u8], path: &Path) -> Result<(Vec<String>, i64), TlsProblem> {
+/// The leaf's DNS names, `notBefore` and `notAfter`.
+fn leaf_facts(leaf: &[u8], path: &Path) -> Result<(Vec<String>, i64, i64), TlsProblem> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| {
         problem(
             format!(
@@ -313,12 +327,34 @@ fn leaf_facts(leaf: &[u8], path: &Path) -> Result<(Vec<String>, i64), TlsProblem
             }
         }
     }
-    Ok((names, cert.validity().not_after.timestamp()))
+    let validity = cert.validity();
+    Ok((
+        names,
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }
 
 /// A CA bundle as a root store, at least one certificate.
 pub(crate) fn root_store(path: &Path) -> Result<RootCertStore, TlsProblem> {
     trust_anchors(certificates(path)?, path)
+}
+
+/// A verifier demanding client certificates issued by a CA of the bundle at `path`.
+pub(crate) fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsProblem> {
+    let roots = Arc::new(root_store(path)?);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    WebPkiClientVerifier::builder_with_provider(roots, provider)
+        .build()
+        .map_err(|e| {
+            problem(
+                format!(
+                    "{}: not usable for client certificates: {e}",
+                    path.display()
+                ),
+                "give CA certificates in PEM",
+            )
+        })
 }
 
 /// `certificates` (read from `path`) as trust anchors.

@@ -1222,17 +1222,17 @@ fn tls_settings(file: &ConfigFile, config_path: &Path, problems: &mut Problems<'
             .client_ca
             .as_ref()
             .map(|p| relative_to(config_path, p));
-        let client_roots = match &client_ca_path {
-            Some(path) => Some(Arc::new(tls_checked(
-                tls::root_store(path),
+        let client_verifier = match &client_ca_path {
+            Some(path) => Some(tls_checked(
+                tls::client_verifier(path),
                 &format!("{at}.client_ca"),
                 problems,
-            )?)),
+            )?),
             None => None,
         };
         Some(ListenerTls {
             certificate: Arc::new(certificate),
-            client_roots,
+            client_verifier,
             client_ca_path,
         })
     };

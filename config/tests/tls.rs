@@ -107,10 +107,7 @@ fn every_tls_mistake_is_reported_at_once() {
     // A certificate with somebody else's key.
     std::fs::write(dir.path().join("mismatch.pem"), &good.cert_pem).unwrap();
     std::fs::write(dir.path().join("mismatch.key"), &other.key_pem).unwrap();
-    let expired = ca.issue_until(
-        &["old.example.com"],
-        time::OffsetDateTime::now_utc() - time::Duration::days(1),
-    );
+    let expired = ca.issue_expired(&["old.example.com"]);
     expired.write(dir.path(), "expired");
     std::fs::write(dir.path().join("garbage.pem"), "not a certificate").unwrap();
     let tables = "[tls]\nmin_version = \"1.1\"\n\

@@ -60,6 +60,11 @@ pub enum ReloadError {
         percent: f64,
         limit: u32,
     },
+    #[error(
+        "refused: {}; install a valid certificate, or reload with --force to serve it anyway",
+        .0.join("; ")
+    )]
+    CertificateNotValid(Vec<String>),
 }
 
 pub struct Reloader {
@@ -239,6 +244,11 @@ impl Reloader {
             });
         }
 
+        let not_valid = certificates_gone_bad(old, &new, crate::clock::unix_now().0);
+        if !force && !not_valid.is_empty() {
+            return Err(ReloadError::CertificateNotValid(not_valid));
+        }
+
         let restart_needed = restart_needed(old, &new);
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let states = health::states_for(&new, Some(&health));
@@ -278,6 +288,35 @@ impl Reloader {
             restart_needed,
         })
     }
+}
+
+/// Certificates that clients would refuse at `now` (expired, or not valid yet) where the
+/// running configuration serves a valid one under the same name: an old backup put back or a
+/// certificate dated in the future would otherwise replace a working one. An expired
+/// certificate with no valid one to keep is still served, as at start.
+fn certificates_gone_bad(old: &Snapshot, new: &Snapshot, now: i64) -> Vec<String> {
+    new.tls
+        .served()
+        .filter(|certificate| !certificate.valid_at(now))
+        .filter_map(|certificate| {
+            let running = old
+                .tls
+                .served()
+                .find(|c| c.name == certificate.name && c.valid_at(now))?;
+            let when = |t| config::rfc3339(regions::UnixTime(t));
+            let why = if now < certificate.not_before {
+                format!("is not valid before {}", when(certificate.not_before))
+            } else {
+                format!("expired on {}", when(certificate.not_after))
+            };
+            Some(format!(
+                "certificate `{}` in {} {why}, and would replace one valid until {}",
+                certificate.name,
+                certificate.cert_path.display(),
+                when(running.not_after)
+            ))
+        })
+        .collect()
 }
 
 /// Tenants whose home region changes: moved to another region, or removed from the registry
@@ -332,7 +371,7 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     if old.listen.https != new.listen.https {
         changed.push("listen.https".to_owned());
     }
-    // The crypto provider is the process's; ALPN and client CAs are set when listeners start.
+    // The crypto provider is the process's; ALPN is set when listeners start.
     let (old_tls, new_tls) = (&old.tls, &new.tls);
     if old_tls.min_version != new_tls.min_version {
         changed.push("tls.min_version".to_owned());
@@ -340,19 +379,13 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     if old_tls.h2 != new_tls.h2 {
         changed.push("tls.h2".to_owned());
     }
-    // The bundle's certificates, not its path: a CA removed from the file must not be
-    // silently trusted on.
-    let client_ca = |l: &Option<config::ListenerTls>| {
-        l.as_ref()
-            .map(|l| l.client_roots.as_ref().map(|r| r.roots.clone()))
-    };
     for (name, old, new) in [
         ("tls.admin", &old_tls.admin, &new_tls.admin),
         ("tls.metrics", &old_tls.metrics, &new_tls.metrics),
     ] {
-        // Certificates of a listener that has TLS are swapped live; turning TLS on or off, or
-        // changing the client CA bundle, is not.
-        if old.is_some() != new.is_some() || client_ca(old) != client_ca(new) {
+        // Certificates and client CAs of a listener that has TLS are swapped live; turning
+        // TLS on or off is not.
+        if old.is_some() != new.is_some() {
             changed.push(name.to_owned());
         }
     }

@@ -17,10 +17,16 @@ use pingora::protocols::tls::TlsRef;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{CertKey, WrappedX509};
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ServerConfig, SupportedProtocolVersion};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
+    SupportedProtocolVersion,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -74,8 +80,8 @@ pub fn install_policy(min: TlsVersion) -> Result<(), String> {
 }
 
 /// Logs what weakens TLS in `snapshot`: backends whose certificates are not verified, and
-/// served certificates that expired or expire within 14 days (an expired certificate is still
-/// served: refusing it would fail every reload and restart after it).
+/// served certificates that are not valid yet, expired or expire within 14 days (such a
+/// certificate is still served: refusing it would fail every reload and restart after it).
 pub fn warn_about(snapshot: &config::Snapshot) {
     for (site, _) in snapshot.topology.sites().filter(|(id, _)| {
         snapshot
@@ -95,7 +101,13 @@ pub fn warn_about(snapshot: &config::Snapshot) {
     let now = crate::clock::unix_now().0;
     for certificate in snapshot.tls.served() {
         let left = certificate.not_after - now;
-        if left <= 0 {
+        if now < certificate.not_before {
+            tracing::error!(
+                name = certificate.name,
+                cert = %certificate.cert_path.display(),
+                "certificate is NOT VALID YET and clients will refuse it: check its dates"
+            );
+        } else if left <= 0 {
             tracing::error!(
                 name = certificate.name,
                 cert = %certificate.cert_path.display(),
@@ -192,34 +204,109 @@ pub fn https_settings(state: SharedState, h2: bool) -> Result<PingoraTlsSettings
     Ok(settings)
 }
 
+/// Client certificates on the admin or metrics listener, judged by the live configuration's
+/// `client_ca` on each handshake: a reload that replaces a compromised operator CA, or turns
+/// client certificates on or off, applies to the next connection.
+struct LiveClientCa {
+    state: SharedState,
+    listener: Listener,
+    provider: Arc<CryptoProvider>,
+}
+
+impl LiveClientCa {
+    fn verifier(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+        let state = self.state.load();
+        let settings = self.listener.settings(&state.snapshot.tls)?;
+        settings.client_verifier.clone()
+    }
+}
+
+impl std::fmt::Debug for LiveClientCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LiveClientCa({:?})", self.listener)
+    }
+}
+
+impl ClientCertVerifier for LiveClientCa {
+    fn offer_client_auth(&self) -> bool {
+        self.verifier().is_some()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.offer_client_auth()
+    }
+
+    /// No CA names are hinted: they would have to outlive the configuration they came from.
+    /// Clients present their one certificate all the same.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.verifier() {
+            Some(verifier) => verifier.verify_client_cert(end_entity, intermediates, now),
+            // `client_ca` was removed during this handshake: nothing left to trust it by.
+            None => Err(rustls::Error::General("no client CA is configured".into())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// The rustls config of the admin or metrics listener, `None` without `[tls.admin]` /
-/// `[tls.metrics]`. Client certificates, when required, are checked against the CA bundle
-/// the listener started with.
+/// `[tls.metrics]`. Its certificate and client CA are read from the live configuration on
+/// each handshake.
 pub fn listener_config(
     state: &SharedState,
     listener: Listener,
 ) -> Result<Option<Arc<ServerConfig>>, String> {
     let current = state.load();
     let tls = &current.snapshot.tls;
-    let Some(settings) = listener.settings(tls) else {
+    if listener.settings(tls).is_none() {
         return Ok(None);
-    };
+    }
     let provider = Arc::new(crypto_provider(tls.min_version));
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(protocol_versions(tls.min_version))
-        .map_err(|e| e.to_string())?;
-    let builder = match &settings.client_roots {
-        Some(roots) => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), provider)
-                .build()
-                .map_err(|e| format!("cannot use the client CA bundle: {e}"))?,
-        ),
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_cert_resolver(Arc::new(LiveCertificate {
-        state: Arc::clone(state),
-        listener,
-    }));
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(Arc::new(LiveClientCa {
+            state: Arc::clone(state),
+            listener,
+            provider,
+        }))
+        .with_cert_resolver(Arc::new(LiveCertificate {
+            state: Arc::clone(state),
+            listener,
+        }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
 }
@@ -317,6 +404,10 @@ pub async fn serve(
     }
 }
 
+/// The server name of an unverified backend connection without `sni`: an IP address, so the
+/// handshake carries no SNI.
+const NO_SERVER_NAME: &str = "0.0.0.0";
+
 /// Per-site upstream TLS, converted once per configuration into what Pingora's peers take.
 pub struct PeerTls {
     sni: String,
@@ -360,7 +451,13 @@ impl PeerTls {
     /// "skip verification".
     pub fn apply(&self, peer: &mut HttpPeer) {
         peer.scheme = pingora::upstreams::peer::Scheme::HTTPS;
-        peer.sni.clone_from(&self.sni);
+        if self.sni.is_empty() {
+            // Unverified and no name to send: Pingora's rustls connector cannot connect without
+            // a server name, and rustls never sends an IP address as SNI.
+            peer.sni = NO_SERVER_NAME.to_owned();
+        } else {
+            peer.sni.clone_from(&self.sni);
+        }
         peer.options.verify_cert = self.verify;
         peer.options.verify_hostname = self.verify;
         peer.options.ca.clone_from(&self.ca);

@@ -19,14 +19,15 @@ use tokio::net::TcpStream;
 const H1: &[&[u8]] = &[b"http/1.1"];
 const H2: &[&[u8]] = &[b"h2"];
 
-/// `[tls]` with `apps` for the tenant hosts and the region hosts, `fallback` as the default;
-/// the watcher polls every 100 ms so rotations show quickly.
+/// `[tls]` (`extra`: more of its keys, or its sub-tables) with `apps` for the tenant hosts and
+/// the region hosts, `fallback` as the default; the watcher polls every 100 ms so rotations
+/// show quickly.
 fn tls_tables(extra: &str) -> String {
     format!(
-        "[tls]\n\
+        "[tls]\n{extra}\n\
          [[tls.certificates]]\nname = \"apps\"\ncert = \"apps.pem\"\nkey = \"apps.key\"\n\
          [[tls.certificates]]\nname = \"fallback\"\ncert = \"fallback.pem\"\nkey = \"fallback.key\"\ndefault = true\n\
-         {extra}\n[reload]\nwatch_interval_ms = 100\n{FAST_SHUTDOWN}"
+         [reload]\nwatch_interval_ms = 100\n{FAST_SHUTDOWN}"
     )
 }
 
@@ -245,6 +246,87 @@ async fn sni_selects_the_certificate_rotations_apply_and_a_broken_certificate_ke
     );
     let url = format!("https://acme.app.example.com:{}/", https.port());
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+
+    // An expired pair in place of the valid one (an old backup put back) is refused as well;
+    // an operator who means it forces it in.
+    let expired = pki.ca.issue_expired(&["*.app.example.com"]);
+    expired.write(cluster.dir.path(), "apps");
+    let refused = cluster.reload(false).await;
+    let error = refused.error.unwrap_or_default();
+    assert!(
+        error.contains("certificate `apps`") && error.contains("expired on"),
+        "{error}"
+    );
+    assert_eq!(
+        served_certificate(https, "acme.app.example.com").await,
+        rotated.der
+    );
+    let forced = cluster.reload(true).await;
+    assert!(forced.ok, "{forced:?}");
+    assert_eq!(
+        served_certificate(https, "acme.app.example.com").await,
+        expired.der
+    );
+}
+
+/// A connection opened for one server name, on which each request names its own host: the
+/// Host header over HTTP/1.1, `:authority` over HTTP/2 (how browsers reuse a connection for
+/// every host its certificate covers).
+enum Connection {
+    Http1(reqwest::Client, String),
+    Http2(hyper::client::conn::http2::SendRequest<String>),
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr, server_name: &str, ca: &Ca, alpn: &[&[u8]]) -> Connection {
+        let config = client_config(Some(ca), &[&TLS13], alpn, None);
+        if alpn == H1 {
+            let url = format!("https://{server_name}:{}", addr.port());
+            return Connection::Http1(https_client(config, server_name, addr), url);
+        }
+        let tls = handshake(addr, server_name, config).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        Connection::Http2(sender)
+    }
+
+    /// GET `path` for `host`, with `x-tenant-id: tenant` if given: the status and JSON body.
+    async fn get(
+        &mut self,
+        host: &str,
+        path: &str,
+        tenant: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        match self {
+            Connection::Http1(client, url) => {
+                let mut request = client.get(format!("{url}{path}")).header("host", host);
+                if let Some(tenant) = tenant {
+                    request = request.header("x-tenant-id", tenant);
+                }
+                json(request).await
+            }
+            Connection::Http2(sender) => {
+                use http_body_util::BodyExt;
+                let mut request = hyper::Request::get(format!("https://{host}{path}"));
+                if let Some(tenant) = tenant {
+                    request = request.header("x-tenant-id", tenant);
+                }
+                let response = sender
+                    .send_request(request.body(String::new()).unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(response.version(), hyper::Version::HTTP_2);
+                let status = response.status().as_u16();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (status, serde_json::from_slice(&body).unwrap())
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,76 +335,124 @@ async fn the_tenant_of_the_tls_server_name_and_of_the_request_must_agree() {
     let cluster = https_cluster(&pki, "", false).await;
     let https = cluster.https.unwrap();
     let port = https.port();
-    let client = |sni: &str| {
-        https_client(
-            client_config(Some(&pki.ca), &[&TLS13], H1, None),
-            sni,
-            https,
-        )
-    };
-    let acme = client("acme.app.example.com");
-    let acme_url = format!("https://acme.app.example.com:{port}/");
+    let acme_host = format!("acme.app.example.com:{port}");
+    let us_host = format!("us.api.example.com:{port}");
+    let globex_host = format!("globex.app.example.com:{port}");
+    // On a connection opened for acme: (host, x-tenant-id, path) -> (status, error code).
+    let cases: [(&str, Option<&str>, &str, u16, &str); 7] = [
+        // Agreement, and a region host carried by the same certificate.
+        (&acme_host, None, "/", 200, ""),
+        (&us_host, Some("acme"), "/", 200, ""),
+        // The server name checks the request's tenant but never names one by itself.
+        (&us_host, None, "/", 400, "tenant_required"),
+        // acme's connection carrying globex's request: by host, header or path.
+        (&globex_host, None, "/", 400, "ambiguous_tenant"),
+        (&acme_host, Some("globex"), "/", 400, "ambiguous_tenant"),
+        (
+            &acme_host,
+            None,
+            "/t/globex/orders",
+            400,
+            "ambiguous_tenant",
+        ),
+        // A host the connection's certificate does not cover belongs on another connection.
+        (
+            "fallback.example.com",
+            Some("acme"),
+            "/",
+            421,
+            "misdirected_request",
+        ),
+    ];
+    for alpn in [H1, H2] {
+        let mut acme = Connection::open(https, "acme.app.example.com", &pki.ca, alpn).await;
+        for (host, tenant, path, status, error) in cases {
+            let (got, body) = acme.get(host, path, tenant).await;
+            let case = format!(
+                "{} {host} {tenant:?} {path}: {body}",
+                String::from_utf8_lossy(alpn[0])
+            );
+            assert_eq!(got, status, "{case}");
+            if status == 200 {
+                assert_eq!(body["region"], "us", "{case}");
+                assert_eq!(body["headers"]["x-forwarded-proto"], "https", "{case}");
+            } else {
+                assert_eq!(body["error"], error, "{case}");
+            }
+        }
 
-    // Agreement, and a region host carried by the same certificate.
-    let response = acme.get(&acme_url).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["headers"]["x-forwarded-proto"], "https");
-    let (status, body) = json(
-        acme.get(&acme_url)
-            .header("host", format!("us.api.example.com:{port}"))
-            .header("x-tenant-id", "acme"),
-    )
-    .await;
-    assert_eq!(
-        status, 200,
-        "acme's connection may ask for its home region: {body}"
-    );
-    // The server name checks the request's tenant but never names one by itself.
-    let (status, body) = json(
-        acme.get(&acme_url)
-            .header("host", format!("us.api.example.com:{port}")),
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"], "tenant_required");
-
-    // A connection opened for acme carrying globex's request: by Host, header or path.
-    for request in [
-        acme.get(&acme_url)
-            .header("host", format!("globex.app.example.com:{port}")),
-        acme.get(&acme_url).header("x-tenant-id", "globex"),
-        acme.get(format!("{acme_url}t/globex/orders")),
-    ] {
-        let (status, body) = json(request).await;
-        assert_eq!(status, 400, "{body}");
-        assert_eq!(body["error"], "ambiguous_tenant");
+        // No tenant in the server name: the other sources decide alone.
+        let mut fallback = Connection::open(https, "fallback.example.com", &pki.ca, alpn).await;
+        let host = format!("fallback.example.com:{port}");
+        let (status, body) = fallback.get(&host, "/", Some("globex")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["region"], "eu");
     }
-
-    // A Host the connection's certificate does not cover belongs on another connection.
-    let (status, body) = json(
-        acme.get(&acme_url)
-            .header("host", "fallback.example.com")
-            .header("x-tenant-id", "acme"),
-    )
-    .await;
-    assert_eq!(status, 421, "{body}");
-    assert_eq!(body["error"], "misdirected_request");
-
-    // No tenant in the server name: the other sources decide alone.
-    let fallback = client("fallback.example.com");
-    let (status, body) = json(
-        fallback
-            .get(format!("https://fallback.example.com:{port}/"))
-            .header("x-tenant-id", "globex"),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["region"], "eu");
 }
 
-/// Sites in `DEMO_SITES` order: virginia (2 backends: verified TLS), oregon (mutual TLS),
-/// frankfurt (untrusted CA; wrong name), dublin (demands a client certificate it never gets).
+/// TLS 1.2 and unverified backends are an operator's explicit choices: each works only when
+/// configured, and each is logged loudly at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_and_unverified_backends_work_when_configured_and_are_logged() {
+    let pki = Pki::new();
+    // Virginia's only backend: an old TLS 1.2 server with a certificate nobody trusts.
+    let stranger_ca = Ca::new("nobody's CA");
+    let virginia = stranger_ca.issue(&["virginia.internal"]);
+    let cluster = Cluster::start_with(Options {
+        https: true,
+        backends_per_site: [1, 1, 1, 1],
+        tables: tls_tables("min_version = \"1.2\"\n"),
+        files: pki.files(),
+        backend_tls: vec![(0, 0, virginia.server_config_for(&[&TLS12], None))],
+        site_lines: [
+            "  [regions.sites.tls]\n  insecure_skip_verify = true\n",
+            "",
+            "",
+            "",
+        ],
+        ..Options::default()
+    })
+    .await;
+    let log = cluster.router.log_text();
+    assert!(
+        log.contains("clients and backends may use TLS 1.2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("insecure_skip_verify: the backends' certificates are NOT verified"),
+        "{log}"
+    );
+
+    let https = cluster.https.unwrap();
+    let host = "acme.app.example.com";
+    let tls12 = https_client(
+        client_config(Some(&pki.ca), &[&TLS12], H1, None),
+        host,
+        https,
+    );
+    let url = format!("https://{host}:{}/", https.port());
+    let virginia = &cluster.site("virginia")[0];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while virginia.requests() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "virginia never served acme: {}",
+            cluster.router.log_text()
+        );
+        let (status, body) = json(tls12.get(&url)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["region"], "us");
+    }
+    let (ok, text) = openssl_s_client(https, "-tls1_2");
+    assert!(
+        ok,
+        "openssl -tls1_2 failed although TLS 1.2 is allowed:\n{text}"
+    );
+}
+
+/// Sites in `DEMO_SITES` order: virginia (2 backends: verified TLS), oregon (mutual TLS, h2),
+/// frankfurt (untrusted CA; wrong name; TLS 1.2 only), dublin (demands a client certificate it
+/// never gets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
     let backend_ca = Ca::new("backend CA");
@@ -331,6 +461,7 @@ async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
     let oregon = backend_ca.issue(&["oregon.backend.test"]);
     let frankfurt_untrusted = stranger_ca.issue(&["frankfurt.backend.test"]);
     let frankfurt_wrong_name = backend_ca.issue(&["elsewhere.backend.test"]);
+    let frankfurt_tls12 = backend_ca.issue(&["frankfurt.backend.test"]);
     let dublin = backend_ca.issue(&["dublin.backend.test"]);
     let router_identity = backend_ca.issue(&["router.internal"]);
     let files = vec![
@@ -339,7 +470,7 @@ async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
         ("router.key", router_identity.key_pem.clone().into_bytes()),
     ];
     let cluster = Cluster::start_with(Options {
-        backends_per_site: [2, 1, 2, 1],
+        backends_per_site: [2, 1, 3, 1],
         metrics: true,
         files,
         backend_tls: vec![
@@ -348,6 +479,7 @@ async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
             (1, 0, oregon.server_config(Some(&backend_ca))),
             (2, 0, frankfurt_untrusted.server_config(None)),
             (2, 1, frankfurt_wrong_name.server_config(None)),
+            (2, 2, frankfurt_tls12.server_config_for(&[&TLS12], None)),
             (3, 0, dublin.server_config(Some(&backend_ca))),
         ],
         site_lines: [
@@ -361,26 +493,46 @@ async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
     })
     .await;
 
-    // us: every request answered, by both sites (virginia verified, oregon with mutual TLS).
+    // us: every request answered, by both sites (virginia verified, oregon with mutual TLS,
+    // over HTTP/2 as its `h2 = true` asks).
     for _ in 0..12 {
         let (status, body) = json(cluster.get("/", "acme")).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["region"], "us");
+        let expected = if body["site"] == "oregon" {
+            "HTTP/2.0"
+        } else {
+            "HTTP/1.1"
+        };
+        assert_eq!(body["http_version"], expected, "{body}");
     }
     let served = |site: &str| cluster.site(site).iter().map(|b| b.requests()).sum::<u64>();
     assert!(served("virginia") > 0 && served("oregon") > 0);
 
-    // eu (umbrella: its replication expired, so eu only): no backend can be trusted.
-    for _ in 0..4 {
+    // eu (umbrella: its replication expired, so eu only): no backend can be trusted. Each one
+    // is tried (its handshake fails) and none ever sees a request.
+    let eu = || {
+        cluster
+            .site("frankfurt")
+            .iter()
+            .chain(cluster.site("dublin"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sent = 0;
+    while sent < 4 || eu().any(|backend| backend.failed_handshakes() == 0) {
+        assert!(Instant::now() < deadline, "not every eu backend was tried");
         let (status, body) = json(cluster.get("/", "umbrella")).await;
         assert!(status == 502 || status == 503, "{status} {body}");
+        sent += 1;
     }
-    assert_eq!(
-        served("frankfurt"),
-        0,
-        "an untrusted backend never saw a request"
-    );
-    assert_eq!(served("dublin"), 0);
+    for backend in eu() {
+        assert_eq!(
+            backend.requests(),
+            0,
+            "{} accepted a connection it must not",
+            backend.addr()
+        );
+    }
     let cluster = &cluster;
     let failures = |site: &'static str, kind: &'static str| async move {
         let labels = [("region", "eu"), ("site", site), ("kind", kind)];
@@ -390,8 +542,8 @@ async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
     };
     let frankfurt = failures("frankfurt", "tls").await;
     assert!(
-        frankfurt >= 2.0,
-        "both frankfurt backends fail: {frankfurt}"
+        frankfurt >= 3.0,
+        "every frankfurt backend fails: {frankfurt}"
     );
     // In TLS 1.3 the server judges the client certificate after the client's side of the
     // handshake is done: the refusal arrives as the answer to the request.
@@ -423,39 +575,40 @@ async fn admin_and_metrics_serve_https_and_the_admin_api_can_demand_client_certi
     })
     .await;
     let (admin, metrics) = (cluster.admin.unwrap(), cluster.metrics.unwrap());
-
-    let with_identity = reqwest::Client::builder()
-        .use_preconfigured_tls(client_config(Some(&pki.ca), &[&TLS13], H1, Some(&operator)))
-        .no_proxy()
-        .build()
-        .unwrap();
-    let (status, body) = json(
-        with_identity
+    // Each call on a new connection, so each is a new handshake.
+    let list_tenants = |identity: Option<&Leaf>| {
+        reqwest::Client::builder()
+            .use_preconfigured_tls(client_config(Some(&pki.ca), &[&TLS13], H1, identity))
+            .no_proxy()
+            .build()
+            .unwrap()
             .get(format!("https://127.0.0.1:{}/v1/tenants", admin.port()))
-            .bearer_auth(OPERATOR),
-    )
-    .await;
+            .bearer_auth(OPERATOR)
+            .send()
+    };
+
+    let (status, _, body) = common::json(list_tenants(Some(&operator)).await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["tenants"].as_array().unwrap().len() >= 4);
 
     // No client certificate, or one from another CA: no handshake.
     let stranger = pki.ca.issue(&["mallory.example.com"]);
     for identity in [None, Some(&stranger)] {
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(client_config(Some(&pki.ca), &[&TLS13], H1, identity))
-            .no_proxy()
-            .build()
-            .unwrap();
-        let refused = client
-            .get(format!("https://127.0.0.1:{}/v1/tenants", admin.port()))
-            .bearer_auth(OPERATOR)
-            .send()
-            .await;
         assert!(
-            refused.is_err(),
+            list_tenants(identity).await.is_err(),
             "admin API answered without a trusted client certificate"
         );
     }
+
+    // The operators' CA is replaced (say it leaked): from the next handshake on, certificates
+    // of the old CA are refused and those of the new one accepted, without a restart.
+    let next_ca = Ca::new("operators CA, next");
+    let bob = next_ca.issue(&["bob.ops.example.com"]);
+    std::fs::write(cluster.dir.path().join("operators-ca.pem"), next_ca.pem()).unwrap();
+    let answer = cluster.reload(false).await;
+    assert!(answer.ok, "{answer:?}");
+    assert!(list_tenants(Some(&operator)).await.is_err());
+    assert_eq!(list_tenants(Some(&bob)).await.unwrap().status(), 200);
     // Plain HTTP on a TLS port gets nothing either.
     assert!(cluster
         .client

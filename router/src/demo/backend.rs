@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
@@ -30,6 +30,9 @@ struct Identity {
     site: &'static str,
     region: &'static str,
     requests: Arc<AtomicU64>,
+    /// TLS handshakes that failed (a client that refused this backend's certificate, or was
+    /// refused for lacking one).
+    failed_handshakes: Arc<AtomicU64>,
     /// Added before every echo answer (ms); lets tests make a site slow.
     delay_ms: Arc<AtomicU64>,
     /// Status of every echo answer (tests make a bad deploy answer 502).
@@ -65,6 +68,7 @@ impl SiteBackend {
             site,
             region,
             requests: Arc::new(AtomicU64::new(0)),
+            failed_handshakes: Arc::new(AtomicU64::new(0)),
             delay_ms: Arc::new(AtomicU64::new(0)),
             status: Arc::new(AtomicU16::new(200)),
             health_status: Arc::new(AtomicU16::new(200)),
@@ -76,6 +80,7 @@ impl SiteBackend {
             .fallback(echo)
             .with_state(identity.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let failed_handshakes = Arc::clone(&identity.failed_handshakes);
         tokio::spawn(async move {
             let mut connections = JoinSet::new();
             tokio::pin!(stopped);
@@ -86,6 +91,7 @@ impl SiteBackend {
                         let Ok((stream, _)) = accepted else { continue };
                         let service = TowerToHyperService::new(app.clone());
                         let tls = tls.clone();
+                        let failed_handshakes = Arc::clone(&failed_handshakes);
                         connections.spawn(async move {
                             let builder = auto::Builder::new(TokioExecutor::new());
                             let _ = match tls {
@@ -96,6 +102,7 @@ impl SiteBackend {
                                 }
                                 Some(acceptor) => {
                                     let Ok(stream) = acceptor.accept(stream).await else {
+                                        failed_handshakes.fetch_add(1, Ordering::SeqCst);
                                         return;
                                     };
                                     builder
@@ -135,6 +142,11 @@ impl SiteBackend {
         self.identity.requests.load(Ordering::SeqCst)
     }
 
+    /// TLS handshakes with this backend that failed.
+    pub fn failed_handshakes(&self) -> u64 {
+        self.identity.failed_handshakes.load(Ordering::SeqCst)
+    }
+
     /// Delays every later echo answer by `delay`.
     pub fn set_delay(&self, delay: Duration) {
         self.identity
@@ -169,6 +181,7 @@ impl Drop for SiteBackend {
 async fn echo(
     State(id): State<Identity>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -196,6 +209,7 @@ async fn echo(
         "region": id.region,
         "backend": id.addr.to_string(),
         "method": method.as_str(),
+        "http_version": format!("{version:?}"),
         "path": uri.path_and_query().map_or("/", |p| p.as_str()),
         "body_bytes": body.len(),
         "headers": echoed,
