@@ -175,8 +175,8 @@ fn h2load(target: SocketAddr, scenario: &str, args: &Args) -> Sample {
         .map(to_ms)
         .unwrap_or(f64::NAN);
     // `requests: N total, ...` and `status codes: N 2xx, ...`.
-    let total = number_after("requests: ").unwrap_or_default();
-    let ok = number_after("status codes: ").unwrap_or_default();
+    let total = number_after("requests: ").expect("h2load printed `requests:`");
+    let ok = number_after("status codes: ").expect("h2load printed `status codes:`");
     Sample {
         rps,
         mean_ms,
