@@ -130,7 +130,8 @@ pub struct ReloadFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenFile {
-    pub http: String,
+    /// Plain HTTP; at least one of `http` and `https` is required.
+    pub http: Option<String>,
     pub https: Option<String>,
     pub admin: Option<String>,
     pub metrics: Option<String>,

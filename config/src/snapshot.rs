@@ -211,7 +211,8 @@ pub struct GeoIpSettings {
 
 #[derive(Debug, Clone)]
 pub struct Listen {
-    pub http: SocketAddr,
+    /// Client traffic in plain HTTP, TLS, or both (at least one).
+    pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,

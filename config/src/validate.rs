@@ -176,19 +176,31 @@ fn socket_addr(value: &str, at: &str, problems: &mut Problems<'_>) -> Option<Soc
 }
 
 fn listen(file: &ConfigFile, problems: &mut Problems<'_>) -> Option<Listen> {
-    let http = socket_addr(&file.listen.http, "listen.http", problems);
+    let listen = &file.listen;
+    if listen.http.is_none() && listen.https.is_none() {
+        problems.add(
+            "listen",
+            "no listener for client traffic",
+            "set listen.http (plain HTTP), listen.https (TLS), or both",
+        );
+    }
+    let h2c = listen.h2c.unwrap_or(false);
+    if h2c && listen.http.is_none() {
+        problems.add(
+            "listen.h2c",
+            "h2c is served on listen.http, which is not set",
+            "set listen.http, or remove h2c",
+        );
+    }
     let mut optional = |value: &Option<String>, at: &str| {
         value.as_deref().and_then(|v| socket_addr(v, at, problems))
     };
-    let https = optional(&file.listen.https, "listen.https");
-    let admin = optional(&file.listen.admin, "listen.admin");
-    let metrics = optional(&file.listen.metrics, "listen.metrics");
     Some(Listen {
-        http: http?,
-        https,
-        admin,
-        metrics,
-        h2c: file.listen.h2c.unwrap_or(false),
+        http: optional(&listen.http, "listen.http"),
+        https: optional(&listen.https, "listen.https"),
+        admin: optional(&listen.admin, "listen.admin"),
+        metrics: optional(&listen.metrics, "listen.metrics"),
+        h2c,
     })
 }
 

@@ -157,6 +157,19 @@ fn every_problem_is_reported_at_once_with_its_location() {
 }
 
 #[test]
+fn client_traffic_needs_a_listener() {
+    let without_http = example_router().replace("http    = \"0.0.0.0:8080\"\n", "");
+    assert_ne!(without_http, example_router());
+    let lines = error_lines(&without_http, &example_tenants());
+    assert_reports(&lines, "listen: no listener for client traffic");
+    let lines = error_lines(
+        &without_http.replace("[listen]\n", "[listen]\nh2c = true\n"),
+        &example_tenants(),
+    );
+    assert_reports(&lines, "listen.h2c: h2c is served on listen.http");
+}
+
+#[test]
 fn source_and_policy_mistakes_are_explained() {
     let router = example_router()
         .replace("unknown  = \"reject\"", "unknown  = { region = \"apac\" }")

@@ -191,14 +191,16 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
         options.h2c = listen.h2c;
         app.server_options = Some(options);
     }
-    proxy.add_tcp(&listen.http.to_string());
+    if let Some(addr) = listen.http {
+        proxy.add_tcp(&addr.to_string());
+    }
     if let Some((addr, settings)) = https {
         proxy.add_tls_with_settings(&addr.to_string(), None, settings);
     }
     // The listener opens once the first round of health checks is in.
     server.add_service(proxy).add_dependency(&health_checks);
 
-    tracing::info!(http = %listen.http, https = ?listen.https, "residency-router listening");
+    tracing::info!(http = ?listen.http, https = ?listen.https, "residency-router listening");
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnTermOrInt),
     });

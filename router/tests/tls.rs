@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Options, FAST_SHUTDOWN, OPERATOR};
+use common::{Cluster, Options, RouterProcess, FAST_SHUTDOWN, OPERATOR};
 use config::testing::{client_config, Ca, Leaf};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::version::{TLS12, TLS13};
@@ -388,6 +388,35 @@ async fn the_tenant_of_the_tls_server_name_and_of_the_request_must_agree() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["region"], "eu");
     }
+}
+
+/// Without `listen.http`, client traffic is taken over TLS only: nothing listens in plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_traffic_can_be_tls_only() {
+    let pki = Pki::new();
+    let mut cluster = https_cluster(&pki, "", false).await;
+    let (https, plain) = (cluster.https.unwrap(), cluster.router.addr);
+    let config = cluster.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let tls_only = text.replace(&format!("http = \"{plain}\"\n"), "");
+    assert_ne!(text, tls_only);
+    std::fs::write(&config, tls_only).unwrap();
+    let _ = cluster.router.child.kill();
+    let _ = cluster.router.child.wait();
+    let log = cluster.dir.path().join("tls-only.log");
+    cluster.router = RouterProcess::start(&config, https, log).unwrap();
+
+    let host = "acme.app.example.com";
+    let client = https_client(
+        client_config(Some(&pki.ca), &[&TLS13], H1, None),
+        host,
+        https,
+    );
+    let (status, body) = json(client.get(format!("https://{host}:{}/", https.port()))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["region"], "us");
+    assert!(cluster.router.log_text().contains("http=None"));
+    assert!(cluster.get("/", "acme").send().await.is_err());
 }
 
 /// TLS 1.2 and unverified backends are an operator's explicit choices: each works only when
