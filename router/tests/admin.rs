@@ -415,6 +415,20 @@ async fn explain_shows_the_decision_without_sending_anything() {
     assert_eq!(from_path["tenant"]["source"], "path");
     assert_eq!(from_path["decision"]["home_region"], "eu");
 
+    // On a TLS connection opened for acme, globex's request is refused; acme's is routed.
+    let sni = j!({"server_name": "acme.app.example.com"});
+    let (_, _, crossed) = explain(j!({"tls": sni, "headers": {"x-tenant-id": "globex"}})).await;
+    assert_eq!(
+        crossed["decision"]["error"], "ambiguous_tenant",
+        "{crossed}"
+    );
+    let (_, _, agreed) = explain(j!({"tls": sni, "headers": {"x-tenant-id": "acme"}})).await;
+    assert_eq!(agreed["decision"]["action"], "route", "{agreed}");
+    assert!(agreed["steps"][0]
+        .as_str()
+        .unwrap()
+        .contains("acme.app.example.com"));
+
     let served_after: u64 = cluster.region_requests("us") + cluster.region_requests("eu");
     assert_eq!(
         served_before, served_after,

@@ -26,6 +26,16 @@ pub struct ExplainRequest {
     pub headers: BTreeMap<String, HeaderInput>,
     /// The socket peer the request would come from.
     pub client: Option<IpAddr>,
+    /// Set when the request would arrive on `listen.https`.
+    pub tls: Option<ExplainTls>,
+}
+
+/// The TLS connection a request would arrive on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainTls {
+    /// The server name (SNI) the client sent; `None` for a client that sent none.
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,7 +96,9 @@ pub fn explain(state: &RouterState, request: &ExplainRequest, now: regions::Unix
         method: &request.method,
         upgrade,
         peer: request.client,
-        tls: None,
+        tls: request.tls.as_ref().map(|tls| routing::TlsFacts {
+            server_name: tls.server_name.as_deref(),
+        }),
     };
     let forwarded_for = header("x-forwarded-for")
         .map(|v| v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>())
@@ -105,6 +117,15 @@ pub fn explain(state: &RouterState, request: &ExplainRequest, now: regions::Unix
 
     let region_name = |r: regions::RegionId| topology.region(r).name.clone();
     let mut steps = Vec::new();
+    if let Some(tls) = &request.tls {
+        steps.push(match &tls.server_name {
+            Some(name) => format!(
+                "over TLS with server name `{name}`: the request's host must be served by the \
+                 same certificate, and a tenant in the server name must agree with the request's"
+            ),
+            None => "over TLS without a server name (the default certificate)".to_owned(),
+        });
+    }
     let record = routed.tenant.and_then(|id| snapshot.registry.get(&id));
     let tenant = routed.tenant.map(|id| {
         let source = routed.source.map_or("unknown", |s| s.as_str());
