@@ -32,7 +32,7 @@ pub use tenant::{
 };
 pub use tls::{
     CertificateSet, ClientIdentity, ListenerTls, ServerCertificate, TlsSettings, TlsVersion,
-    UpstreamTls,
+    UpstreamTls, CLOCK_SKEW_SECONDS,
 };
 
 use std::path::Path;

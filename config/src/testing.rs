@@ -54,22 +54,30 @@ impl Ca {
 
     /// A leaf for `names` (DNS names, `*.` wildcards or IP addresses), valid for a year.
     pub fn issue(&self, names: &[&str]) -> Leaf {
-        self.issue_until(names, OffsetDateTime::now_utc() + Duration::days(365))
+        self.issue_valid(names, -Duration::days(2 * 365), Duration::days(365))
     }
 
     /// A leaf for `names` that expired yesterday.
     pub fn issue_expired(&self, names: &[&str]) -> Leaf {
-        self.issue_until(names, OffsetDateTime::now_utc() - Duration::days(1))
+        self.issue_valid(names, -Duration::days(2 * 365), -Duration::days(1))
     }
 
-    fn issue_until(&self, names: &[&str], not_after: OffsetDateTime) -> Leaf {
+    /// A leaf for `names` that becomes valid tomorrow.
+    pub fn issue_not_yet_valid(&self, names: &[&str]) -> Leaf {
+        self.issue_valid(names, Duration::days(1), Duration::days(365))
+    }
+
+    /// Valid from `now + from` to `now + until`.
+    fn issue_valid(&self, names: &[&str], from: Duration, until: Duration) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        let not_after = now + until;
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("valid names");
         params.distinguished_name.push(
             DnType::CommonName,
             names.first().cloned().unwrap_or_default(),
         );
-        params.not_before = OffsetDateTime::now_utc() - Duration::days(2 * 365);
+        params.not_before = now + from;
         params.not_after = not_after;
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

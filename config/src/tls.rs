@@ -60,6 +60,58 @@ impl TlsSettings {
         self.certificates.certificates.iter().chain(listeners)
     }
 
+    /// The certificates of `self` that are expired or not valid yet at `now` while `running`
+    /// serves their clients a valid one: what a reload from `running` to `self` would break
+    /// (an old backup put back, under its old name or a new one). One line each.
+    pub fn invalid_replacements(&self, running: &TlsSettings, now: i64) -> Vec<String> {
+        let https_default =
+            |tls: &TlsSettings| tls.certificates.select(None).map(|c| c as *const _);
+        let both_default = |new: &ServerCertificate, old: &ServerCertificate| {
+            https_default(self) == Some(new as *const _)
+                && https_default(running) == Some(old as *const _)
+        };
+        fn certificate_of(listener: &Option<ListenerTls>) -> Vec<&ServerCertificate> {
+            listener.iter().map(|l| &*l.certificate).collect()
+        }
+        // Per listener: a certificate only replaces one of the same listener.
+        let groups = [
+            (
+                self.certificates.certificates.iter().collect::<Vec<_>>(),
+                running.certificates.certificates.iter().collect(),
+            ),
+            (certificate_of(&self.admin), certificate_of(&running.admin)),
+            (
+                certificate_of(&self.metrics),
+                certificate_of(&running.metrics),
+            ),
+        ];
+        let when = |t| crate::rfc3339(regions::UnixTime(t));
+        let mut lines = Vec::new();
+        for (new, old) in groups {
+            for certificate in new.into_iter().filter(|c| !c.valid_at(now)) {
+                let Some(replaced) = old.iter().find(|old| {
+                    old.valid_at(now)
+                        && (certificate.serves_clients_of(old) || both_default(certificate, old))
+                }) else {
+                    continue;
+                };
+                let why = if now < certificate.not_before {
+                    format!("is not valid before {}", when(certificate.not_before))
+                } else {
+                    format!("expired on {}", when(certificate.not_after))
+                };
+                lines.push(format!(
+                    "certificate `{}` in {} {why}, and would replace `{}`, valid until {}",
+                    certificate.name,
+                    certificate.cert_path.display(),
+                    replaced.name,
+                    when(replaced.not_after)
+                ));
+            }
+        }
+        lines
+    }
+
     /// Every certificate, key and CA file in use: the file watcher reloads when one changes.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         let client_cas = self.listeners().filter_map(|l| l.client_ca_path.as_deref());
@@ -85,10 +137,19 @@ pub struct ServerCertificate {
     pub key: Arc<CertifiedKey>,
 }
 
+/// How far a certificate's `notBefore` may be ahead of this host's clock and still count as
+/// valid: clocks drift, and some CAs date a certificate from the second it was issued.
+pub const CLOCK_SKEW_SECONDS: i64 = 300;
+
 impl ServerCertificate {
     /// Whether clients accept it at `now` (Unix seconds), as far as its dates go.
     pub fn valid_at(&self, now: i64) -> bool {
-        (self.not_before..=self.not_after).contains(&now)
+        (self.not_before - CLOCK_SKEW_SECONDS..=self.not_after).contains(&now)
+    }
+
+    /// Whether it serves clients that `other` serves: the same `name`, or a DNS name in common.
+    fn serves_clients_of(&self, other: &ServerCertificate) -> bool {
+        self.name == other.name || self.dns_names.iter().any(|n| other.dns_names.contains(n))
     }
 }
 

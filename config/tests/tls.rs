@@ -78,6 +78,83 @@ fn certificates_are_chosen_by_exact_name_then_wildcard_then_default() {
 }
 
 #[test]
+fn a_reload_may_not_put_an_invalid_certificate_where_a_valid_one_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    ca.issue(&["*.app.example.com"]).write(dir.path(), "apps");
+    ca.issue(&["fallback.example.com"])
+        .write(dir.path(), "fallback");
+    ca.issue(&["localhost"]).write(dir.path(), "metrics");
+    let certificate = |name: &str, default: bool| {
+        format!("[[tls.certificates]]\nname = \"{name}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\ndefault = {default}\n")
+    };
+    let config = |certificates: &str| {
+        let tables = format!(
+            "[tls]\n[tls.metrics]\ncert = \"metrics.pem\"\nkey = \"metrics.key\"\n{certificates}"
+        );
+        let listen = "https = \"127.0.0.1:8443\"\nmetrics = \"127.0.0.1:9100\"";
+        load(&write_config(dir.path(), listen, "", &tables)).unwrap()
+    };
+    let running = config(&(certificate("apps", false) + &certificate("fallback", true)));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let refusals = |certificates: &str| {
+        config(certificates)
+            .tls
+            .invalid_replacements(&running.tls, now)
+    };
+    assert!(refusals(&(certificate("apps", false) + &certificate("fallback", true))).is_empty());
+
+    // Expired under its own name, expired under a new name for the same DNS names, not valid
+    // yet, and an expired default for another name: each would replace a valid certificate.
+    ca.issue_expired(&["*.app.example.com"])
+        .write(dir.path(), "apps");
+    let lines = refusals(&(certificate("apps", false) + &certificate("fallback", true)));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("certificate `apps`") && lines[0].contains("expired on"),
+        "{lines:?}"
+    );
+    ca.issue_expired(&["*.app.example.com"])
+        .write(dir.path(), "restored");
+    let lines = refusals(&(certificate("restored", false) + &certificate("fallback", true)));
+    assert!(
+        lines.len() == 1 && lines[0].contains("would replace `apps`"),
+        "{lines:?}"
+    );
+    ca.issue_not_yet_valid(&["*.app.example.com"])
+        .write(dir.path(), "apps");
+    let lines = refusals(&(certificate("apps", false) + &certificate("fallback", true)));
+    assert!(
+        lines.len() == 1 && lines[0].contains("is not valid before"),
+        "{lines:?}"
+    );
+    ca.issue(&["*.app.example.com"]).write(dir.path(), "apps");
+    ca.issue_expired(&["other.example.com"])
+        .write(dir.path(), "other");
+    let lines = refusals(&(certificate("apps", false) + &certificate("other", true)));
+    assert!(
+        lines.len() == 1 && lines[0].contains("would replace `fallback`"),
+        "{lines:?}"
+    );
+    // The metrics listener's certificate is judged against the metrics listener's.
+    ca.issue_expired(&["localhost"])
+        .write(dir.path(), "metrics");
+    let lines = refusals(&(certificate("apps", false) + &certificate("fallback", true)));
+    assert!(
+        lines.len() == 1 && lines[0].contains("certificate `metrics`"),
+        "{lines:?}"
+    );
+
+    // An invalid certificate for clients no valid one served is not this check's business.
+    ca.issue(&["localhost"]).write(dir.path(), "metrics");
+    ca.issue_expired(&["new.example.com"])
+        .write(dir.path(), "new");
+    let added =
+        certificate("apps", false) + &certificate("fallback", true) + &certificate("new", false);
+    assert!(refusals(&added).is_empty());
+}
+
+#[test]
 fn without_a_default_the_first_certificate_is_served_to_unknown_names() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("test CA");

@@ -244,9 +244,25 @@ impl Reloader {
             });
         }
 
-        let not_valid = certificates_gone_bad(old, &new, crate::clock::unix_now().0);
+        let not_valid = new
+            .tls
+            .invalid_replacements(&old.tls, crate::clock::unix_now().0);
         if !force && !not_valid.is_empty() {
             return Err(ReloadError::CertificateNotValid(not_valid));
+        }
+        for (listener, before, after) in [
+            ("tls.admin", &old.tls.admin, &new.tls.admin),
+            ("tls.metrics", &old.tls.metrics, &new.tls.metrics),
+        ] {
+            let demands = |l: &Option<config::ListenerTls>| {
+                l.as_ref().is_some_and(|l| l.client_verifier.is_some())
+            };
+            if demands(before) && !demands(after) {
+                tracing::warn!(
+                    listener,
+                    "client certificates are no longer required: any client can connect"
+                );
+            }
         }
 
         let restart_needed = restart_needed(old, &new);
@@ -288,35 +304,6 @@ impl Reloader {
             restart_needed,
         })
     }
-}
-
-/// Certificates that clients would refuse at `now` (expired, or not valid yet) where the
-/// running configuration serves a valid one under the same name: an old backup put back or a
-/// certificate dated in the future would otherwise replace a working one. An expired
-/// certificate with no valid one to keep is still served, as at start.
-fn certificates_gone_bad(old: &Snapshot, new: &Snapshot, now: i64) -> Vec<String> {
-    new.tls
-        .served()
-        .filter(|certificate| !certificate.valid_at(now))
-        .filter_map(|certificate| {
-            let running = old
-                .tls
-                .served()
-                .find(|c| c.name == certificate.name && c.valid_at(now))?;
-            let when = |t| config::rfc3339(regions::UnixTime(t));
-            let why = if now < certificate.not_before {
-                format!("is not valid before {}", when(certificate.not_before))
-            } else {
-                format!("expired on {}", when(certificate.not_after))
-            };
-            Some(format!(
-                "certificate `{}` in {} {why}, and would replace one valid until {}",
-                certificate.name,
-                certificate.cert_path.display(),
-                when(running.not_after)
-            ))
-        })
-        .collect()
 }
 
 /// Tenants whose home region changes: moved to another region, or removed from the registry

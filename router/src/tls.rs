@@ -101,7 +101,7 @@ pub fn warn_about(snapshot: &config::Snapshot) {
     let now = crate::clock::unix_now().0;
     for certificate in snapshot.tls.served() {
         let left = certificate.not_after - now;
-        if now < certificate.not_before {
+        if now + config::CLOCK_SKEW_SECONDS < certificate.not_before {
             tracing::error!(
                 name = certificate.name,
                 cert = %certificate.cert_path.display(),
@@ -308,6 +308,11 @@ pub fn listener_config(
             listener,
         }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No session resumption: a resumed session skips client authentication, so a client
+    // certificate of a CA removed since would get in on its old session. Operators' tools
+    // make few connections; each pays a full handshake.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Some(Arc::new(config)))
 }
 
