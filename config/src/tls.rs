@@ -64,15 +64,16 @@ impl TlsSettings {
     /// serves their clients a valid one: what a reload from `running` to `self` would break
     /// (an old backup put back, under its old name or a new one). One line each.
     pub fn invalid_replacements(&self, running: &TlsSettings, now: i64) -> Vec<String> {
-        let https_default =
-            |tls: &TlsSettings| tls.certificates.select(None).map(|c| c as *const _);
-        let both_default = |new: &ServerCertificate, old: &ServerCertificate| {
-            https_default(self) == Some(new as *const _)
-                && https_default(running) == Some(old as *const _)
-        };
         fn certificate_of(listener: &Option<ListenerTls>) -> Vec<&ServerCertificate> {
             listener.iter().map(|l| &*l.certificate).collect()
         }
+        let is_default = |tls: &TlsSettings, certificate: &ServerCertificate| {
+            let default = tls.certificates.select(None);
+            default.is_some_and(|d| std::ptr::eq(d, certificate))
+        };
+        let both_default = |new: &ServerCertificate, old: &ServerCertificate| {
+            is_default(self, new) && is_default(running, old)
+        };
         // Per listener: a certificate only replaces one of the same listener.
         let groups = [
             (

@@ -81,77 +81,90 @@ fn certificates_are_chosen_by_exact_name_then_wildcard_then_default() {
 fn a_reload_may_not_put_an_invalid_certificate_where_a_valid_one_serves() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("test CA");
-    ca.issue(&["*.app.example.com"]).write(dir.path(), "apps");
+    let apps = ["*.app.example.com"];
+    ca.issue(&apps).write(dir.path(), "apps");
+    ca.issue_expired(&apps).write(dir.path(), "apps-expired");
+    ca.issue_not_yet_valid(&apps)
+        .write(dir.path(), "apps-future");
     ca.issue(&["fallback.example.com"])
         .write(dir.path(), "fallback");
+    ca.issue_expired(&["other.example.com"])
+        .write(dir.path(), "other-expired");
+    ca.issue_expired(&["new.example.com"])
+        .write(dir.path(), "new-expired");
     ca.issue(&["localhost"]).write(dir.path(), "metrics");
-    let certificate = |name: &str, default: bool| {
-        format!("[[tls.certificates]]\nname = \"{name}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\ndefault = {default}\n")
-    };
-    let config = |certificates: &str| {
-        let tables = format!(
-            "[tls]\n[tls.metrics]\ncert = \"metrics.pem\"\nkey = \"metrics.key\"\n{certificates}"
-        );
+    ca.issue_expired(&["localhost"])
+        .write(dir.path(), "metrics-expired");
+    // `listen.https` certificates as (name, file, default), and the metrics listener's file.
+    let config = |https: &[(&str, &str, bool)], metrics: &str| {
+        let mut tables =
+            format!("[tls]\n[tls.metrics]\ncert = \"{metrics}.pem\"\nkey = \"{metrics}.key\"\n");
+        for (name, file, default) in https {
+            tables += &format!("[[tls.certificates]]\nname = \"{name}\"\ncert = \"{file}.pem\"\nkey = \"{file}.key\"\ndefault = {default}\n");
+        }
         let listen = "https = \"127.0.0.1:8443\"\nmetrics = \"127.0.0.1:9100\"";
         load(&write_config(dir.path(), listen, "", &tables)).unwrap()
     };
-    let running = config(&(certificate("apps", false) + &certificate("fallback", true)));
+    let running = config(
+        &[("apps", "apps", false), ("fallback", "fallback", true)],
+        "metrics",
+    );
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let refusals = |certificates: &str| {
-        config(certificates)
+
+    let fallback = ("fallback", "fallback", true);
+    let cases: [(&[(&str, &str, bool)], &str, Option<&str>); 7] = [
+        (&[("apps", "apps", false), fallback], "metrics", None),
+        // Expired, under its own name or a new one for the same DNS names.
+        (
+            &[("apps", "apps-expired", false), fallback],
+            "metrics",
+            Some("apps-expired.pem expired on"),
+        ),
+        (
+            &[("restored", "apps-expired", false), fallback],
+            "metrics",
+            Some("would replace `apps`"),
+        ),
+        (
+            &[("apps", "apps-future", false), fallback],
+            "metrics",
+            Some("is not valid before"),
+        ),
+        // An expired default for other names still replaces the valid default.
+        (
+            &[("apps", "apps", false), ("other", "other-expired", true)],
+            "metrics",
+            Some("would replace `fallback`"),
+        ),
+        // The metrics listener's certificate is judged against the metrics listener's.
+        (
+            &[("apps", "apps", false), fallback],
+            "metrics-expired",
+            Some("certificate `metrics`"),
+        ),
+        // An invalid certificate for clients no valid one served is not this check's business.
+        (
+            &[
+                ("apps", "apps", false),
+                fallback,
+                ("new", "new-expired", false),
+            ],
+            "metrics",
+            None,
+        ),
+    ];
+    for (https, metrics, refused) in cases {
+        let lines = config(https, metrics)
             .tls
-            .invalid_replacements(&running.tls, now)
-    };
-    assert!(refusals(&(certificate("apps", false) + &certificate("fallback", true))).is_empty());
-
-    // Expired under its own name, expired under a new name for the same DNS names, not valid
-    // yet, and an expired default for another name: each would replace a valid certificate.
-    ca.issue_expired(&["*.app.example.com"])
-        .write(dir.path(), "apps");
-    let lines = refusals(&(certificate("apps", false) + &certificate("fallback", true)));
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(
-        lines[0].contains("certificate `apps`") && lines[0].contains("expired on"),
-        "{lines:?}"
-    );
-    ca.issue_expired(&["*.app.example.com"])
-        .write(dir.path(), "restored");
-    let lines = refusals(&(certificate("restored", false) + &certificate("fallback", true)));
-    assert!(
-        lines.len() == 1 && lines[0].contains("would replace `apps`"),
-        "{lines:?}"
-    );
-    ca.issue_not_yet_valid(&["*.app.example.com"])
-        .write(dir.path(), "apps");
-    let lines = refusals(&(certificate("apps", false) + &certificate("fallback", true)));
-    assert!(
-        lines.len() == 1 && lines[0].contains("is not valid before"),
-        "{lines:?}"
-    );
-    ca.issue(&["*.app.example.com"]).write(dir.path(), "apps");
-    ca.issue_expired(&["other.example.com"])
-        .write(dir.path(), "other");
-    let lines = refusals(&(certificate("apps", false) + &certificate("other", true)));
-    assert!(
-        lines.len() == 1 && lines[0].contains("would replace `fallback`"),
-        "{lines:?}"
-    );
-    // The metrics listener's certificate is judged against the metrics listener's.
-    ca.issue_expired(&["localhost"])
-        .write(dir.path(), "metrics");
-    let lines = refusals(&(certificate("apps", false) + &certificate("fallback", true)));
-    assert!(
-        lines.len() == 1 && lines[0].contains("certificate `metrics`"),
-        "{lines:?}"
-    );
-
-    // An invalid certificate for clients no valid one served is not this check's business.
-    ca.issue(&["localhost"]).write(dir.path(), "metrics");
-    ca.issue_expired(&["new.example.com"])
-        .write(dir.path(), "new");
-    let added =
-        certificate("apps", false) + &certificate("fallback", true) + &certificate("new", false);
-    assert!(refusals(&added).is_empty());
+            .invalid_replacements(&running.tls, now);
+        match refused {
+            None => assert!(lines.is_empty(), "{https:?}: {lines:?}"),
+            Some(text) => assert!(
+                lines.len() == 1 && lines[0].contains(text),
+                "{https:?}: {lines:?}"
+            ),
+        }
+    }
 }
 
 #[test]
