@@ -96,7 +96,8 @@ fn a_reload_may_not_put_an_invalid_certificate_where_a_valid_one_serves() {
     ca.issue_expired(&["localhost"])
         .write(dir.path(), "metrics-expired");
     // `listen.https` certificates as (name, file, default), and the metrics listener's file.
-    let config = |https: &[(&str, &str, bool)], metrics: &str| {
+    type Entry<'a> = (&'a str, &'a str, bool);
+    let config = |https: &[Entry], metrics: &str| {
         let mut tables =
             format!("[tls]\n[tls.metrics]\ncert = \"{metrics}.pem\"\nkey = \"{metrics}.key\"\n");
         for (name, file, default) in https {
@@ -112,7 +113,7 @@ fn a_reload_may_not_put_an_invalid_certificate_where_a_valid_one_serves() {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
 
     let fallback = ("fallback", "fallback", true);
-    let cases: [(&[(&str, &str, bool)], &str, Option<&str>); 7] = [
+    let cases: [(&[Entry], &str, Option<&str>); 7] = [
         (&[("apps", "apps", false), fallback], "metrics", None),
         // Expired, under its own name or a new one for the same DNS names.
         (
