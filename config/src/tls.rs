@@ -260,6 +260,8 @@ pub struct UpstreamTls {
 pub struct ClientIdentity {
     pub chain: Vec<Vec<u8>>,
     pub key: Vec<u8>,
+    /// The leaf's `notAfter`, in Unix seconds.
+    pub not_after: i64,
 }
 
 impl std::fmt::Debug for ClientIdentity {
@@ -441,6 +443,7 @@ pub(crate) fn client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity,
     // Same checks as a served certificate, so a broken identity is found at load and not at
     // the first connection.
     let chain = certificates(cert)?;
+    let (_, _, not_after) = leaf_facts(&chain[0], cert)?;
     let key_der = private_key(key)?;
     let checked = certified_key(chain, &key_der, cert, key)?;
     let key_der = key_der.secret_der().to_vec();
@@ -457,5 +460,6 @@ pub(crate) fn client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity,
     Ok(ClientIdentity {
         chain: checked.cert.iter().map(|c| c.to_vec()).collect(),
         key: key_der,
+        not_after,
     })
 }

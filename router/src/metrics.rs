@@ -54,7 +54,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition { name: "residency_geoip_lookups_total", kind: Kind::Counter, labels: &["result"], help: "GeoIP lookups: `located` (the site order used it) or `unknown` (no usable record)." },
     Definition { name: "residency_geoip_database_epoch_seconds", kind: Kind::Gauge, labels: &[], help: "Build time of the GeoIP database in use (0 without GeoIP)." },
     Definition { name: "residency_access_log_dropped_total", kind: Kind::Counter, labels: &[], help: "Access log records dropped because the writer fell behind (requests never wait for it)." },
-    Definition { name: "residency_tls_certificate_expiry_timestamp_seconds", kind: Kind::Gauge, labels: &["name"], help: "When each certificate in use expires (the leaf's notAfter, Unix seconds), by its `name` in `[[tls.certificates]]`, or `admin` / `metrics` for those listeners. Alert well before `time()` reaches it." },
+    Definition { name: "residency_tls_certificate_expiry_timestamp_seconds", kind: Kind::Gauge, labels: &["name"], help: "When each certificate in use expires (the leaf's notAfter, Unix seconds), by its `name` in `[[tls.certificates]]`, `admin` / `metrics` for those listeners, or `client:SITE` for the router's client certificate to a site's backends (mutual TLS). Alert well before `time()` reaches it." },
     Definition { name: "residency_build_info", kind: Kind::Gauge, labels: &["version"], help: "Always 1; the label carries the router version." },
 ];
 
@@ -440,6 +440,11 @@ pub fn render(state: &crate::state::RouterState) -> Vec<u8> {
         m.certificate_expiry
             .with_label_values(&[certificate.name.as_str()])
             .set(certificate.not_after);
+    }
+    for (name, not_after) in crate::tls::client_certificates(snapshot) {
+        m.certificate_expiry
+            .with_label_values(&[name.as_str()])
+            .set(not_after);
     }
     let mut out = Vec::new();
     TextEncoder::new()

@@ -99,6 +99,17 @@ pub fn warn_about(snapshot: &config::Snapshot) {
     }
     const SOON: i64 = 14 * 86_400;
     let now = crate::clock::unix_now().0;
+    for (name, not_after) in client_certificates(snapshot) {
+        let left = not_after - now;
+        if left <= SOON {
+            tracing::warn!(
+                name,
+                days_left = left / 86_400,
+                "the router's client certificate for backends expires soon or has expired \
+                 (backends requiring it will refuse the router): renew it"
+            );
+        }
+    }
     for certificate in snapshot.tls.served() {
         let left = certificate.not_after - now;
         if now + config::CLOCK_SKEW_SECONDS < certificate.not_before {
@@ -121,6 +132,17 @@ pub fn warn_about(snapshot: &config::Snapshot) {
             );
         }
     }
+}
+
+/// The router's client certificates to sites' backends, as `client:SITE` and the leaf's
+/// `notAfter`.
+pub fn client_certificates(
+    snapshot: &config::Snapshot,
+) -> impl Iterator<Item = (String, i64)> + '_ {
+    snapshot.topology.sites().filter_map(|(id, site)| {
+        let client = snapshot.site(id).tls.as_ref()?.client.as_ref()?;
+        Some((format!("client:{}", site.name), client.not_after))
+    })
 }
 
 /// A listener the router terminates TLS on.

@@ -540,6 +540,13 @@ async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
     }
     let served = |site: &str| cluster.site(site).iter().map(|b| b.requests()).sum::<u64>();
     assert!(served("virginia") > 0 && served("oregon") > 0);
+    // The router's own client certificate (oregon's mutual TLS) has its expiry exported too.
+    let expiry = "residency_tls_certificate_expiry_timestamp_seconds";
+    let oregon_client = [("name", "client:oregon")];
+    assert_eq!(
+        cluster.metric(expiry, &oregon_client).await as i64,
+        router_identity.not_after
+    );
 
     // eu (umbrella: its replication expired, so eu only): no backend can be trusted. Each one
     // is tried (its handshake fails) and none ever sees a request.
