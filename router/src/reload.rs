@@ -250,20 +250,7 @@ impl Reloader {
         if !force && !not_valid.is_empty() {
             return Err(ReloadError::CertificateNotValid(not_valid));
         }
-        for (listener, before, after) in [
-            ("tls.admin", &old.tls.admin, &new.tls.admin),
-            ("tls.metrics", &old.tls.metrics, &new.tls.metrics),
-        ] {
-            let demands = |l: &Option<config::ListenerTls>| {
-                l.as_ref().is_some_and(|l| l.client_verifier.is_some())
-            };
-            if demands(before) && !demands(after) {
-                tracing::warn!(
-                    listener,
-                    "client certificates are no longer required: any client can connect"
-                );
-            }
-        }
+        crate::tls::warn_about_change(old, &new);
 
         let restart_needed = restart_needed(old, &new);
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());

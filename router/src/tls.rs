@@ -80,55 +80,65 @@ pub fn install_policy(min: TlsVersion) -> Result<(), String> {
 }
 
 /// Logs what weakens TLS in `snapshot`: backends whose certificates are not verified, and
-/// served certificates that are not valid yet, expired or expire within 14 days (such a
-/// certificate is still served: refusing it would fail every reload and restart after it).
+/// certificates (served, or the router's own for backends) that are not valid yet, expired or
+/// expire within 14 days. Such a certificate is still used: refusing it would fail every
+/// reload and restart after it.
 pub fn warn_about(snapshot: &config::Snapshot) {
-    for (site, _) in snapshot.topology.sites().filter(|(id, _)| {
-        snapshot
-            .site(*id)
+    for (id, site) in snapshot.topology.sites() {
+        if snapshot
+            .site(id)
             .tls
             .as_ref()
             .is_some_and(|tls| !tls.verify)
-    }) {
-        let name = &snapshot.topology.site(site).name;
-        tracing::warn!(
-            site = name.as_str(),
-            "insecure_skip_verify: the backends' certificates are NOT verified; anyone on the \
-             path can read and change this site's traffic"
-        );
-    }
-    const SOON: i64 = 14 * 86_400;
-    let now = crate::clock::unix_now().0;
-    for (name, not_after) in client_certificates(snapshot) {
-        let left = not_after - now;
-        if left <= SOON {
+        {
             tracing::warn!(
-                name,
-                days_left = left / 86_400,
-                "the router's client certificate for backends expires soon or has expired \
-                 (backends requiring it will refuse the router): renew it"
+                site = site.name.as_str(),
+                "insecure_skip_verify: the backends' certificates are NOT verified; anyone on \
+                 the path can read and change this site's traffic"
             );
         }
     }
+    const SOON: i64 = 14 * 86_400;
+    let now = crate::clock::unix_now().0;
     for certificate in snapshot.tls.served() {
-        let left = certificate.not_after - now;
         if now + config::CLOCK_SKEW_SECONDS < certificate.not_before {
             tracing::error!(
                 name = certificate.name,
-                cert = %certificate.cert_path.display(),
                 "certificate is NOT VALID YET and clients will refuse it: check its dates"
             );
-        } else if left <= 0 {
+        }
+    }
+    let served = snapshot.tls.served().map(|c| (c.name.clone(), c.not_after));
+    for (name, not_after) in served.chain(client_certificates(snapshot)) {
+        let left = not_after - now;
+        if left <= 0 {
             tracing::error!(
-                name = certificate.name,
-                cert = %certificate.cert_path.display(),
-                "certificate has EXPIRED and clients will refuse it: renew it"
+                name,
+                "certificate has EXPIRED and peers will refuse it: renew it"
             );
         } else if left <= SOON {
             tracing::warn!(
-                name = certificate.name,
+                name,
                 days_left = left / 86_400,
                 "certificate expires soon: renew it"
+            );
+        }
+    }
+}
+
+/// Logs what a reload from `old` to `new` loosens: a listener that stops requiring client
+/// certificates.
+pub fn warn_about_change(old: &config::Snapshot, new: &config::Snapshot) {
+    for (listener, before, after) in [
+        ("tls.admin", &old.tls.admin, &new.tls.admin),
+        ("tls.metrics", &old.tls.metrics, &new.tls.metrics),
+    ] {
+        let demands =
+            |l: &Option<ListenerTls>| l.as_ref().is_some_and(|l| l.client_verifier.is_some());
+        if demands(before) && !demands(after) {
+            tracing::warn!(
+                listener,
+                "client certificates are no longer required: any client can connect"
             );
         }
     }

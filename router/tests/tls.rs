@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Options, RouterProcess, FAST_SHUTDOWN, OPERATOR};
+use common::{Cluster, Options, FAST_SHUTDOWN, OPERATOR};
 use config::testing::{client_config, Ca, Leaf};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::version::{TLS12, TLS13};
@@ -402,10 +402,9 @@ async fn client_traffic_can_be_tls_only() {
     let tls_only = text.replace(&format!("http = \"{plain}\"\n"), "");
     assert_ne!(text, tls_only);
     std::fs::write(&config, tls_only).unwrap();
-    let _ = cluster.router.child.kill();
-    let _ = cluster.router.child.wait();
-    let log = cluster.dir.path().join("tls-only.log");
-    cluster.router = RouterProcess::start(&config, https, log).unwrap();
+    // Restarted, it is up once the TLS listener accepts.
+    cluster.router.addr = https;
+    cluster.restart();
 
     let host = "acme.app.example.com";
     let client = https_client(
@@ -417,7 +416,12 @@ async fn client_traffic_can_be_tls_only() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["region"], "us");
     assert!(cluster.router.log_text().contains("http=None"));
-    assert!(cluster.get("/", "acme").send().await.is_err());
+    let plain_request = cluster.client.get(format!("http://{plain}/"));
+    assert!(plain_request
+        .header("x-tenant-id", "acme")
+        .send()
+        .await
+        .is_err());
 }
 
 /// TLS 1.2 and unverified backends are an operator's explicit choices: each works only when
