@@ -115,8 +115,9 @@ impl SiteBackend {
                     Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 }
             }
-            // Dropping the listener and aborting connections closes every socket at once.
-            connections.abort_all();
+            // Every connection is closed before the listener: once connecting is refused, no
+            // request can reach this backend any more.
+            connections.shutdown().await;
         });
         Ok(SiteBackend {
             identity,

@@ -205,8 +205,21 @@ impl Cluster {
         &self.sites[i]
     }
 
+    /// Kills every backend of `name` and returns once each refuses connections (and so has
+    /// closed the connections it had).
     pub fn kill_site(&self, name: &str) {
-        self.site(name).iter().for_each(SiteBackend::kill);
+        for backend in self.site(name) {
+            backend.kill();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while TcpStream::connect_timeout(&backend.addr(), Duration::from_millis(100)).is_ok() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} still accepts",
+                    backend.addr()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 
     /// Requests answered by every backend of `region`.
