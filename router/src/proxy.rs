@@ -16,7 +16,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::ErrorType;
+use pingora::{ErrorType, RetryType};
 use regions::{Block, BlockCode, HeaderValues, RegionId, Route, RoutedSite, TenantId};
 use smallvec::SmallVec;
 
@@ -427,16 +427,19 @@ impl ProxyHttp for ResidencyProxy {
             self.record_outcome(ctx, false);
             self.count_upstream_error(ctx, UpstreamError::Reset);
         }
-        if replayable {
-            // A pooled keep-alive connection the backend had already closed: Pingora retries
-            // such errors on a fresh connection. The backend is fine, so it stays eligible
-            // and the retry does not skip ahead to another site (or to a replica region).
-            e.retry.decide_reuse(client_reused);
-            if e.retry() {
-                ctx.tried.pop();
-            }
-        } else {
+        if !replayable || *e.esource() != ErrorSource::Upstream {
             e.set_retry(false);
+        } else if client_reused && matches!(e.retry, RetryType::ReusedOnly) {
+            // A pooled keep-alive connection the backend had already closed. The backend is
+            // fine, so the retry goes to it again on a fresh connection and does not skip
+            // ahead to another site (or to a replica region).
+            e.set_retry(true);
+            ctx.tried.pop();
+        } else {
+            // The backend broke the connection before answering: it died or is dying. The
+            // request is idempotent and the client has seen nothing yet, so, as after a
+            // timeout, the next allowed backend gets it.
+            e.set_retry(true);
         }
         e
     }

@@ -200,3 +200,49 @@ async fn a_replication_revoked_mid_request_is_not_used_by_its_retries() {
     );
     assert_eq!(cluster.region_requests("us"), 0);
 }
+
+/// A backend that dies with a request in flight (its connections close before any answer):
+/// a GET is idempotent, so it goes on to another allowed backend; a POST may already have
+/// taken effect there, so it gets a 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_dying_mid_request_costs_a_get_nothing_and_a_post_a_502() {
+    for method in ["GET", "POST"] {
+        let cluster = Cluster::start().await;
+        let virginia = cluster.site("virginia");
+        for backend in virginia {
+            backend.set_delay(Duration::from_millis(500));
+        }
+        let request = cluster
+            .client
+            .request(method.parse().unwrap(), cluster.url("/"))
+            .header("x-tenant-id", "acme")
+            .send();
+        let kill = async {
+            // The router's first request opens a fresh connection: kill whichever backend
+            // holds it once the request has reached it.
+            loop {
+                if let Some(busy) = virginia.iter().find(|b| b.requests() == 1) {
+                    busy.kill();
+                    return busy.addr().to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let (response, killed) = tokio::join!(request, kill);
+        let (status, _, body) = json(response.unwrap()).await;
+        let answered: u64 = cluster.region_requests("us");
+        if method == "GET" {
+            assert_eq!(status, 200, "{body}");
+            assert_ne!(body["backend"], killed.as_str(), "{body}");
+            assert_eq!(answered, 2, "one attempt on the dying backend, one retry");
+        } else {
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (502, Some("upstream_error")),
+                "{body}"
+            );
+            assert_eq!(answered, 1, "a POST was sent twice");
+        }
+        assert_eq!(cluster.region_requests("eu"), 0);
+    }
+}
