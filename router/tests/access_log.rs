@@ -97,7 +97,7 @@ async fn a_stalled_log_drops_and_counts_records_but_never_holds_a_request() {
         .expect("requests were held up by the access log");
     // 4 records fit in the queue; the other 46 are dropped and counted.
     let dropped = cluster
-        .metric("residency_access_log_dropped_total", &[])
+        .logged_metric("residency_access_log_dropped_total", &[], 46.0)
         .await;
     assert_eq!(dropped, 46.0);
     // Unblock the writer so the router can exit cleanly.

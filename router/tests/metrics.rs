@@ -78,11 +78,16 @@ async fn requests_move_exactly_their_series() {
         ("site", site.as_str()),
         ("code_class", "2xx"),
     ];
-    assert_eq!(cluster.metric("residency_requests_total", &ok).await, 1.0);
+    assert_eq!(
+        cluster
+            .logged_metric("residency_requests_total", &ok, 1.0)
+            .await,
+        1.0
+    );
     let count = [("served_region", "us"), ("site", site.as_str())];
     assert_eq!(
         cluster
-            .metric("residency_request_duration_seconds_count", &count)
+            .logged_metric("residency_request_duration_seconds_count", &count, 1.0)
             .await,
         1.0
     );
@@ -105,7 +110,7 @@ async fn requests_move_exactly_their_series() {
     ];
     assert_eq!(
         cluster
-            .metric("residency_cross_region_served_total", &hint)
+            .logged_metric("residency_cross_region_served_total", &hint, 1.0)
             .await,
         1.0
     );
@@ -139,7 +144,9 @@ async fn requests_move_exactly_their_series() {
         ("code_class", "5xx"),
     ];
     assert_eq!(
-        cluster.metric("residency_requests_total", &failed).await,
+        cluster
+            .logged_metric("residency_requests_total", &failed, 1.0)
+            .await,
         1.0
     );
 
@@ -209,7 +216,7 @@ async fn requests_move_exactly_their_series() {
     ];
     assert_eq!(
         cluster
-            .metric("residency_cross_region_served_total", &failover)
+            .logged_metric("residency_cross_region_served_total", &failover, 1.0)
             .await,
         1.0
     );

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -416,12 +417,11 @@ async fn client_traffic_can_be_tls_only() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["region"], "us");
     assert!(cluster.router.log_text().contains("http=None"));
-    let plain_request = cluster.client.get(format!("http://{plain}/"));
-    assert!(plain_request
-        .header("x-tenant-id", "acme")
-        .send()
-        .await
-        .is_err());
+    assert_eq!(
+        cluster.router.listening_ports(),
+        BTreeSet::from([https.port()]),
+        "something besides the TLS listener is listening"
+    );
 }
 
 /// TLS 1.2 and unverified backends are an operator's explicit choices: each works only when

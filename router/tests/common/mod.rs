@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::collections::{BTreeSet, HashSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -327,6 +328,37 @@ impl RouterProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The TCP ports the router process listens on: its sockets, found in `/proc/PID/fd`,
+    /// looked up in the kernel's TCP tables. Unlike connecting to a port, this cannot be
+    /// fooled by another test's process that took the port over.
+    pub fn listening_ports(&self) -> BTreeSet<u16> {
+        let pid = self.child.id();
+        let sockets: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|target| {
+                let inode = target
+                    .to_str()?
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?;
+                Some(inode.to_owned())
+            })
+            .collect();
+        let mut ports = BTreeSet::new();
+        for table in ["tcp", "tcp6"] {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap();
+            for row in text.lines().skip(1) {
+                let fields: Vec<&str> = row.split_whitespace().collect();
+                const LISTEN: &str = "0A";
+                if fields[3] == LISTEN && sockets.contains(fields[9]) {
+                    let (_, port) = fields[1].rsplit_once(':').expect("address:port");
+                    ports.insert(u16::from_str_radix(port, 16).expect("hex port"));
+                }
+            }
+        }
+        ports
+    }
+
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
@@ -480,5 +512,19 @@ impl Cluster {
             }
         }
         0.0
+    }
+
+    /// Like [`Cluster::metric`], for series a request moves in the router's logging phase,
+    /// which runs after the client has its answer: reads until the sample is `expected` or
+    /// 5 s pass, and returns the last value read.
+    pub async fn logged_metric(&self, name: &str, labels: &[(&str, &str)], expected: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let value = self.metric(name, labels).await;
+            if value == expected || Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
