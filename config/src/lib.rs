@@ -1,7 +1,9 @@
 //! The router's configuration: a TOML file and the JSON tenant registry it points to.
 //!
-//! Three layers, each with one job:
+//! Four layers, each with one job:
 //! - [`file`]: the on-disk format, `serde(deny_unknown_fields)` structs and nothing else;
+//! - `schema`: reads the TOML into those structs, reporting every unknown field and wrong type
+//!   rather than only serde's first;
 //! - `validate`: turns file structs into a [`Snapshot`], collecting *every* problem with its
 //!   location and a fix instead of stopping at the first;
 //! - [`Snapshot`]: the immutable, validated configuration the data plane serves from. It is
@@ -10,6 +12,7 @@
 mod error;
 pub mod file;
 mod registry;
+mod schema;
 mod snapshot;
 mod store;
 mod tenant;

@@ -9,9 +9,7 @@ use std::time::Duration;
 use regions::{
     HostPattern, PathPattern, TenantIdentifier, TenantSource, Topology, UnknownTenantPolicy,
 };
-use serde::de::DeserializeOwned;
 
-use crate::error::line_column;
 use crate::file::{
     BackendFile, BalanceFile, CheckFile, ConfigFile, GeoIpFile, HealthFile, ListenerTlsFile,
     ProxyFile, RegistryFile, ReloadFile, ServerFile, SourceFile, UnknownFile, UpstreamTlsFile,
@@ -43,7 +41,8 @@ impl Problems<'_> {
 }
 
 pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
-    let file: ConfigFile = read_toml(config_path).map_err(|e| ConfigErrors(vec![e]))?;
+    let text = read(config_path).map_err(|e| ConfigErrors(vec![e]))?;
+    let file: ConfigFile = crate::schema::from_toml(config_path, &text).map_err(ConfigErrors)?;
     let registry_path = relative_to(config_path, &file.tenancy.registry);
 
     let mut errors = Vec::new();
@@ -127,21 +126,6 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         server,
         admin,
         tls,
-    })
-}
-
-fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = read(path)?;
-    toml::from_str(&text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map_or((1, 1), |span| line_column(&text, span.start));
-        ConfigError::Parse {
-            file: path.to_owned(),
-            line,
-            column,
-            message: e.message().to_owned(),
-        }
     })
 }
 

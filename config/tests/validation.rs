@@ -107,6 +107,54 @@ fn unknown_fields_are_rejected_with_line_and_column() {
     }
 }
 
+/// serde stops at the first unknown field or wrong type; the router reports each of them,
+/// at its own line, and nothing that only follows from skipping one.
+#[test]
+fn every_schema_problem_is_reported_at_once_with_its_line() {
+    let router = example_router()
+        .replace("[listen]\n", "[listen]\nhttp3 = \"0.0.0.0:8443\"\n")
+        .replace("[proxy]\n", "[unused]\nkey = [\n  1,\n  2,\n]\n\n[proxy]\n")
+        .replace(
+            "{ header = \"x-tenant-id\" }",
+            "{ header = \"x-tenant-id\", strip = 1 }",
+        )
+        .replace("{ path = \"/t/{tenant}/\" }", "{ paht = \"/t/{tenant}/\" }")
+        .replace("max_attempts = 4", "max_attempts = \"four\"")
+        .replace("name = \"oregon\"", "name = 5\n  wieght = 3");
+    let line_of = |needle: &str| {
+        let offset = router.find(needle).expect(needle);
+        router[..offset].matches('\n').count() + 1
+    };
+    let expected = [
+        (line_of("http3"), "unknown field `http3`"),
+        (
+            line_of("strip = 1"),
+            "invalid type: integer `1`, expected a boolean",
+        ),
+        (line_of("paht"), "unknown field `paht`"),
+        (line_of("[unused]"), "unknown field `unused`"),
+        (
+            line_of("\"four\""),
+            "invalid type: string \"four\", expected u32",
+        ),
+        (
+            line_of("name = 5"),
+            "invalid type: integer `5`, expected a string",
+        ),
+        (line_of("wieght"), "unknown field `wieght`"),
+    ];
+    let lines = error_lines(&router, &example_tenants());
+    for (line, message) in expected {
+        let at = format!("router.toml:{line}:");
+        assert!(
+            lines.iter().any(|l| l.contains(&at) && l.contains(message)),
+            "no {message:?} at line {line}; got:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+}
+
 #[test]
 fn unknown_fields_in_the_registry_are_rejected() {
     let tenants = r#"{ "tenants": [ { "id": "acme", "region": "us", "plan": "gold" } ] }"#;
