@@ -2,8 +2,8 @@
 //!
 //! Four layers, each with one job:
 //! - [`file`]: the on-disk format, `serde(deny_unknown_fields)` structs and nothing else;
-//! - `schema`: reads the TOML into those structs, reporting every unknown field and wrong type
-//!   rather than only serde's first;
+//! - `schema`: reads both files into those structs, reporting every unknown field and wrong
+//!   type rather than only serde's first;
 //! - `validate`: turns file structs into a [`Snapshot`], collecting *every* problem with its
 //!   location and a fix instead of stopping at the first;
 //! - [`Snapshot`]: the immutable, validated configuration the data plane serves from. It is

@@ -1,19 +1,23 @@
-//! Reading a TOML file into its `file` structs with *every* schema problem reported, not just
-//! the first. serde stops at the first unknown field or wrong type, so after each one the
-//! offending entry is blanked out (offsets kept, so every location stays true) and the text is
-//! read again, until it reads or the next problem cannot be skipped over.
+//! Reading the config and registry files into their `file` structs with *every* schema problem
+//! reported (unknown fields, wrong types), not just the first one serde stops at.
 
 use std::ops::Range;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use toml_edit::{ImDocument, Item, Key, TableLike, Value};
 
 use crate::error::{line_column, ConfigError};
+use crate::file::{RegistryFile, TenantFile};
 
 /// More than this many problems in one file means something else is wrong (the wrong file).
 const MAX_PROBLEMS: usize = 50;
 
+/// After each problem the offending entry is blanked out (offsets kept, so every location
+/// stays true) and the text is read again, until it reads or the next problem cannot be
+/// skipped over.
 pub(crate) fn from_toml<T: DeserializeOwned>(
     path: &Path,
     text: &str,
@@ -51,6 +55,63 @@ pub(crate) fn from_toml<T: DeserializeOwned>(
             Some(key) if errors.len() < MAX_PROBLEMS => skipped_keys.push(key),
             _ => return Err(errors),
         }
+    }
+}
+
+/// The registry in one pass when it reads. Otherwise each tenant entry is read on its own, so
+/// every bad entry is reported (hand edits make them; the admin API never writes one).
+pub(crate) fn registry_from_json<'a>(
+    path: &Path,
+    text: &'a str,
+) -> Result<RegistryFile<'a>, Vec<ConfigError>> {
+    let whole = match serde_json::from_str(text) {
+        Ok(file) => return Ok(file),
+        Err(e) => e,
+    };
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Entries<'a> {
+        #[serde(borrow)]
+        tenants: Vec<&'a RawValue>,
+    }
+    let entry_errors: Vec<ConfigError> = serde_json::from_str::<Entries<'_>>(text)
+        .map(|entries| {
+            entries
+                .tenants
+                .iter()
+                .filter_map(|entry| {
+                    let e = serde_json::from_str::<TenantFile<'_>>(entry.get()).err()?;
+                    // The entry borrows from `text`: its address gives its offset.
+                    let offset = entry.get().as_ptr() as usize - text.as_ptr() as usize;
+                    Some(json_error(path, text, offset, &e))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if entry_errors.is_empty() {
+        // The file's own shape is wrong (not an object, no `tenants` list, a stray field).
+        return Err(vec![json_error(path, text, 0, &whole)]);
+    }
+    Err(entry_errors)
+}
+
+/// `e` met while reading the part of `text` that starts at byte `offset`.
+fn json_error(path: &Path, text: &str, offset: usize, e: &serde_json::Error) -> ConfigError {
+    let (line, column) = line_column(text, offset);
+    let message = e.to_string();
+    // serde_json appends its own position, which is relative to the part read.
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(&*message, |(m, _)| m);
+    ConfigError::Parse {
+        file: path.to_owned(),
+        line: line + e.line().saturating_sub(1),
+        column: if e.line() <= 1 {
+            column + e.column().saturating_sub(1)
+        } else {
+            e.column()
+        },
+        message: message.to_owned(),
     }
 }
 

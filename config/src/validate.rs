@@ -94,10 +94,10 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
 
     // The registry is checked even when the config has problems, so one run reports both.
     let registry = match read(&registry_path) {
-        Ok(text) => match serde_json::from_str::<RegistryFile<'_>>(&text) {
+        Ok(text) => match crate::schema::registry_from_json(&registry_path, &text) {
             Ok(file) => registry(&file, &topology, &registry_path, &mut errors),
-            Err(e) => {
-                errors.push(json_error(&registry_path, &e));
+            Err(found) => {
+                errors.extend(found);
                 Registry::default()
             }
         },
@@ -127,15 +127,6 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         admin,
         tls,
     })
-}
-
-fn json_error(path: &Path, e: &serde_json::Error) -> ConfigError {
-    ConfigError::Parse {
-        file: path.to_owned(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    }
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {

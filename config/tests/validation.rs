@@ -165,6 +165,37 @@ fn unknown_fields_in_the_registry_are_rejected() {
 }
 
 #[test]
+fn every_bad_registry_entry_is_reported_at_once_with_its_line() {
+    let tenants = r#"{ "tenants": [
+  { "id": "acme", "region": "us", "plan": "gold" },
+  { "id": "globex", "region": "eu" },
+  { "id": "initech", "region": "eu", "replication": { "regions": ["us"], "mode": "mirror" } },
+  { "id": 7, "region": "us" }
+] }"#;
+    let lines = error_lines(&example_router(), tenants);
+    for (line, message) in [
+        (2, "unknown field `plan`"),
+        (4, "unknown variant `mirror`"),
+        (5, "invalid type: integer `7`, expected a string"),
+    ] {
+        let at = format!("tenants.json:{line}:");
+        assert!(
+            lines.iter().any(|l| l.contains(&at) && l.contains(message)),
+            "no {message:?} at line {line}; got:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains(" at line ")), "{lines:#?}");
+
+    // The file's own shape: one error, where it is.
+    let lines = error_lines(&example_router(), "{ \"tenants\": [], \"version\": 2 }");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_reports(&lines, "tenants.json:1:");
+    assert_reports(&lines, "unknown field `version`");
+}
+
+#[test]
 fn every_problem_is_reported_at_once_with_its_location() {
     let router = example_router()
         .replace("name = \"oregon\"", "name = \"frankfurt\"")
