@@ -16,7 +16,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{ErrorType, RetryType};
+use pingora::ErrorType;
 use regions::{Block, BlockCode, HeaderValues, RegionId, Route, RoutedSite, TenantId};
 use smallvec::SmallVec;
 
@@ -68,6 +68,8 @@ pub struct RequestCtx {
     /// What the last failed attempt would tell the client, for when `max_attempts` runs out
     /// while allowed backends remain untried.
     last_failure: Option<ErrorCode>,
+    /// A backend broke a fresh connection on this request and was blamed for it.
+    broke_a_backend: bool,
     /// Counts this request on the backend of the current attempt (least-in-flight).
     in_flight: Option<InFlight>,
     /// The error code of the router's own answer, if it gave one.
@@ -421,26 +423,31 @@ impl ProxyHttp for ResidencyProxy {
             return e;
         }
         ctx.last_failure = Some(ErrorCode::UpstreamError);
-        // A reset or garbage on a fresh connection is the backend's fault; on a reused one it
-        // is usually a keep-alive race and says nothing about its health.
-        if *e.esource() == ErrorSource::Upstream && !client_reused {
-            self.record_outcome(ctx, false);
+        let upstream = *e.esource() == ErrorSource::Upstream;
+        // A break of a reused connection (usually a pooled one the backend had closed), and
+        // what Pingora retries by itself (an h2 GOAWAY, a downgrade to HTTP/1.1), are faults of
+        // the connection, not of the backend: the backend gets the request again on a new
+        // connection, so the retry does not skip ahead to another site or a replica region.
+        e.retry.decide_reuse(client_reused);
+        let connection_fault = client_reused || e.retry();
+        // A fresh connection broken before an answer is the backend's fault: it died or is
+        // dying, so the next allowed backend gets the request, as after a timeout. Only the
+        // first such break is blamed and retried: a request that breaks two backends may be
+        // what breaks them, and must not get a whole site ejected.
+        let backend_fault = upstream && !connection_fault;
+        if backend_fault {
             self.count_upstream_error(ctx, UpstreamError::Reset);
         }
-        if !replayable || *e.esource() != ErrorSource::Upstream {
-            e.set_retry(false);
-        } else if client_reused && matches!(e.retry, RetryType::ReusedOnly) {
-            // A pooled keep-alive connection the backend had already closed. The backend is
-            // fine, so the retry goes to it again on a fresh connection and does not skip
-            // ahead to another site (or to a replica region).
-            e.set_retry(true);
-            ctx.tried.pop();
-        } else {
-            // The backend broke the connection before answering: it died or is dying. The
-            // request is idempotent and the client has seen nothing yet, so, as after a
-            // timeout, the next allowed backend gets it.
-            e.set_retry(true);
+        let blamed = backend_fault && !ctx.broke_a_backend;
+        if blamed {
+            ctx.broke_a_backend = true;
+            self.record_outcome(ctx, false);
         }
+        let retry = replayable && upstream && (connection_fault || blamed);
+        if retry && connection_fault {
+            ctx.tried.pop();
+        }
+        e.set_retry(retry);
         e
     }
 

@@ -334,7 +334,7 @@ impl RouterProcess {
     pub fn listening_ports(&self) -> BTreeSet<u16> {
         let pid = self.child.id();
         let sockets: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
+            .unwrap_or_else(|e| panic!("the router is gone ({e}):\n{}", self.log_text()))
             .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
             .filter_map(|target| {
                 let inode = target
@@ -346,7 +346,8 @@ impl RouterProcess {
             .collect();
         let mut ports = BTreeSet::new();
         for table in ["tcp", "tcp6"] {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap();
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
+                .unwrap_or_else(|e| panic!("the router is gone ({e}):\n{}", self.log_text()));
             for row in text.lines().skip(1) {
                 let fields: Vec<&str> = row.split_whitespace().collect();
                 const LISTEN: &str = "0A";
@@ -516,15 +517,13 @@ impl Cluster {
 
     /// Like [`Cluster::metric`], for series a request moves in the router's logging phase,
     /// which runs after the client has its answer: reads until the sample is `expected` or
-    /// 5 s pass, and returns the last value read.
+    /// 5 s pass, then once more 100 ms later (to catch a double count), and returns that.
     pub async fn logged_metric(&self, name: &str, labels: &[(&str, &str)], expected: f64) -> f64 {
         let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let value = self.metric(name, labels).await;
-            if value == expected || Instant::now() > deadline {
-                return value;
-            }
+        while self.metric(name, labels).await != expected && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.metric(name, labels).await
     }
 }
