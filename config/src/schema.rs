@@ -24,38 +24,56 @@ pub(crate) fn from_toml<T: DeserializeOwned>(
 ) -> Result<T, Vec<ConfigError>> {
     let mut remaining = text.to_owned();
     let mut errors = Vec::new();
-    let mut skipped_keys = Vec::new();
-    loop {
+    let mut skipped: Vec<Skipped> = Vec::new();
+    // Each pass blanks one more entry, so this ends anyway; the bound keeps it short.
+    for _ in 0..2 * MAX_PROBLEMS {
         let e = match toml::from_str::<T>(&remaining) {
             Ok(file) if errors.is_empty() => return Ok(file),
             Ok(_) => return Err(errors),
             Err(e) => e,
         };
-        // A required entry skipped over for its bad value now reads as missing: not news.
+        let span = e.span().unwrap_or(0..0);
+        // A missing field is reported at the table lacking it. When that field was skipped
+        // over for its bad value, the news was already told.
         let missing = e
             .message()
             .strip_prefix("missing field `")
             .and_then(|m| m.split('`').next());
-        if missing.is_some_and(|field| skipped_keys.iter().any(|k| k == field)) {
-            return Err(errors);
-        }
-        let (line, column) = e
-            .span()
-            .map_or((1, 1), |span| line_column(text, span.start));
-        errors.push(ConfigError::Parse {
-            file: path.to_owned(),
-            line,
-            column,
-            message: e.message().to_owned(),
+        let already_told = missing.is_some_and(|field| {
+            skipped
+                .iter()
+                .any(|s| s.key == field && s.table_start == span.start)
         });
-        let skipped = e
-            .span()
-            .and_then(|span| blank_entry(&mut remaining, span.start));
-        match skipped {
-            Some(key) if errors.len() < MAX_PROBLEMS => skipped_keys.push(key),
+        if !already_told {
+            let (line, column) = line_column(text, span.start);
+            errors.push(ConfigError::Parse {
+                file: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            });
+        }
+        // The offending entry, or the table lacking a field, is skipped over next; never the
+        // whole document (which is what an empty span points at).
+        let next = (!span.is_empty())
+            .then(|| blank_entry(&remaining, span.start))
+            .flatten();
+        match next {
+            Some((rest, entry)) if errors.len() < MAX_PROBLEMS => {
+                remaining = rest;
+                skipped.push(entry);
+            }
             _ => return Err(errors),
         }
     }
+    Err(errors)
+}
+
+/// An entry blanked out: its key, and where the table holding it starts (where serde reports
+/// a field missing from that table).
+struct Skipped {
+    key: String,
+    table_start: usize,
 }
 
 /// The registry in one pass when it reads. Otherwise each tenant entry is read on its own, so
@@ -115,14 +133,14 @@ fn json_error(path: &Path, text: &str, offset: usize, e: &serde_json::Error) -> 
     }
 }
 
-/// Blanks out the entry (key and value, or a whole table) that holds byte `at`, and returns its
-/// key. `None` when no entry holds it, or when the text would no longer be TOML without it.
-fn blank_entry(text: &mut String, at: usize) -> Option<String> {
-    let document = ImDocument::parse(text.as_str()).ok()?;
+/// `text` without the entry (key and value, a whole table, or one table of an array of tables)
+/// that holds byte `at`. `None` when no entry holds it, or when the text would no longer be TOML
+/// without it.
+fn blank_entry(text: &str, at: usize) -> Option<(String, Skipped)> {
+    let document = ImDocument::parse(text).ok()?;
     let mut spans = Vec::new();
-    let key = entry_at(document.as_table(), at, &mut spans)?;
-    drop(document);
-    let mut bytes = std::mem::take(text).into_bytes();
+    let entry = entry_at(document.as_table(), 0, at, &mut spans)?;
+    let mut bytes = text.as_bytes().to_vec();
     for span in spans {
         let span = with_separating_comma(&bytes, span);
         for byte in &mut bytes[span] {
@@ -132,26 +150,48 @@ fn blank_entry(text: &mut String, at: usize) -> Option<String> {
         }
     }
     // Spans lie on character boundaries, so blanking whole spans keeps the text UTF-8.
-    *text = String::from_utf8(bytes).ok()?;
-    ImDocument::parse(text.as_str()).ok()?;
-    Some(key)
+    let blanked = String::from_utf8(bytes).ok()?;
+    ImDocument::parse(blanked.as_str()).ok()?;
+    Some((blanked, entry))
 }
 
-/// The innermost entry of `table` holding byte `at`: its key, with every span it occupies
-/// pushed to `spans`.
-fn entry_at(table: &dyn TableLike, at: usize, spans: &mut Vec<Range<usize>>) -> Option<String> {
+/// The innermost entry of `table` (which starts at byte `table_start`) holding byte `at`, with
+/// every span it occupies pushed to `spans`.
+fn entry_at(
+    table: &dyn TableLike,
+    table_start: usize,
+    at: usize,
+    spans: &mut Vec<Range<usize>>,
+) -> Option<Skipped> {
     for (name, item) in table.iter() {
         let Some((key, _)) = table.get_key_value(name) else {
             continue;
         };
-        if let Some(inner) = tables_in(item).find_map(|t| entry_at(t, at, spans)) {
-            return Some(inner);
+        let inner = tables_in(item)
+            .find_map(|(inner, start)| entry_at(inner, start.unwrap_or(table_start), at, spans));
+        if inner.is_some() {
+            return inner;
+        }
+        let skipped = Skipped {
+            key: name.to_owned(),
+            table_start,
+        };
+        // One table of an array of tables, not the whole array.
+        if let Item::ArrayOfTables(tables) = item {
+            let element = tables
+                .iter()
+                .find(|t| t.span().is_some_and(|s| s.contains(&at)));
+            if let Some(element) = element {
+                spans.extend(element.span());
+                children_spans(element, spans);
+                return Some(skipped);
+            }
         }
         let mut own = Vec::new();
         entry_spans(key, item, &mut own);
         if own.iter().any(|span| span.contains(&at)) {
             spans.extend(own);
-            return Some(name.to_owned());
+            return Some(skipped);
         }
     }
     None
@@ -173,31 +213,45 @@ fn entry_spans(key: &Key, item: &Item, spans: &mut Vec<Range<usize>>) {
                 _ => item.span().into_iter().collect::<Vec<_>>(),
             };
             spans.extend(headers);
-            for table in tables_in(item) {
-                for (name, child) in table.iter() {
-                    if let Some((child_key, _)) = table.get_key_value(name) {
-                        entry_spans(child_key, child, spans);
-                    }
-                }
+            for (table, _) in tables_in(item) {
+                children_spans(table, spans);
             }
         }
     }
 }
 
-/// The tables directly inside `item`: itself, the tables of an array of tables, and inline
-/// tables (also inside an array, as in `sources = [ { host = ... } ]`).
-fn tables_in(item: &Item) -> Box<dyn Iterator<Item = &dyn TableLike> + '_> {
-    match item {
-        Item::Table(table) => Box::new(std::iter::once(table as &dyn TableLike)),
-        Item::ArrayOfTables(tables) => Box::new(tables.iter().map(|t| t as &dyn TableLike)),
-        Item::Value(Value::InlineTable(table)) => {
-            Box::new(std::iter::once(table as &dyn TableLike))
+fn children_spans(table: &dyn TableLike, spans: &mut Vec<Range<usize>>) {
+    for (name, child) in table.iter() {
+        if let Some((child_key, _)) = table.get_key_value(name) {
+            entry_spans(child_key, child, spans);
         }
+    }
+}
+
+/// The tables directly inside `item`, with where each starts (implicit tables have no place of
+/// their own): itself, the tables of an array of tables, and inline tables (also inside an
+/// array, as in `sources = [ { host = ... } ]`).
+fn tables_in(item: &Item) -> Box<dyn Iterator<Item = (&dyn TableLike, Option<usize>)> + '_> {
+    let start = |span: Option<Range<usize>>| span.map(|s| s.start);
+    match item {
+        Item::Table(table) => Box::new(std::iter::once((
+            table as &dyn TableLike,
+            start(table.span()),
+        ))),
+        Item::ArrayOfTables(tables) => Box::new(
+            tables
+                .iter()
+                .map(move |t| (t as &dyn TableLike, start(t.span()))),
+        ),
+        Item::Value(Value::InlineTable(table)) => Box::new(std::iter::once((
+            table as &dyn TableLike,
+            start(table.span()),
+        ))),
         Item::Value(Value::Array(values)) => Box::new(
             values
                 .iter()
                 .filter_map(Value::as_inline_table)
-                .map(|t| t as &dyn TableLike),
+                .map(move |t| (t as &dyn TableLike, start(t.span()))),
         ),
         _ => Box::new(std::iter::empty()),
     }
@@ -225,10 +279,9 @@ fn with_separating_comma(bytes: &[u8], span: Range<usize>) -> Range<usize> {
 mod tests {
     use super::blank_entry;
 
-    fn blanked(text: &str, at: &str) -> Option<(String, String)> {
-        let mut text = text.to_owned();
-        let before = text.clone();
-        let key = blank_entry(&mut text, before.find(at).expect(at))?;
+    fn blanked(before: &str, at: &str) -> Option<(String, String)> {
+        let (text, skipped) = blank_entry(before, before.find(at).expect(at))?;
+        let key = skipped.key;
         // Offsets and lines are kept, so every later location is still true.
         assert_eq!(text.len(), before.len());
         assert_eq!(text.matches('\n').count(), before.matches('\n').count());
@@ -270,6 +323,16 @@ mod tests {
             rest.trim_end(),
             text.replace("weight = \"x\"", "").trim_end()
         );
+    }
+
+    #[test]
+    fn one_table_of_an_array_goes_alone() {
+        let text = "[[sites]]\nname = \"a\"\n[[sites]]\nlat = 1\n[[sites]]\nname = \"c\"\n";
+        let at = text.find("[[sites]]\nlat").unwrap();
+        let (rest, skipped) = blank_entry(text, at).unwrap();
+        assert_eq!((skipped.key.as_str(), skipped.table_start), ("sites", 0));
+        let expected = text.replace("[[sites]]\nlat = 1", "\n");
+        assert_eq!(rest.replace(' ', ""), expected.replace(' ', ""));
     }
 
     #[test]

@@ -107,8 +107,8 @@ fn unknown_fields_are_rejected_with_line_and_column() {
     }
 }
 
-/// serde stops at the first unknown field or wrong type; the router reports each of them,
-/// at its own line, and nothing that only follows from skipping one.
+/// serde stops at the first unknown field, wrong type or missing field; the router reports
+/// each of them, at its own line, and nothing that only follows from skipping one.
 #[test]
 fn every_schema_problem_is_reported_at_once_with_its_line() {
     let router = example_router()
@@ -120,7 +120,9 @@ fn every_schema_problem_is_reported_at_once_with_its_line() {
         )
         .replace("{ path = \"/t/{tenant}/\" }", "{ paht = \"/t/{tenant}/\" }")
         .replace("max_attempts = 4", "max_attempts = \"four\"")
-        .replace("name = \"oregon\"", "name = 5\n  wieght = 3");
+        .replace("name = \"oregon\"", "name = 5\n  wieght = 3")
+        .replace("name = \"frankfurt\"", "name = \"frankfurt\"\n  lon2 = 8.7")
+        .replace("  lat = 53.3\n", "");
     let line_of = |needle: &str| {
         let offset = router.find(needle).expect(needle);
         router[..offset].matches('\n').count() + 1
@@ -142,6 +144,12 @@ fn every_schema_problem_is_reported_at_once_with_its_line() {
             "invalid type: integer `5`, expected a string",
         ),
         (line_of("wieght"), "unknown field `wieght`"),
+        (line_of("lon2"), "unknown field `lon2`"),
+        // Reported at the table lacking it: dublin's.
+        (
+            line_of("[[regions.sites]]\n  name = \"dublin\""),
+            "missing field `lat`",
+        ),
     ];
     let lines = error_lines(&router, &example_tenants());
     for (line, message) in expected {
