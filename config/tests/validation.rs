@@ -45,6 +45,15 @@ fn assert_reports(lines: &[String], needle: &str) {
     );
 }
 
+/// One line reports `message` at `at` (`FILE:LINE:`).
+fn assert_reported_at(lines: &[String], at: &str, message: &str) {
+    assert!(
+        lines.iter().any(|l| l.contains(at) && l.contains(message)),
+        "no {message:?} at {at}; got:\n{}",
+        lines.join("\n")
+    );
+}
+
 #[test]
 fn every_shipped_example_config_validates() {
     let mut checked = 0;
@@ -153,12 +162,7 @@ fn every_schema_problem_is_reported_at_once_with_its_line() {
     ];
     let lines = error_lines(&router, &example_tenants());
     for (line, message) in expected {
-        let at = format!("router.toml:{line}:");
-        assert!(
-            lines.iter().any(|l| l.contains(&at) && l.contains(message)),
-            "no {message:?} at line {line}; got:\n{}",
-            lines.join("\n")
-        );
+        assert_reported_at(&lines, &format!("router.toml:{line}:"), message);
     }
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
 }
@@ -186,12 +190,7 @@ fn every_bad_registry_entry_is_reported_at_once_with_its_line() {
         (4, "unknown variant `mirror`"),
         (5, "invalid type: integer `7`, expected a string"),
     ] {
-        let at = format!("tenants.json:{line}:");
-        assert!(
-            lines.iter().any(|l| l.contains(&at) && l.contains(message)),
-            "no {message:?} at line {line}; got:\n{}",
-            lines.join("\n")
-        );
+        assert_reported_at(&lines, &format!("tenants.json:{line}:"), message);
     }
     assert_eq!(lines.len(), 3, "{lines:#?}");
     assert!(!lines.iter().any(|l| l.contains(" at line ")), "{lines:#?}");
