@@ -167,8 +167,10 @@ fn entry_at(
         let Some((key, _)) = table.get_key_value(name) else {
             continue;
         };
-        let inner = tables_in(item)
-            .find_map(|(inner, start)| entry_at(inner, start.unwrap_or(table_start), at, spans));
+        let inner = tables_in(item).find_map(|(inner, span)| {
+            let start = span.map_or(table_start, |s| s.start);
+            entry_at(inner, start, at, spans)
+        });
         if inner.is_some() {
             return inner;
         }
@@ -208,12 +210,8 @@ fn entry_spans(key: &Key, item: &Item, spans: &mut Vec<Range<usize>>) {
         }
         _ => {
             spans.extend(key.span());
-            let headers = match item {
-                Item::ArrayOfTables(tables) => tables.iter().filter_map(|t| t.span()).collect(),
-                _ => item.span().into_iter().collect::<Vec<_>>(),
-            };
-            spans.extend(headers);
-            for (table, _) in tables_in(item) {
+            for (table, header) in tables_in(item) {
+                spans.extend(header);
                 children_spans(table, spans);
             }
         }
@@ -228,30 +226,26 @@ fn children_spans(table: &dyn TableLike, spans: &mut Vec<Range<usize>>) {
     }
 }
 
-/// The tables directly inside `item`, with where each starts (implicit tables have no place of
+/// A table and its span.
+type SpannedTable<'a> = (&'a dyn TableLike, Option<Range<usize>>);
+
+/// The tables directly inside `item`, each with its span (implicit tables have no place of
 /// their own): itself, the tables of an array of tables, and inline tables (also inside an
 /// array, as in `sources = [ { host = ... } ]`).
-fn tables_in(item: &Item) -> Box<dyn Iterator<Item = (&dyn TableLike, Option<usize>)> + '_> {
-    let start = |span: Option<Range<usize>>| span.map(|s| s.start);
+fn tables_in(item: &Item) -> Box<dyn Iterator<Item = SpannedTable<'_>> + '_> {
     match item {
-        Item::Table(table) => Box::new(std::iter::once((
-            table as &dyn TableLike,
-            start(table.span()),
-        ))),
-        Item::ArrayOfTables(tables) => Box::new(
-            tables
-                .iter()
-                .map(move |t| (t as &dyn TableLike, start(t.span()))),
-        ),
-        Item::Value(Value::InlineTable(table)) => Box::new(std::iter::once((
-            table as &dyn TableLike,
-            start(table.span()),
-        ))),
+        Item::Table(table) => Box::new(std::iter::once((table as &dyn TableLike, table.span()))),
+        Item::ArrayOfTables(tables) => {
+            Box::new(tables.iter().map(|t| (t as &dyn TableLike, t.span())))
+        }
+        Item::Value(Value::InlineTable(table)) => {
+            Box::new(std::iter::once((table as &dyn TableLike, table.span())))
+        }
         Item::Value(Value::Array(values)) => Box::new(
             values
                 .iter()
                 .filter_map(Value::as_inline_table)
-                .map(move |t| (t as &dyn TableLike, start(t.span()))),
+                .map(|t| (t as &dyn TableLike, t.span())),
         ),
         _ => Box::new(std::iter::empty()),
     }
