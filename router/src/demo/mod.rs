@@ -104,12 +104,13 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
         crate::admin::auth::token_hash(DEMO_OPERATOR_TOKEN),
         crate::admin::auth::token_hash(DEMO_ACME_ADMIN_TOKEN),
     );
+    let replica_ends = demo_replica_end(crate::clock::unix_now());
     let config_path = write_config(
         &dir,
         listen,
         &[("admin", admin)],
         &addrs,
-        DEMO_TENANTS,
+        &demo_tenants(replica_ends),
         &tables,
         &[""; 4],
     )?;
@@ -126,7 +127,7 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
         );
     }
     println!("config written to {}", config_path.display());
-    print_curl_commands(listen, admin);
+    print_curl_commands(listen, admin, &config::rfc3339(replica_ends)[..10]);
 
     crate::server::run(snapshot, false)?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -134,14 +135,34 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
     Ok(())
 }
 
-fn print_curl_commands(listen: SocketAddr, admin: SocketAddr) {
+/// How long the demo's initech replica lasts: computed from the demo's start, so that the
+/// banner and the behaviour never turn false on a calendar date.
+const DEMO_REPLICA_DAYS: i64 = 30;
+
+fn demo_replica_end(now: regions::UnixTime) -> regions::UnixTime {
+    regions::UnixTime(now.0 + DEMO_REPLICA_DAYS * 86_400)
+}
+
+/// The shipped example registry, with initech's active replica ending at `replica_ends`.
+fn demo_tenants(replica_ends: regions::UnixTime) -> String {
+    let mut registry: serde_json::Value =
+        serde_json::from_str(DEMO_TENANTS).expect("the shipped example registry is JSON");
+    for tenant in registry["tenants"].as_array_mut().into_iter().flatten() {
+        if tenant["id"] == "initech" {
+            tenant["replication"]["expires_at"] = config::rfc3339(replica_ends).into();
+        }
+    }
+    registry.to_string()
+}
+
+fn print_curl_commands(listen: SocketAddr, admin: SocketAddr, replica_ends: &str) {
     let base = format!("http://{listen}");
     let api = format!("http://{admin}");
     let ops = DEMO_OPERATOR_TOKEN;
     let acme = DEMO_ACME_ADMIN_TOKEN;
     println!(
         r#"
-residency-router demo on {base}; tenants: acme (us), globex (eu, read-replica to us), initech (eu, active replica to us until 2027-01-01).
+residency-router demo on {base}; tenants: acme (us), globex (eu, read-replica to us), initech (eu, active replica to us until {replica_ends}).
 Paste these (add -i to see x-residency-region / x-residency-site):
 
   curl -s {base}/hello -H 'x-tenant-id: acme'                       # 200 from a us site
@@ -167,4 +188,32 @@ The admin API on {api} (operator token `{ops}`, acme's admin `{acme}`):
 
 Press Ctrl-C to stop."#
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_replica_ends_a_fixed_time_after_the_demo_starts() {
+        let start = regions::UnixTime(1_000_000_000);
+        let tenants: serde_json::Value =
+            serde_json::from_str(&demo_tenants(demo_replica_end(start))).unwrap();
+        let expiries: Vec<(&str, &serde_json::Value)> = tenants["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["id"].as_str().unwrap(), &t["replication"]["expires_at"]))
+            .collect();
+        assert_eq!(
+            expiries,
+            [
+                ("acme", &serde_json::Value::Null),
+                ("globex", &serde_json::Value::Null),
+                ("initech", &"2001-10-09T01:46:40Z".into()),
+            ]
+        );
+        // The shipped example itself expires nothing.
+        assert!(!DEMO_TENANTS.contains("expires_at"));
+    }
 }
