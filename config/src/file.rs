@@ -263,6 +263,12 @@ pub struct ProxyFile {
     pub max_attempts: Option<u32>,
     /// CIDRs (or addresses) of proxies in front of the router whose `x-forwarded-for` is believed.
     pub trusted_proxies: Option<Vec<String>>,
+    pub client_keepalive_timeout_ms: Option<u64>,
+    pub client_header_timeout_ms: Option<u64>,
+    pub client_max_head_bytes: Option<usize>,
+    pub max_requests_per_connection: Option<u32>,
+    pub client_h2_idle_timeout_ms: Option<u64>,
+    pub max_client_connections: Option<usize>,
 }
 
 /// `[server]`: process behaviour. Every field is optional.

@@ -25,7 +25,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use registry::Registry;
 pub use snapshot::{
     AccessLogSettings, ActiveCheck, AdminSettings, AdminToken, AuditSettings, Backend, Balance,
-    GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
+    ClientLimits, GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
     ReloadSettings, Role, ServerSettings, SiteConfig, Snapshot,
 };
 pub use store::{parent_dir, FileStore, RegistryStore, TenantChange};

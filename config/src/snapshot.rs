@@ -243,6 +243,44 @@ pub struct ProxySettings {
     pub max_attempts: u32,
     /// Proxies whose `x-forwarded-for` entries are believed when finding the client address.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub client: ClientLimits,
+}
+
+/// What one client may hold of the router, as nginx and Envoy bound it: an idle or slow
+/// client costs a socket and a task, so each is bounded in time, and all together in number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// How long an idle keep-alive connection waits for its next request; zero turns
+    /// keep-alive off (`Connection: close` on every response).
+    pub keepalive_timeout: Duration,
+    /// How long a request head (request line and headers) may take to arrive in full,
+    /// counted from the connection's accept for its first request and from the first byte of
+    /// every later one: a client trickling its head a byte at a time is cut here.
+    pub header_timeout: Duration,
+    /// Largest request head accepted (431 above it).
+    pub max_head_bytes: usize,
+    /// Requests one HTTP/1.1 connection may carry before the router closes it.
+    pub max_requests_per_connection: u32,
+    /// An HTTP/2 connection with no open stream for this long is closed.
+    pub h2_idle_timeout: Duration,
+    /// Client connections open at once, over every listener; more are refused (503).
+    pub max_connections: usize,
+}
+
+/// Pingora's own bound on a request head: a larger limit could not be honoured.
+pub const MAX_HEAD_BYTES_LIMIT: usize = 1_048_575;
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            keepalive_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            max_head_bytes: 64 * 1024,
+            max_requests_per_connection: 1000,
+            h2_idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
 }
 
 impl Default for ProxySettings {
@@ -255,6 +293,7 @@ impl Default for ProxySettings {
             idle_timeout: Duration::from_secs(60),
             max_attempts: 4,
             trusted_proxies: Vec::new(),
+            client: ClientLimits::default(),
         }
     }
 }

@@ -16,8 +16,8 @@ use crate::file::{
 };
 use crate::snapshot::{
     AccessLogSettings, ActiveCheck, AdminSettings, AdminToken, AuditSettings, Backend, Balance,
-    GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
-    ReloadSettings, Role, ServerSettings, SiteConfig,
+    ClientLimits, GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
+    ReloadSettings, Role, ServerSettings, SiteConfig, MAX_HEAD_BYTES_LIMIT,
 };
 use crate::tenant::{tenant_id, tenant_record, TenantError};
 use crate::tls::{self, CertificateSet, ListenerTls, TlsSettings, TlsVersion, UpstreamTls};
@@ -585,6 +585,66 @@ fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> ProxySetting
             d.max_attempts,
             &at("max_attempts"),
             "1 means no retry",
+            problems,
+        ),
+        client: client_limits(file, problems),
+    }
+}
+
+fn client_limits(file: &ProxyFile, problems: &mut Problems<'_>) -> ClientLimits {
+    let d = ClientLimits::default();
+    let keepalive_timeout = match file.client_keepalive_timeout_ms {
+        // Zero is meaningful here: no keep-alive.
+        Some(0) => Duration::ZERO,
+        ms => millis(
+            ms,
+            d.keepalive_timeout,
+            "proxy.client_keepalive_timeout_ms",
+            problems,
+        ),
+    };
+    let max_head_bytes = positive(
+        file.client_max_head_bytes,
+        d.max_head_bytes,
+        "proxy.client_max_head_bytes",
+        "use a number of bytes; 65536 holds any ordinary request head",
+        problems,
+    );
+    if max_head_bytes > MAX_HEAD_BYTES_LIMIT {
+        problems.add(
+            "proxy.client_max_head_bytes",
+            format!("{max_head_bytes} is more than the HTTP engine reads ({MAX_HEAD_BYTES_LIMIT})"),
+            format!("use at most {MAX_HEAD_BYTES_LIMIT}"),
+        );
+    }
+    ClientLimits {
+        keepalive_timeout,
+        header_timeout: millis(
+            file.client_header_timeout_ms,
+            d.header_timeout,
+            "proxy.client_header_timeout_ms",
+            problems,
+        ),
+        max_head_bytes: max_head_bytes.min(MAX_HEAD_BYTES_LIMIT),
+        max_requests_per_connection: positive(
+            file.max_requests_per_connection,
+            d.max_requests_per_connection,
+            "proxy.max_requests_per_connection",
+            "1 closes every connection after its first request",
+            problems,
+        ),
+        h2_idle_timeout: millis(
+            file.client_h2_idle_timeout_ms,
+            d.h2_idle_timeout,
+            "proxy.client_h2_idle_timeout_ms",
+            problems,
+        ),
+        max_connections: positive(
+            file.max_client_connections,
+            d.max_connections,
+            "proxy.max_client_connections",
+            "use the number of client connections the router may hold at once (and a file \
+             descriptor limit above twice that)",
             problems,
         ),
     }

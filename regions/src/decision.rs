@@ -122,10 +122,13 @@ pub enum BlockCode {
     RegionUnavailable,
     /// The request's Host is served another certificate than the TLS connection it came on.
     MisdirectedRequest,
+    /// The request cannot be read one way only: a Host that is not `host[:port]`, two Hosts,
+    /// a Host that disagrees with the target's authority, or broken framing.
+    BadRequest,
 }
 
 impl BlockCode {
-    pub const ALL: [BlockCode; 7] = [
+    pub const ALL: [BlockCode; 8] = [
         BlockCode::TenantRequired,
         BlockCode::UnknownTenant,
         BlockCode::AmbiguousTenant,
@@ -133,6 +136,7 @@ impl BlockCode {
         BlockCode::CrossRegionBlocked,
         BlockCode::RegionUnavailable,
         BlockCode::MisdirectedRequest,
+        BlockCode::BadRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -144,14 +148,16 @@ impl BlockCode {
             BlockCode::CrossRegionBlocked => "cross_region_blocked",
             BlockCode::RegionUnavailable => "region_unavailable",
             BlockCode::MisdirectedRequest => "misdirected_request",
+            BlockCode::BadRequest => "bad_request",
         }
     }
 
     pub fn http_status(self) -> u16 {
         match self {
-            BlockCode::TenantRequired | BlockCode::AmbiguousTenant | BlockCode::InvalidTenant => {
-                400
-            }
+            BlockCode::TenantRequired
+            | BlockCode::AmbiguousTenant
+            | BlockCode::InvalidTenant
+            | BlockCode::BadRequest => 400,
             BlockCode::UnknownTenant => 404,
             BlockCode::CrossRegionBlocked | BlockCode::MisdirectedRequest => 421,
             BlockCode::RegionUnavailable => 503,
@@ -176,6 +182,9 @@ impl BlockCode {
             BlockCode::MisdirectedRequest => {
                 "this connection's certificate does not cover the requested host; open a new \
                  connection to it"
+            }
+            BlockCode::BadRequest => {
+                "the request is malformed: its framing, Host or target cannot be read one way only"
             }
         }
     }

@@ -106,6 +106,32 @@ impl PathPattern {
             self.prefix.len() + segment.len(),
         ))
     }
+
+    /// The tenant a lenient backend reads from `lenient` (a path read by
+    /// [`crate::reading::lenient_path`]): the prefix matched case-insensitively.
+    fn extract_lenient(&self, lenient: &str) -> Option<Result<TenantId, crate::InvalidTenantId>> {
+        let prefix = self.prefix.as_bytes();
+        let path = lenient.as_bytes();
+        if path.len() < prefix.len() || !path[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            return None;
+        }
+        let rest = &lenient[prefix.len()..];
+        Some(TenantId::parse(
+            rest.split('/').next().unwrap_or_default().as_bytes(),
+        ))
+    }
+
+    /// Whether the strict reading of `path` (what the router routes by) and a lenient
+    /// backend's reading name the same tenant, or both none. A malformed strict id is left to
+    /// identification, which refuses it as `invalid_tenant`.
+    fn readings_agree(&self, path: &str, lenient: &str) -> bool {
+        let lenient = self.extract_lenient(lenient).map(|id| id.ok());
+        match self.extract(path) {
+            Some((Err(_), _)) => true,
+            Some((Ok(id), _)) => lenient == Some(Some(id)),
+            None => lenient.is_none(),
+        }
+    }
 }
 
 fn split_placeholder(pattern: &str) -> Result<(String, String), PatternError> {
@@ -195,6 +221,8 @@ pub enum IdentifyError {
     Invalid(SourceKind),
     #[error("tenant sources disagree")]
     Ambiguous,
+    #[error("the request names another tenant than the TLS server name")]
+    Misdirected,
 }
 
 impl IdentifyError {
@@ -202,6 +230,7 @@ impl IdentifyError {
         match self {
             IdentifyError::Invalid(_) => BlockCode::InvalidTenant,
             IdentifyError::Ambiguous => BlockCode::AmbiguousTenant,
+            IdentifyError::Misdirected => BlockCode::MisdirectedRequest,
         }
     }
 }
@@ -236,11 +265,23 @@ impl TenantIdentifier {
         path: &str,
         header: impl Fn(&str) -> HeaderValues<'r>,
     ) -> Result<Identified, IdentifyError> {
-        // A backend that normalises paths (`/x/../t/globex/`, `//t/globex/`, `/%74/globex/`)
-        // could read a different tenant from the path than the router did: fail closed.
-        let has_path_source = self.sources.iter().any(|s| s.kind() == SourceKind::Path);
-        if has_path_source && !is_normalized_path(path) {
-            return Err(IdentifyError::Ambiguous);
+        // A backend that normalises or decodes paths (`/x/../t/globex/`, `//t/globex/`,
+        // `/%74/globex/`, `/t/acme/..%2Fglobex/`, `/t;x/globex/`, `/T/globex/`) could read a
+        // different tenant from the path than the router did: fail closed.
+        let path_patterns = || {
+            self.sources.iter().filter_map(|s| match s {
+                TenantSource::Path(pattern) => Some(pattern),
+                _ => None,
+            })
+        };
+        if path_patterns().next().is_some() {
+            if !is_normalized_path(path) {
+                return Err(IdentifyError::Ambiguous);
+            }
+            let lenient = crate::reading::lenient_path(path).ok_or(IdentifyError::Ambiguous)?;
+            if !path_patterns().all(|pattern| pattern.readings_agree(path, &lenient)) {
+                return Err(IdentifyError::Ambiguous);
+            }
         }
         let mut found: Option<(TenantId, SourceKind)> = None;
         let mut strip_path_prefix = None;
@@ -287,9 +328,13 @@ impl TenantIdentifier {
             };
             note(candidate, kind)?;
         }
-        let sni_disagrees = matches!((sni_tenant, found), (Some(sni), Some((id, _))) if sni != id);
-        if ambiguous || repeated_header || sni_disagrees {
+        if ambiguous || repeated_header {
             return Err(IdentifyError::Ambiguous);
+        }
+        // A connection opened for one tenant's name carrying another tenant's request belongs
+        // on another connection: 421 makes browsers retry on a new one, 400 would not.
+        if matches!((sni_tenant, found), (Some(sni), Some((id, _))) if sni != id) {
+            return Err(IdentifyError::Misdirected);
         }
         Ok(Identified {
             tenant: found,
@@ -341,7 +386,7 @@ mod tests {
             ident.identify(None, acme_sni, "/", globex),
             ident.identify(None, acme_sni, "/t/globex/", no_headers),
         ] {
-            assert_eq!(result, Err(IdentifyError::Ambiguous));
+            assert_eq!(result, Err(IdentifyError::Misdirected));
         }
         // A server name that is no tenant's leaves the other sources alone.
         assert_eq!(
@@ -488,6 +533,53 @@ mod tests {
         assert!(header_only.identify(None, None, "//x/../y", header).is_ok());
     }
 
+    /// Paths a backend could read as another tenant than the router (issue 14), each with the
+    /// framework behaviour it guards against; the header names acme throughout.
+    #[test]
+    fn paths_a_lenient_backend_reads_differently_are_refused() {
+        let ident = demo_identifier();
+        let acme = |_: &str| HeaderValues::One(b"acme");
+        for path in [
+            "/t/acme/..;/globex/orders",    // Tomcat, Jetty, Spring: `..;` is `..`
+            "/t/acme/..%2Fglobex/orders",   // nginx $uri, Go path.Clean of the decoded path
+            "/t/acme/..%2fglobex/orders",   // any case of the escape
+            "/t/acme/..\\globex/o",         // servers that treat `\` as `/`
+            "/t/acme/..%5Cglobex/o",        // ... and its escape
+            "/t%2Fglobex/orders",           // a prefix that matches only after decoding
+            "/T/globex/orders",             // ... or only case-insensitively
+            "/t;x/globex/orders",           // `;params` before the tenant segment
+            "/t%3Bx/globex/orders",         // ... encoded
+            "/t/acme/..%252Fglobex",        // double encoding
+            "/t/acme/%2e%2e/globex/",       // dot segments after decoding
+            "/%2e%2e/t/globex/",            // ... before the prefix
+            "/t/%61cme/",                   // an escaped unreserved byte (strict check)
+            "/t/acme/x%00",                 // NUL: C backends cut the path there
+            "/t/acme/%C0%AF..%C0%AFglobex", // overlong UTF-8 `/`
+            "/t/acme/%2e%2e",               // a lenient reader sees no tenant at all
+        ] {
+            assert_eq!(
+                ident.identify(None, None, path, acme),
+                Err(IdentifyError::Ambiguous),
+                "{path}"
+            );
+        }
+        // Readings that agree are served as usual.
+        for path in [
+            "/t/acme/orders",
+            "/t/acme/a%2Fb",
+            "/t/acme/100%25",
+            "/t/acme/x;v=1",
+            "/hello%20world",
+        ] {
+            assert!(ident.identify(None, None, path, acme).is_ok(), "{path}");
+        }
+        // A malformed strict id stays invalid_tenant, whatever a lenient reader sees.
+        assert_eq!(
+            ident.identify(None, None, "/t/acme;jsessionid=1/x", acme),
+            Err(IdentifyError::Invalid(SourceKind::Path))
+        );
+    }
+
     #[test]
     fn stripping_path_source_reports_how_much_to_strip() {
         let ident = TenantIdentifier::new(vec![TenantSource::Path(
@@ -536,6 +628,57 @@ mod tests {
             Err(PatternError::HeaderName)
         );
         assert_eq!(TenantSource::header(""), Err(PatternError::HeaderName));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Whenever a lenient backend's reading of the path names a tenant, the router names
+        /// that very tenant or refuses the request (issue 14).
+        #[test]
+        fn a_lenient_reading_never_names_another_tenant(
+            segments in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "t", "T", "acme", "globex", "..", ".", "", "%2e%2e", "%2E.", "..;", ";x",
+                    "t;x", "%2F", "%2f", "%5C", "\\", "%3B", "%25", "%252F", "%74", "x",
+                    "acme%2F..", "..%2F", "%00", "%C0%AF", "a%20b", "orders",
+                ]),
+                0..7,
+            ),
+            header in proptest::option::of(proptest::sample::select(vec!["acme", "globex"])),
+        ) {
+            let path = format!("/{}", segments.concat_with_slashes());
+            let ident = demo_identifier();
+            let lenient = crate::reading::lenient_path(&path);
+            let sent = header.map(|h| h.as_bytes());
+            let result = ident.identify(None, None, &path, |_: &str| match sent {
+                Some(v) => HeaderValues::One(v),
+                None => HeaderValues::Absent,
+            });
+            let pattern = PathPattern::parse("/t/{tenant}/", false).unwrap();
+            if let Some(Some(Ok(backend_reads))) =
+                lenient.as_deref().map(|l| pattern.extract_lenient(l))
+            {
+                match result {
+                    Ok(found) => proptest::prop_assert_eq!(
+                        found.tenant.map(|(id, _)| id),
+                        Some(backend_reads),
+                        "{}", path
+                    ),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
+    trait ConcatWithSlashes {
+        fn concat_with_slashes(&self) -> String;
+    }
+
+    impl ConcatWithSlashes for Vec<&str> {
+        fn concat_with_slashes(&self) -> String {
+            self.join("/")
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod client_limits;
 pub mod clock;
 pub mod demo;
 pub mod health;

@@ -18,6 +18,8 @@ use prometheus::{
 };
 use regions::{BlockCode, RegionId, ReplicationMode, RouteReason, SiteId};
 
+use crate::client_limits::Cut;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Counter,
@@ -55,6 +57,9 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition { name: "residency_geoip_database_epoch_seconds", kind: Kind::Gauge, labels: &[], help: "Build time of the GeoIP database in use (0 without GeoIP)." },
     Definition { name: "residency_access_log_dropped_total", kind: Kind::Counter, labels: &[], help: "Access log records dropped because the writer fell behind (requests never wait for it)." },
     Definition { name: "residency_tls_certificate_expiry_timestamp_seconds", kind: Kind::Gauge, labels: &["name"], help: "When each certificate in use expires (the leaf's notAfter, Unix seconds), by its `name` in `[[tls.certificates]]`, `admin` / `metrics` for those listeners, or `client:SITE` for the router's client certificate to a site's backends (mutual TLS). Alert well before `time()` reaches it." },
+    Definition { name: "residency_client_connections", kind: Kind::Gauge, labels: &[], help: "Client connections open now, over every listener and protocol (bounded by `proxy.max_client_connections`)." },
+    Definition { name: "residency_client_connections_refused_total", kind: Kind::Counter, labels: &[], help: "Client connections refused (503 `too_many_connections`, or closed for HTTP/2) because `proxy.max_client_connections` were open." },
+    Definition { name: "residency_client_requests_refused_total", kind: Kind::Counter, labels: &["reason"], help: "HTTP/1 requests cut before their head was whole: `header_timeout` (408, slower than `proxy.client_header_timeout_ms`), `head_too_large` (431), `malformed_head` (400, a head no HTTP/1 parser reads)." },
     Definition { name: "residency_build_info", kind: Kind::Gauge, labels: &["version"], help: "Always 1; the label carries the router version." },
 ];
 
@@ -93,6 +98,13 @@ fn gauge_vec(registry: &Registry, name: &str) -> IntGaugeVec {
     )
 }
 
+fn counter(registry: &Registry, name: &str) -> IntCounter {
+    register(
+        registry,
+        IntCounter::with_opts(opts(name)).expect("valid definition"),
+    )
+}
+
 fn gauge(registry: &Registry, name: &str) -> IntGauge {
     register(
         registry,
@@ -120,6 +132,10 @@ pub struct Metrics {
     geoip_epoch: IntGauge,
     certificate_expiry: IntGaugeVec,
     pub access_log_dropped: IntCounter,
+    pub client_connections: IntGauge,
+    client_connections_refused: IntCounter,
+    /// [Cut::ALL index]
+    client_requests_refused: Vec<IntCounter>,
 }
 
 pub fn global() -> &'static Metrics {
@@ -162,14 +178,38 @@ pub fn global() -> &'static Metrics {
             last_success: gauge(&registry, "residency_config_last_success_timestamp_seconds"),
             geoip_lookups: counter_vec(&registry, "residency_geoip_lookups_total"),
             geoip_epoch: gauge(&registry, "residency_geoip_database_epoch_seconds"),
-            access_log_dropped: register(
+            access_log_dropped: counter(&registry, "residency_access_log_dropped_total"),
+            client_connections: gauge(&registry, "residency_client_connections"),
+            client_connections_refused: counter(
                 &registry,
-                IntCounter::with_opts(opts("residency_access_log_dropped_total"))
-                    .expect("valid definition"),
+                "residency_client_connections_refused_total",
             ),
+            client_requests_refused: {
+                let family = counter_vec(&registry, "residency_client_requests_refused_total");
+                Cut::ALL
+                    .iter()
+                    .map(|cut| family.with_label_values(&[cut.as_str()]))
+                    .collect()
+            },
             registry,
         }
     })
+}
+
+impl Metrics {
+    /// A client connection was refused at `proxy.max_client_connections`.
+    pub(crate) fn client_connection_refused(&self) {
+        self.client_connections_refused.inc();
+    }
+
+    /// A request was cut before its head was whole.
+    pub(crate) fn client_request_cut(&self, cut: Cut) {
+        let index = Cut::ALL
+            .iter()
+            .position(|c| *c == cut)
+            .expect("every cut is listed");
+        self.client_requests_refused[index].inc();
+    }
 }
 
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

@@ -128,21 +128,34 @@ fn header_values<'r>(req: &'r RequestHeader, name: &str) -> HeaderValues<'r> {
     }
 }
 
-/// Host header, else the authority of the URI (h2's `:authority`), else that of an
-/// absolute-form target (`GET http://host/ HTTP/1.1`): Pingora forwards that authority as the
-/// upstream Host, so it must name the tenant too. The last is found by Pingora's own parser,
-/// so both read the same bytes.
+/// The request's authority, read one way only: the Host header, the authority of the URI
+/// (h2's `:authority`), or that of an absolute-form target (`GET http://host/ HTTP/1.1`, found
+/// by Pingora's own parser, which forwards that authority as the upstream Host). Two Host
+/// headers, or a Host that names another host than the target, are `Err`: the router and a
+/// backend could each pick a different one.
 ///
 /// Bytes that are not UTF-8 are kept (as U+FFFD) rather than dropped: the backend receives
-/// this Host, so identification must judge it like any other (a tenant label that is not
-/// `[a-z0-9-]` is `invalid_tenant`), never read the request as if it had no Host.
-fn request_host(req: &RequestHeader) -> Option<Cow<'_, str>> {
-    let bytes = match (req.headers.get(HOST), req.uri.authority()) {
-        (Some(host), _) => host.as_bytes(),
-        (None, Some(authority)) => authority.as_str().as_bytes(),
-        (None, None) => raw_target_authority(req.raw_path()).authority()?,
+/// this Host, so routing judges it (and refuses it as not `host[:port]`), never reads the
+/// request as if it had no Host.
+fn request_host(req: &RequestHeader) -> Result<Option<Cow<'_, str>>, ()> {
+    let mut hosts = req.headers.get_all(HOST).iter();
+    let host = hosts.next().map(|h| h.as_bytes());
+    if hosts.next().is_some() {
+        return Err(());
+    }
+    let target = match req.uri.authority() {
+        Some(authority) => Some(authority.as_str().as_bytes()),
+        None => raw_target_authority(req.raw_path()).authority(),
     };
-    Some(String::from_utf8_lossy(bytes))
+    let same_host = |a: &[u8], b: &[u8]| {
+        let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        regions::normalize_host(&a).eq_ignore_ascii_case(regions::normalize_host(&b))
+    };
+    match (host, target) {
+        (Some(host), Some(target)) if !same_host(host, target) => Err(()),
+        (Some(bytes), _) | (None, Some(bytes)) => Ok(Some(String::from_utf8_lossy(bytes))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The server name of a TLS connection (`None` on plain HTTP).
@@ -155,7 +168,9 @@ impl ResidencyProxy {
     /// Identification + registry + engine. Returns the block to answer with, if any.
     fn decide(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Route, Block> {
         let req = session.req_header();
-        let host = request_host(req);
+        let Ok(host) = request_host(req) else {
+            return Err(Block::new(BlockCode::BadRequest));
+        };
         let facts = RequestFacts {
             host: host.as_deref(),
             path: req.uri.path(),
@@ -458,9 +473,22 @@ impl ProxyHttp for ResidencyProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let state = ctx.state();
-        // Clients must never inject residency decisions: drop every x-residency-* they sent,
-        // and underscore spellings of it or of a tenant header, which CGI-style backends read
-        // as the same name (`HTTP_X_RESIDENCY_TENANT`).
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let trusted_peer = peer.is_some_and(|ip| {
+            state
+                .snapshot
+                .proxy
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&ip))
+        });
+        // Clients must never inject residency decisions or forwarding facts: drop every
+        // x-residency-* and router-owned forwarding header they sent, and underscore spellings
+        // of those and of a tenant header, which CGI-style backends read as the same name
+        // (`HTTP_X_RESIDENCY_TENANT`). See docs/hardening.md for the list.
         let spoofed = matching(&upstream.headers, |name| {
             is_spoofing(name, &state.snapshot.identifier)
         });
@@ -478,16 +506,31 @@ impl ProxyHttp for ResidencyProxy {
         upstream.insert_header("x-residency-site", state.names.site(site.site))?;
         upstream.insert_header("x-request-id", ctx.request_id.header())?;
 
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let mut text = [0u8; 45];
-            append_list_header(upstream, "x-forwarded-for", ip_text(client.ip(), &mut text))?;
+        // The Host the router validated and routed by (request_host refused every other).
+        if let Some(host) = upstream.headers.get(HOST).filter(|h| !h.is_empty()) {
+            let host = host.clone();
+            upstream.insert_header("x-forwarded-host", host)?;
         }
-        let proto = if server_name(session).is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        append_list_header(upstream, "x-forwarded-proto", proto.as_bytes())?;
+        // Only a trusted proxy's list is continued; anyone else's is replaced by the peer.
+        if let Some(ip) = peer {
+            let mut text = [0u8; 45];
+            let ip = ip_text(ip, &mut text);
+            if trusted_peer {
+                append_list_header(upstream, "x-forwarded-for", ip)?;
+            } else {
+                let value = http::HeaderValue::from_bytes(ip)
+                    .or_err(ErrorType::InternalError, "IP text is a header value")?;
+                upstream.insert_header("x-forwarded-for", value)?;
+            }
+        }
+        if !(trusted_peer && upstream.headers.contains_key("x-forwarded-proto")) {
+            let proto = if server_name(session).is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            upstream.insert_header("x-forwarded-proto", proto)?;
+        }
 
         if let Some(strip) = ctx.strip_path_prefix {
             let uri = &upstream.uri;
@@ -545,6 +588,19 @@ impl ProxyHttp for ResidencyProxy {
         Ok(())
     }
 
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Option<bytes::Bytes>> {
+        // Trailers are headers too: a backend must not speak about residency through them.
+        for name in matching(trailers, |name| name.starts_with(RESIDENCY_HEADER_PREFIX)) {
+            trailers.remove(&name);
+        }
+        Ok(None)
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -567,7 +623,7 @@ impl ProxyHttp for ResidencyProxy {
         }
         let code = if *e.esource() == ErrorSource::Downstream || ctx.route.is_none() {
             // The request itself could not be read or handled (e.g. a malformed body).
-            ErrorCode::BadRequest
+            ErrorCode::Block(BlockCode::BadRequest)
         } else if ctx.exhausted || is_connect_failure(e) {
             ErrorCode::Block(BlockCode::RegionUnavailable)
         } else if let (Some(last), ErrorType::HTTPStatus(_)) = (ctx.last_failure, e.etype()) {
@@ -690,18 +746,54 @@ fn matching(
         .collect()
 }
 
-/// Whether a client header could pass for a residency decision or a tenant header.
+/// Client headers that state facts only the router may state: how the client reached it
+/// (host, port, scheme, address, original URL) or which method the backend should apply
+/// (a `GET` with `X-HTTP-Method-Override: DELETE` is a write to frameworks that honour it, and
+/// a read-replica region admits only reads). Backends read each of them in some framework
+/// (Rails, Django, Express, Spring, IIS, Symfony); the router removes them and sets its own
+/// `x-forwarded-host`, `-for` and `-proto`.
+const ROUTER_OWNED_HEADERS: [&str; 18] = [
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "front-end-https",
+    "x-url-scheme",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// `x-forwarded-for` / `-proto`: continued from a trusted proxy, replaced from anyone else.
+const CLIENT_ADDRESS_HEADERS: [&str; 2] = ["x-forwarded-for", "x-forwarded-proto"];
+
+/// Whether a client header could pass for a residency decision, a tenant header or a
+/// forwarding fact the router owns. `name` is lowercase (as `http` stores it).
 fn is_spoofing(name: &str, identifier: &regions::TenantIdentifier) -> bool {
-    if name.starts_with(RESIDENCY_HEADER_PREFIX) {
+    if name.starts_with(RESIDENCY_HEADER_PREFIX) || ROUTER_OWNED_HEADERS.contains(&name) {
         return true;
     }
     if !name.contains('_') {
         return false;
     }
-    // The name with `_` read as `-`, compared without building it.
+    // The name with `_` read as `-`, compared without building it. Underscore spellings are
+    // never legitimate for these names, so they go even from trusted proxies.
     let dashed = || name.bytes().map(|b| if b == b'_' { b'-' } else { b });
     let prefix = RESIDENCY_HEADER_PREFIX.as_bytes();
     dashed().take(prefix.len()).eq(prefix.iter().copied())
+        || ROUTER_OWNED_HEADERS
+            .iter()
+            .chain(&CLIENT_ADDRESS_HEADERS)
+            .any(|owned| dashed().eq(owned.bytes()))
         || identifier.sources().iter().any(
             |source| matches!(source, regions::TenantSource::Header(h) if dashed().eq(h.bytes())),
         )

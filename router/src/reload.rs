@@ -329,6 +329,9 @@ fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     if old.listen.h2c != new.listen.h2c {
         changed.push("listen.h2c".to_owned());
     }
+    if old.proxy.client.h2_idle_timeout != new.proxy.client.h2_idle_timeout {
+        changed.push("proxy.client_h2_idle_timeout_ms".to_owned());
+    }
     if old.server.threads != new.server.threads {
         changed.push("server.threads".to_owned());
     }

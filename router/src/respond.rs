@@ -6,43 +6,59 @@ use pingora::prelude::*;
 use regions::BlockCode;
 use serde::Serialize;
 
-/// SPEC 4's block codes, plus codes for a broken request or a failing allowed backend.
+/// SPEC 4's block codes (a broken request included), plus codes for a failing allowed backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     Block(BlockCode),
-    /// 400: the request could not be read (malformed framing or body).
-    BadRequest,
     /// 502: the backend answered with something that is not valid HTTP, or reset mid-response.
     UpstreamError,
     /// 504: the backend accepted the request but did not answer in time.
     UpstreamTimeout,
+    /// 408: the request head did not arrive in full within `proxy.client_header_timeout_ms`.
+    RequestTimeout,
+    /// 431: the request head is larger than `proxy.client_max_head_bytes`.
+    HeadTooLarge,
+    /// 503: `proxy.max_client_connections` are open; the connection is refused.
+    TooManyConnections,
 }
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Block(code) => code.as_str(),
-            ErrorCode::BadRequest => "bad_request",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::HeadTooLarge => "request_header_too_large",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::Block(code) => code.http_status(),
-            ErrorCode::BadRequest => 400,
             ErrorCode::UpstreamError => 502,
             ErrorCode::UpstreamTimeout => 504,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::HeadTooLarge => 431,
+            ErrorCode::TooManyConnections => 503,
         }
     }
 
     pub fn message(self) -> &'static str {
         match self {
             ErrorCode::Block(code) => code.message(),
-            ErrorCode::BadRequest => "the request could not be read",
             ErrorCode::UpstreamError => "the backend sent an invalid or incomplete response",
             ErrorCode::UpstreamTimeout => "the backend did not answer in time",
+            ErrorCode::RequestTimeout => {
+                "the request head did not arrive in time (proxy.client_header_timeout_ms)"
+            }
+            ErrorCode::HeadTooLarge => {
+                "the request head is too large (proxy.client_max_head_bytes)"
+            }
+            ErrorCode::TooManyConnections => {
+                "the router holds as many client connections as it may; retry shortly"
+            }
         }
     }
 }

@@ -58,20 +58,29 @@ pub fn route<'r>(
     now: UnixTime,
 ) -> Routed {
     let snapshot = &state.snapshot;
-    let host = facts.host.map(normalize_host);
-    let hint = host.and_then(|h| snapshot.topology.region_for_host(h));
-    // A region host is a region hint, never a tenant id.
-    let tenant_host = if hint.is_some() { None } else { host };
+    // An empty Host is no Host (RFC 9112 3.2); any other that is not `host[:port]` is read
+    // differently by different servers (`globex.app.example.com:x` is globex to Express and
+    // no tenant to a strict reader), so it is refused rather than read as "no Host".
+    let host = facts.host.filter(|h| !h.is_empty());
     let mut routed = Routed {
         tenant: None,
         source: None,
         registered: false,
-        hint,
+        hint: None,
         strip_path_prefix: None,
         client: None,
         geo: None,
         decision: Err(Block::new(regions::BlockCode::TenantRequired)),
     };
+    if host.is_some_and(|h| !regions::is_plain_authority(h)) {
+        routed.decision = Err(Block::new(regions::BlockCode::BadRequest));
+        return routed;
+    }
+    let host = host.map(normalize_host);
+    let hint = host.and_then(|h| snapshot.topology.region_for_host(h));
+    routed.hint = hint;
+    // A region host is a region hint, never a tenant id.
+    let tenant_host = if hint.is_some() { None } else { host };
     if let Some(tls) = facts.tls {
         // The connection was authenticated with the certificate of its server name; a request
         // for a host that certificate does not cover belongs on another connection.

@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use config::Snapshot;
 use pingora::apps::HttpServerOptions;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use config::FileStore;
 use crate::access_log::AccessLog;
 use crate::admin::audit::AuditLog;
 use crate::admin::{Admin, AdminServer};
+use crate::client_limits::ClientLimited;
 use crate::health;
 use crate::metrics::MetricsServer;
 use crate::proxy::ResidencyProxy;
@@ -177,20 +179,23 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
         Some(addr) => Some((addr, crate::tls::https_settings(Arc::clone(&shared), h2)?)),
         None => None,
     };
-    let mut proxy = http_proxy_service_with_name(
-        &server.configuration,
-        ResidencyProxy::new(shared, access_log),
-        "residency-proxy",
+    let client_limits = shared.load().snapshot.proxy.client;
+    let mut http = HttpProxy::new(
+        ResidencyProxy::new(Arc::clone(&shared), access_log),
+        Arc::clone(&server.configuration),
     );
-    if let Some(app) = proxy.app_logic_mut() {
-        // Opt-in HTTP/2 with prior knowledge on the plain listener, next to HTTP/1.1, for load
-        // balancers that speak h2c to the edge. Off by default: Pingora tells the two apart by
-        // waiting for 24 bytes of the HTTP/2 preface without a timeout, so a shorter HTTP/1.0
-        // probe would hang.
-        let mut options = HttpServerOptions::default();
-        options.h2c = listen.h2c;
-        app.server_options = Some(options);
-    }
+    http.handle_init_modules();
+    // Opt-in HTTP/2 with prior knowledge on the plain listener, next to HTTP/1.1, for load
+    // balancers that speak h2c to the edge. Off by default: a short HTTP/1.0 probe waits for
+    // the 24 bytes of the HTTP/2 preface until the header timeout.
+    let mut options = HttpServerOptions::default();
+    options.h2c = listen.h2c;
+    options.h2_idle_timeout = Some(client_limits.h2_idle_timeout);
+    http.server_options = Some(options);
+    let mut proxy = Service::new(
+        "residency-proxy".to_owned(),
+        ClientLimited::new(http, shared, Arc::default(), listen.h2c),
+    );
     if let Some(addr) = listen.http {
         proxy.add_tcp(&addr.to_string());
     }

@@ -415,11 +415,12 @@ async fn explain_shows_the_decision_without_sending_anything() {
     assert_eq!(from_path["tenant"]["source"], "path");
     assert_eq!(from_path["decision"]["home_region"], "eu");
 
-    // On a TLS connection opened for acme, globex's request is refused; acme's is routed.
+    // On a TLS connection opened for acme, globex's request is refused (421: it belongs on
+    // another connection); acme's is routed.
     let sni = j!({"server_name": "acme.app.example.com"});
     let (_, _, crossed) = explain(j!({"tls": sni, "headers": {"x-tenant-id": "globex"}})).await;
     assert_eq!(
-        crossed["decision"]["error"], "ambiguous_tenant",
+        crossed["decision"]["error"], "misdirected_request",
         "{crossed}"
     );
     let (_, _, agreed) = explain(j!({"tls": sni, "headers": {"x-tenant-id": "acme"}})).await;

@@ -357,6 +357,8 @@ fn codes_and_statuses_match_the_spec_table() {
             ("region_unavailable", 503),
             // Issue 7: a request on a TLS connection whose certificate does not cover its Host.
             ("misdirected_request", 421),
+            // Issue 14: a request whose Host or framing cannot be read one way only.
+            ("bad_request", 400),
         ]
     );
 }

@@ -40,6 +40,8 @@ pub struct Options {
     pub https: bool,
     /// Backends that speak TLS: (site index, backend index, server config).
     pub backend_tls: Vec<(usize, usize, std::sync::Arc<rustls::ServerConfig>)>,
+    /// HTTP/2 with prior knowledge on the plain listener (`listen.h2c`).
+    pub h2c: bool,
 }
 
 /// Bearer tokens of the test admin API, one per role. The tenant admin manages acme and initech.
@@ -79,6 +81,7 @@ impl Default for Options {
             admin: false,
             https: false,
             backend_tls: Vec::new(),
+            h2c: false,
         }
     }
 }
@@ -157,6 +160,14 @@ impl Cluster {
                 &options.site_lines,
             )
             .unwrap();
+            if options.h2c {
+                let toml = std::fs::read_to_string(&config).unwrap();
+                std::fs::write(
+                    &config,
+                    toml.replacen("[listen]\n", "[listen]\nh2c = true\n", 1),
+                )
+                .unwrap();
+            }
             match RouterProcess::start(&config, listen, dir.path().join("router.log")) {
                 Ok(router) => {
                     if let Some(admin) = admin {
