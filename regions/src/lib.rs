@@ -27,7 +27,7 @@ pub use identify::{
     is_normalized_path, HeaderValues, HostPattern, Identified, IdentifyError, PathPattern,
     PatternError, SourceKind, TenantIdentifier, TenantSource,
 };
-pub use reading::is_plain_authority;
+pub use reading::{is_plain_authority, lenient_path};
 pub use tenant::{
     InvalidTenantId, RegionSet, Replication, ReplicationMode, TenantId, TenantRecord, UnixTime,
     MAX_TENANT_ID_LEN,

@@ -23,7 +23,7 @@ const MAX_DECODING_ROUNDS: usize = 3;
 /// layers than [`MAX_DECODING_ROUNDS`]. Borrowed (no allocation) when the path has nothing a
 /// lenient reader would change apart from dot or empty segments, which strict identification
 /// refuses on its own.
-pub(crate) fn lenient_path(path: &str) -> Option<Cow<'_, str>> {
+pub fn lenient_path(path: &str) -> Option<Cow<'_, str>> {
     if !path.bytes().any(|b| matches!(b, b'%' | b'\\' | b';')) {
         return Some(Cow::Borrowed(path));
     }

@@ -199,7 +199,11 @@ async fn echo(
             name.starts_with("x-residency-")
                 || matches!(
                     name,
-                    "x-request-id" | "x-forwarded-for" | "x-forwarded-proto" | "host"
+                    "x-request-id"
+                        | "x-forwarded-for"
+                        | "x-forwarded-proto"
+                        | "x-forwarded-host"
+                        | "host"
                 )
         })
         .map(|(name, value)| (name.as_str(), value.to_str().unwrap_or("<binary>")))
