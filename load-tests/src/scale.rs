@@ -72,6 +72,12 @@ pub fn write_registry(path: &Path, tenants: usize) -> usize {
 /// A registry of `tenants` tenants. One tenant in ten (ids divisible by 10) replicates
 /// read-only to the other region, half of those with an expiry.
 pub fn registry_json(tenants: usize) -> String {
+    // Ten years from now: a fixed calendar date would expire these replications one day and
+    // change what the benchmarks measure.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let expires_at = config::rfc3339(regions::UnixTime(now + 10 * 365 * 86_400));
     let mut json = String::with_capacity(tenants * 64);
     json.push_str("{ \"tenants\": [\n");
     for i in 0..tenants {
@@ -84,9 +90,9 @@ pub fn registry_json(tenants: usize) -> String {
         );
         if i % 10 == 0 {
             let expiry = if i % 20 == 0 {
-                ", \"expires_at\": \"2030-01-01T00:00:00Z\""
+                format!(", \"expires_at\": \"{expires_at}\"")
             } else {
-                ""
+                String::new()
             };
             let _ = write!(json, ", \"replication\": {{ \"regions\": [\"{other}\"], \"mode\": \"read-replica\"{expiry} }}");
         }

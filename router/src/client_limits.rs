@@ -125,17 +125,17 @@ impl Drop for Slot<'_> {
 pub struct ClientLimited<A> {
     app: Arc<A>,
     state: SharedState,
-    open: Arc<OpenConnections>,
+    open: OpenConnections,
     /// The plain listener also takes HTTP/2 with prior knowledge (`listen.h2c`).
     h2c: bool,
 }
 
 impl<A> ClientLimited<A> {
-    pub(crate) fn new(app: A, state: SharedState, open: Arc<OpenConnections>, h2c: bool) -> Self {
+    pub(crate) fn new(app: A, state: SharedState, h2c: bool) -> Self {
         ClientLimited {
             app: Arc::new(app),
             state,
-            open,
+            open: OpenConnections::default(),
             h2c,
         }
     }

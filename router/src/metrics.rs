@@ -6,7 +6,8 @@
 //!
 //! Recording is cheap: [`Handles`] resolves every label combination once per configuration,
 //! so the request path indexes an array and adds to an atomic. Without `listen.metrics`
-//! nothing is recorded. Gauges that describe state
+//! nothing is recorded on the request path (the client connection gauge and counters, a few
+//! atomics per connection, are always kept). Gauges that describe state
 //! (backend health, tenants per region, reloads) are computed when Prometheus scrapes.
 
 use std::sync::OnceLock;

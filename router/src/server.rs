@@ -194,7 +194,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     http.server_options = Some(options);
     let mut proxy = Service::new(
         "residency-proxy".to_owned(),
-        ClientLimited::new(http, shared, Arc::default(), listen.h2c),
+        ClientLimited::new(http, shared, listen.h2c),
     );
     if let Some(addr) = listen.http {
         proxy.add_tcp(&addr.to_string());
