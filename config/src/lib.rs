@@ -28,7 +28,9 @@ pub use snapshot::{
     ClientLimits, GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
     ReloadSettings, Role, ServerSettings, SiteConfig, Snapshot,
 };
-pub use store::{parent_dir, FileStore, RegistryStore, TenantChange};
+pub use store::{
+    parent_dir, FileStore, PublishError, RegistryStore, Staged, StagedFile, TenantChange,
+};
 pub use tenant::{
     mode_name, registry_json, rfc3339, tenant_id, tenant_record, ReplicationView, TenantError,
     TenantView,

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auth;
+mod commit;
 mod explain;
 
 use std::net::SocketAddr;
@@ -686,25 +687,49 @@ fn change(
         after: after_view.clone(),
         ..blank_entry(call)
     };
-    let audited = admin.record(call, entry)?;
     let registry = Arc::new(state.snapshot.registry.with_change(&id, after));
     let change = TenantChange { id, after };
-    if let Err(e) = admin.store.commit(&change, &registry, &state.snapshot) {
-        tracing::error!(error = %e, tenant = %id, "cannot store the registry change");
-        // The entry above says `applied`; this one says it did not happen.
-        let _ = admin.audit.append(Entry {
-            outcome: "failed".to_owned(),
-            status: 503,
-            ..audited
-        });
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the registry could not be stored; nothing was changed",
-        ));
-    }
+    let published = commit::stage_audit_publish(
+        || admin.store.stage(&change, &registry, &state.snapshot),
+        &admin.audit,
+        entry,
+    );
+    let durable = match published {
+        Ok(commit::Published::Durable) => true,
+        Ok(commit::Published::NotDurable(e)) => {
+            tracing::error!(error = %e, tenant = %id, "the registry change is in place, but the directory could not be fsynced");
+            false
+        }
+        Err(e @ commit::NotCommitted::Audit(_)) => {
+            tracing::error!(error = %e, path = %admin.audit.path().display(), request_id = %call.request_id, "cannot write the audit log");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit log cannot be written; nothing was changed",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, tenant = %id, "cannot store the registry change");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the registry could not be stored; nothing was changed",
+            ));
+        }
+    };
+    // The registry file holds the change from here on, durable or not: the live state
+    // follows the file, so that a reload or a restart cannot bring a different state.
     let generation = exclusive.swap_registry(registry);
     tracing::info!(tenant = %id, actor = %token.name, action = action.as_str(), generation, "registry changed through the admin API");
+    if !durable {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_not_durable",
+            "the change is in the registry file and live, and audited as applied, but the registry's directory could not be fsynced: a power loss may still undo it; check the disk, then read the tenant again",
+        )
+        .with("tenant", id.as_str())
+        .with("applied", true));
+    }
     Ok(match after_view {
         None => status.into_response(),
         Some(view) => {
