@@ -43,6 +43,15 @@ pub struct Entry {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub request_id: String,
+    /// Aggregated refusals only: how many refused calls this entry stands for, since when,
+    /// and how many were answered with each status. Left out of every other entry, so the
+    /// lines written before these fields existed read (and verify) as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statuses: Option<std::collections::BTreeMap<String, u64>>,
     #[serde(default)]
     pub prev: String,
 }
@@ -558,7 +567,7 @@ mod tests {
             before: None,
             after: Some(serde_json::json!({"id": format!("t-{n}"), "region": "eu"})),
             request_id: format!("req-{n}"),
-            prev: String::new(),
+            ..Entry::default()
         }
     }
 

@@ -11,6 +11,8 @@ pub mod audit;
 pub mod auth;
 mod commit;
 mod explain;
+mod export;
+mod refusals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,20 +58,58 @@ pub const ROUTES: &[(&str, &str)] = &[
 const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
-pub fn router(admin: Arc<Admin>) -> axum::Router {
+/// Expensive calls (a list page, an audit read, an export) served at once; more are answered
+/// `429 busy`. Each scans the whole registry or the audit log, and an export holds its
+/// permit until its last byte is sent. A constant: enough for people and scripts, and it
+/// keeps a burst of exports from taking every core and blocking thread.
+const MAX_EXPENSIVE_CALLS: usize = 4;
+
+/// The API as served: the [`Admin`] and what guards it against abuse.
+pub struct Api {
+    admin: Arc<Admin>,
+    /// Refused calls: rate limit and aggregate audit ([`refusals`]).
+    refusals: std::sync::Mutex<refusals::Refusals>,
+    expensive: Arc<tokio::sync::Semaphore>,
+    /// The refusal policy's clock: time since this instant.
+    started: std::time::Instant,
+}
+
+impl std::ops::Deref for Api {
+    type Target = Admin;
+
+    fn deref(&self) -> &Admin {
+        &self.admin
+    }
+}
+
+impl Api {
+    pub fn new(admin: Arc<Admin>) -> Self {
+        Api {
+            admin,
+            refusals: std::sync::Mutex::new(refusals::Refusals::new(refusals::LIMITS)),
+            expensive: Arc::new(tokio::sync::Semaphore::new(MAX_EXPENSIVE_CALLS)),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+pub fn router(api: Arc<Api>) -> axum::Router {
     axum::Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .route("/v1/tenants", get(handle(list_tenants)))
+        .route(
+            "/v1/tenants",
+            get(handle(Action::ListTenants, list_tenants)),
+        )
         .route(
             "/v1/tenants/{id}",
-            get(handle(get_tenant))
-                .put(handle(put_tenant))
-                .delete(handle(delete_tenant)),
+            get(handle(Action::ReadTenant, get_tenant))
+                .put(handle(Action::ChangeTenant, put_tenant))
+                .delete(handle(Action::DeleteTenant, delete_tenant)),
         )
-        .route("/v1/explain", post(handle(explain)))
-        .route("/v1/audit", get(handle(read_audit)))
-        .route("/v1/export", get(handle(export)))
+        .route("/v1/explain", post(handle(Action::Explain, explain)))
+        .route("/v1/audit", get(handle(Action::ReadAudit, read_audit)))
+        .route("/v1/export", get(handle(Action::Export, export)))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -86,7 +126,7 @@ pub fn router(admin: Arc<Admin>) -> axum::Router {
             )
             .into_response()
         })
-        .with_state(admin)
+        .with_state(api)
 }
 
 /// An error answer: `{"error": code, "message": ..., "request_id": ..., ...context}`.
@@ -96,6 +136,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     context: serde_json::Map<String, Value>,
+    /// Seconds for `Retry-After` (429).
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -105,7 +147,16 @@ impl ApiError {
             code,
             message: message.into(),
             context: serde_json::Map::new(),
+            retry_after_s: None,
         }
+    }
+
+    /// `429` with `Retry-After`: `code` says what to wait for.
+    fn too_many(code: &'static str, message: impl Into<String>, retry_after_s: u64) -> Self {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            .with("retry_after_s", retry_after_s);
+        e.retry_after_s = Some(retry_after_s);
+        e
     }
 
     fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -138,6 +189,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -155,31 +211,30 @@ pub struct Call {
     request_id: String,
 }
 
-type Handler = fn(&Admin, &Call) -> Result<Response, ApiError>;
+type Handler = fn(&Api, &Call) -> Result<Response, ApiError>;
 
 type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 type PathParams = Result<RawPathParams, RawPathParamsRejection>;
 
-/// Adapts a blocking handler to axum: gathers the call, runs it on a blocking thread, adds
-/// `x-request-id`.
+/// Adapts a blocking handler to axum: gathers the call, turns away a caller without a valid
+/// token before reading its body or taking a blocking thread, runs the handler on a blocking
+/// thread, adds `x-request-id`. `action` is what a refused caller is audited as asking for.
 fn handle(
+    action: Action,
     handler: Handler,
-) -> impl Fn(State<Arc<Admin>>, ConnectInfo<SocketAddr>, PathParams, Request) -> Answer
+) -> impl Fn(State<Arc<Api>>, ConnectInfo<SocketAddr>, PathParams, Request) -> Answer
        + Clone
        + Send
        + Sync
        + 'static {
-    move |State(admin), ConnectInfo(source), params, request| {
+    move |State(api), ConnectInfo(source), params, request| {
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, admin.max_body_bytes())
-                .await
-                .ok();
             let request_id =
                 crate::request_id::RequestId::for_request(parts.headers.get("x-request-id"))
                     .as_str()
                     .to_owned();
-            let call = Call {
+            let mut call = Call {
                 headers: parts.headers,
                 query: parts.uri.query().unwrap_or_default().to_owned(),
                 id: params.ok().and_then(|p| {
@@ -187,25 +242,33 @@ fn handle(
                         .find(|(k, _)| *k == "id")
                         .map(|(_, v)| v.to_owned())
                 }),
-                body,
+                body: None,
                 source,
                 request_id,
             };
             let request_id = call.request_id.clone();
-            let answered = tokio::task::spawn_blocking(move || handler(&admin, &call)).await;
-            let mut response = match answered {
-                Ok(Ok(response)) => response,
-                Ok(Err(error)) => error
+            let mut response = match api.turn_away(&call, action).await {
+                Some(error) => error
                     .with("request_id", request_id.as_str())
                     .into_response(),
-                Err(panic) => {
-                    tracing::error!(error = %panic, "admin handler failed");
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "the call failed; nothing was changed unless the audit log says so",
-                    )
-                    .into_response()
+                None => {
+                    call.body = axum::body::to_bytes(body, api.max_body_bytes()).await.ok();
+                    let answered = tokio::task::spawn_blocking(move || handler(&api, &call)).await;
+                    match answered {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(error)) => error
+                            .with("request_id", request_id.as_str())
+                            .into_response(),
+                        Err(panic) => {
+                            tracing::error!(error = %panic, "admin handler failed");
+                            ApiError::new(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "internal",
+                                "the call failed; nothing was changed unless the audit log says so",
+                            )
+                            .into_response()
+                        }
+                    }
                 }
             };
             if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -220,7 +283,7 @@ async fn livez() -> Response {
     axum::Json(json!({"status": "alive"})).into_response()
 }
 
-async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
+async fn readyz(State(admin): State<Arc<Api>>) -> Response {
     let state = admin.state.load();
     if crate::health::first_round_done() {
         axum::Json(json!({
@@ -249,7 +312,18 @@ impl Admin {
             .as_ref()
             .map_or(0, |a| a.max_body_bytes)
     }
+}
 
+/// A refused call's answer and the audit entries it leads to.
+struct Refused {
+    answer: ApiError,
+    /// This call, audited on its own (the first refusal of a quiet source).
+    entry: Option<Entry>,
+    /// Aggregates of other intervals that ended meanwhile.
+    aggregates: Vec<Entry>,
+}
+
+impl Api {
     /// The caller's token, allowed to do `action` (on `tenant`). Refusals are audited.
     fn authorize(
         &self,
@@ -263,14 +337,12 @@ impl Admin {
         Ok(token)
     }
 
-    /// The configured token the caller presented; a missing or unknown one is audited and
-    /// refused with 401 before anything else about the call is looked at.
-    fn authenticate(
+    /// The configured token the caller presented, or why not: the 401 and the actor to audit.
+    fn token(
         &self,
         call: &Call,
         state: &RouterState,
-        action: Action,
-    ) -> Result<AdminToken, ApiError> {
+    ) -> Result<AdminToken, (ApiError, &'static str)> {
         let tokens = state
             .snapshot
             .admin
@@ -287,15 +359,66 @@ impl Admin {
             }
             Err(auth::AuthError::Invalid) => ("the bearer token is not valid", "(invalid token)"),
         };
-        let error = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        Err((
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
+            actor,
+        ))
+    }
+
+    /// The refusal of an unauthenticated call: 401 (or 429), and what to audit.
+    fn unauthenticated(
+        &self,
+        call: &Call,
+        error: ApiError,
+        actor: &str,
+        action: Action,
+    ) -> Refused {
         // Only a well-formed id is recorded: an anonymous caller does not get to write
         // arbitrary text into a log that is kept for years.
         let tenant = call
             .id
             .as_deref()
             .filter(|id| config::tenant_id(id).is_ok());
-        self.refused(call, &error, actor, None, action, tenant)?;
-        Err(error)
+        self.refuse(call, error, actor, None, action, tenant)
+    }
+
+    /// Before the body is read or a blocking thread taken: the answer for a caller without a
+    /// valid token, `None` for everyone else. Most refusals of a flood are answered from
+    /// memory here; only the few the policy audits wait for an fsync.
+    async fn turn_away(self: &Arc<Self>, call: &Call, action: Action) -> Option<ApiError> {
+        let (error, actor) = self.token(call, &self.state.load()).err()?;
+        let refused = self.unauthenticated(call, error, actor, action);
+        if refused.entry.is_none() && refused.aggregates.is_empty() {
+            return Some(refused.answer);
+        }
+        let api = Arc::clone(self);
+        let request_id = call.request_id.clone();
+        let written =
+            tokio::task::spawn_blocking(move || api.write_refused(&request_id, refused)).await;
+        Some(written.unwrap_or_else(|panic| {
+            tracing::error!(error = %panic, "auditing a refused call failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the call failed; nothing was changed",
+            )
+        }))
+    }
+
+    /// The configured token the caller presented; a missing or unknown one is audited and
+    /// refused with 401 before anything else about the call is looked at.
+    fn authenticate(
+        &self,
+        call: &Call,
+        state: &RouterState,
+        action: Action,
+    ) -> Result<AdminToken, ApiError> {
+        let (error, actor) = match self.token(call, state) {
+            Ok(token) => return Ok(token),
+            Err(refusal) => refusal,
+        };
+        let refused = self.unauthenticated(call, error, actor, action);
+        Err(self.write_refused(&call.request_id, refused))
     }
 
     /// Refuses (403, audited) what the token's role or scope does not allow.
@@ -320,44 +443,159 @@ impl Admin {
         )
         .with("role", token.role.as_str());
         let tenant = tenant.map(TenantId::as_str);
-        self.refused(
+        let refused = self.refuse(
             call,
-            &error,
+            error,
             &token.name,
             Some(token.role.as_str()),
             action,
             tenant,
-        )?;
-        Err(error)
+        );
+        Err(self.write_refused(&call.request_id, refused))
     }
 
-    fn refused(
+    /// The refusal policy's time.
+    fn now(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Asks the refusal policy about one refused call.
+    fn refuse(
         &self,
         call: &Call,
-        error: &ApiError,
+        error: ApiError,
         actor: &str,
         role: Option<&str>,
         action: Action,
         tenant: Option<&str>,
-    ) -> Result<Entry, ApiError> {
-        self.record(
-            call,
-            Entry {
-                actor: actor.to_owned(),
-                role: role.map(str::to_owned),
-                action: action.as_str().to_owned(),
-                tenant: tenant.map(str::to_owned),
-                outcome: "denied".to_owned(),
-                status: error.status.as_u16(),
-                ..blank_entry(call)
-            },
-        )
+    ) -> Refused {
+        let refusal = refusals::Refusal {
+            status: error.status.as_u16(),
+            actor,
+            action: action.as_str(),
+            tenant,
+            request_id: &call.request_id,
+        };
+        let (verdict, closed) = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refuse(self.now(), call.source.ip(), &refusal);
+        let entry = (verdict == refusals::Verdict::AuditNow).then(|| Entry {
+            actor: actor.to_owned(),
+            role: role.map(str::to_owned),
+            action: action.as_str().to_owned(),
+            tenant: tenant.map(str::to_owned),
+            outcome: "denied".to_owned(),
+            status: error.status.as_u16(),
+            ..blank_entry(call)
+        });
+        let answer = match verdict {
+            refusals::Verdict::Limited { retry_after_s } => ApiError::too_many(
+                "rate_limited",
+                format!("too many refused calls from your address; retry in {retry_after_s} s with a valid token"),
+                retry_after_s,
+            ),
+            _ => error,
+        };
+        Refused {
+            answer,
+            entry,
+            aggregates: closed
+                .into_iter()
+                .map(|a| self.aggregate_entry(a))
+                .collect(),
+        }
     }
 
+    /// The audit entry of an aggregate.
+    fn aggregate_entry(&self, aggregate: refusals::Aggregate) -> Entry {
+        let wall = |at: std::time::Duration| {
+            let ago = self.now().saturating_sub(at);
+            (time::OffsetDateTime::now_utc() - ago)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        let several = || "(several)".to_owned();
+        Entry {
+            actor: aggregate.actor.unwrap_or_else(several),
+            role: None,
+            source: aggregate.source.to_string(),
+            action: aggregate.action.unwrap_or_else(several),
+            tenant: aggregate.tenant,
+            outcome: "denied".to_owned(),
+            status: aggregate.statuses.keys().max().copied().unwrap_or(401),
+            request_id: aggregate.last_request_id,
+            count: Some(aggregate.count),
+            since: Some(wall(aggregate.since)),
+            statuses: Some(
+                aggregate
+                    .statuses
+                    .iter()
+                    .map(|(status, n)| (status.to_string(), *n))
+                    .collect(),
+            ),
+            ..Entry::default()
+        }
+    }
+
+    /// Writes what a refusal audits (blocking); the answer to send. A log that cannot take
+    /// the call's own entry refuses with 503, as for every other audited call.
+    fn write_refused(&self, request_id: &str, refused: Refused) -> ApiError {
+        self.write_aggregates(refused.aggregates);
+        match refused.entry {
+            Some(entry) => match self.record(request_id, entry) {
+                Ok(_) => refused.answer,
+                Err(e) => e,
+            },
+            None => refused.answer,
+        }
+    }
+
+    /// Audits aggregates of refused calls (blocking). Counts that cannot be written are
+    /// logged: the calls they count were answered already.
+    fn write_aggregates(&self, aggregates: Vec<Entry>) {
+        for entry in aggregates {
+            if let Err(e) = self.audit.append(entry.clone()) {
+                tracing::error!(error = %e, source = %entry.source, count = ?entry.count, "cannot audit refused calls");
+            }
+        }
+    }
+
+    /// Audits the aggregates whose interval ended (blocking).
+    fn audit_due_refusals(&self, at_shutdown: bool) {
+        let closed = {
+            let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            if at_shutdown {
+                refusals.drain(self.now())
+            } else {
+                refusals.due(self.now())
+            }
+        };
+        let entries = closed
+            .into_iter()
+            .map(|a| self.aggregate_entry(a))
+            .collect();
+        self.write_aggregates(entries);
+    }
+
+    /// A permit for an expensive call, or `429 busy`.
+    fn expensive(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.expensive).try_acquire_owned().map_err(|_| {
+            ApiError::too_many(
+                "busy",
+                format!("{MAX_EXPENSIVE_CALLS} list, audit or export calls are being served; retry in a second"),
+                1,
+            )
+        })
+    }
+}
+
+impl Admin {
     /// Appends to the audit log; a log that cannot be written refuses the call.
-    fn record(&self, call: &Call, entry: Entry) -> Result<Entry, ApiError> {
+    fn record(&self, request_id: &str, entry: Entry) -> Result<Entry, ApiError> {
         self.audit.append(entry).map_err(|e| {
-            tracing::error!(error = %e, path = %self.audit.path().display(), request_id = %call.request_id, "cannot write the audit log");
+            tracing::error!(error = %e, path = %self.audit.path().display(), %request_id, "cannot write the audit log");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "the audit log cannot be written; nothing was changed")
         })
     }
@@ -496,7 +734,49 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-fn list_tenants(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
+/// The `limit` smallest ids of `items`, sorted, and whether more follow. Keeps a max-heap of
+/// `limit + 1` entries, so a page of a million-tenant registry holds a page, not the registry.
+fn first_page<'a, T>(
+    items: impl Iterator<Item = (&'a str, T)>,
+    limit: usize,
+) -> (Vec<(&'a str, T)>, bool) {
+    struct ById<'a, T>(&'a str, T);
+    impl<T> PartialEq for ById<'_, T> {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+    impl<T> Eq for ById<'_, T> {}
+    impl<T> PartialOrd for ById<'_, T> {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl<T> Ord for ById<'_, T> {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.cmp(other.0)
+        }
+    }
+    let mut smallest = std::collections::BinaryHeap::with_capacity(limit + 1);
+    for (id, item) in items {
+        if smallest.len() <= limit {
+            smallest.push(ById(id, item));
+        } else if smallest.peek().is_some_and(|largest| id < largest.0) {
+            smallest.pop();
+            smallest.push(ById(id, item));
+        }
+    }
+    let more = smallest.len() > limit;
+    let mut page: Vec<(&'a str, T)> = smallest
+        .into_sorted_vec()
+        .into_iter()
+        .map(|ById(id, item)| (id, item))
+        .collect();
+    page.truncate(limit);
+    (page, more)
+}
+
+fn list_tenants(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
     let token = admin.authorize(call, &state, Action::ListTenants, None)?;
     let q: ListQuery = query(call)?;
@@ -517,21 +797,13 @@ fn list_tenants(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
         })?),
     };
     let cursor = q.cursor.as_deref().unwrap_or("");
-    let mut matching: Vec<(&str, TenantRecord)> = state
-        .snapshot
-        .registry
-        .iter()
-        .filter(|(id, record)| {
+    let _permit = admin.expensive()?;
+    let (matching, more) = first_page(
+        state.snapshot.registry.iter().filter(|(id, record)| {
             *id > cursor && region.is_none_or(|r| record.home == r) && auth::sees(&token, id)
-        })
-        .collect();
-    // The smallest `limit` ids, sorted: a page without sorting the whole registry.
-    let more = matching.len() > limit;
-    if more {
-        matching.select_nth_unstable_by_key(limit, |(id, _)| *id);
-        matching.truncate(limit);
-    }
-    matching.sort_unstable_by_key(|(id, _)| *id);
+        }),
+        limit,
+    );
     let tenants: Vec<Value> = matching
         .iter()
         .map(|(id, r)| view_json(id, r, &state))
@@ -543,7 +815,7 @@ fn list_tenants(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
     ))
 }
 
-fn get_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
+fn get_tenant(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
     let token = admin.authenticate(call, &state, Action::ReadTenant)?;
     let id = path_tenant(call)?;
@@ -576,7 +848,7 @@ struct TenantBody<'a> {
     replication: Option<config::file::ReplicationFile<'a>>,
 }
 
-fn put_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
+fn put_tenant(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
     let token = admin.authenticate(call, &state, Action::ChangeTenant)?;
     let id = path_tenant(call)?;
@@ -620,7 +892,7 @@ fn desired_record(body: &TenantBody<'_>, state: &RouterState) -> Result<TenantRe
     Ok(record)
 }
 
-fn delete_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
+fn delete_tenant(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
     let token = admin.authenticate(call, &state, Action::DeleteTenant)?;
     let id = path_tenant(call)?;
@@ -632,7 +904,7 @@ fn delete_tenant(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
 /// have changed regions or tokens since the call arrived), check who asks and what for,
 /// then preconditions, audit, store, swap.
 fn change(
-    admin: &Admin,
+    admin: &Api,
     call: &Call,
     id: TenantId,
     after: impl FnOnce(&RouterState) -> Result<Option<TenantRecord>, ApiError>,
@@ -744,7 +1016,7 @@ fn change(
     })
 }
 
-fn explain(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
+fn explain(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
     admin.authorize(call, &state, Action::Explain, None)?;
     let request: explain::ExplainRequest = json_body(admin, call)?;
@@ -768,7 +1040,7 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-fn read_audit(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
+fn read_audit(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
     admin.authorize(call, &state, Action::ReadAudit, None)?;
     let q: AuditQuery = query(call)?;
@@ -795,6 +1067,7 @@ fn read_audit(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
         since: time("since", &q.since)?,
         until: time("until", &q.until)?,
     };
+    let _permit = admin.expensive()?;
     let (entries, more) = admin.audit.query(&filter, limit).map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -818,17 +1091,13 @@ struct ExportQuery {
     format: Option<String>,
 }
 
-fn export(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
+fn export(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let state = admin.state.load_full();
     admin.authorize(call, &state, Action::Export, None)?;
     let q: ExportQuery = query(call)?;
-    let topology = &state.snapshot.topology;
-    let (content_type, body) = match q.format.as_deref().unwrap_or("json") {
-        "json" => (
-            "application/json",
-            config::registry_json(&state.snapshot.registry, topology),
-        ),
-        "csv" => ("text/csv; charset=utf-8", registry_csv(&state)),
+    let format = match q.format.as_deref().unwrap_or("json") {
+        "json" => export::Format::Json,
+        "csv" => export::Format::Csv,
         other => {
             return Err(ApiError::bad_request(
                 "invalid_query",
@@ -837,31 +1106,31 @@ fn export(admin: &Admin, call: &Call) -> Result<Response, ApiError> {
             .with("field", "format"))
         }
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], Body::from(body)).into_response())
-}
-
-/// One row per tenant, sorted by id; replica regions joined with `;` (names never hold one).
-fn registry_csv(state: &RouterState) -> Vec<u8> {
-    let topology = &state.snapshot.topology;
-    let tenants = state.snapshot.registry.sorted();
-    let mut out =
-        String::from("id,region,replication_regions,replication_mode,replication_expires_at\n");
-    for (id, record) in tenants {
-        let view = TenantView::new(id, &record, topology);
-        let (regions, mode, expires) = match &view.replication {
-            Some(r) => (
-                r.regions.join(";"),
-                r.mode,
-                r.expires_at.clone().unwrap_or_default(),
-            ),
-            None => (String::new(), "", String::new()),
-        };
-        out.push_str(&format!(
-            "{},{},{regions},{mode},{expires}\n",
-            view.id, view.region
-        ));
-    }
-    out.into_bytes()
+    let permit = admin.expensive()?;
+    // A few chunks ahead of the client, no more: the writer waits while the client reads.
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::task::spawn_blocking(move || {
+        // Held until the last chunk is handed over (or the client is gone).
+        let _permit = permit;
+        let topology = &state.snapshot.topology;
+        export::write(
+            format,
+            &state.snapshot.registry,
+            topology,
+            export::CHUNK_BYTES,
+            |chunk| chunks.blocking_send(Bytes::from(chunk)).is_ok(),
+        );
+    });
+    let body = futures_util::stream::poll_fn(move |cx| {
+        received
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(Ok::<_, std::convert::Infallible>))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, format.content_type())],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// The admin API as a Pingora background service.
@@ -897,7 +1166,50 @@ impl pingora::services::background::BackgroundService for AdminServer {
             }
         }
         tracing::info!(addr = %self.addr, "admin API listening");
-        let app = router(Arc::clone(&self.admin));
+        let api = Arc::new(Api::new(Arc::clone(&self.admin)));
+        // Aggregates of refused calls are audited when their interval ends, even if the
+        // source stopped calling, and whatever is still counted when the server stops.
+        let ticker = {
+            let api = Arc::clone(&api);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let api = Arc::clone(&api);
+                    let _ =
+                        tokio::task::spawn_blocking(move || api.audit_due_refusals(false)).await;
+                }
+            })
+        };
+        let app = router(Arc::clone(&api));
         crate::tls::serve(listener, self.tls.clone(), app, shutdown).await;
+        ticker.abort();
+        let _ = tokio::task::spawn_blocking(move || api.audit_due_refusals(true)).await;
+        tracing::info!("admin API stopped; refused calls counted so far are audited");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_page;
+
+    #[test]
+    fn a_page_is_the_smallest_ids_sorted_and_says_whether_more_follow() {
+        let ids = ["m", "c", "x", "a", "q", "b", "z"];
+        // (limit, page, more)
+        let table: &[(usize, &[&str], bool)] = &[
+            (1, &["a"], true),
+            (3, &["a", "b", "c"], true),
+            (6, &["a", "b", "c", "m", "q", "x"], true),
+            (7, &["a", "b", "c", "m", "q", "x", "z"], false),
+            (100, &["a", "b", "c", "m", "q", "x", "z"], false),
+        ];
+        for (limit, want, more) in table {
+            let (page, got_more) = first_page(ids.iter().map(|id| (*id, ())), *limit);
+            let got: Vec<&str> = page.iter().map(|(id, _)| *id).collect();
+            assert_eq!((got.as_slice(), got_more), (*want, *more), "limit {limit}");
+        }
+        let (page, more) = first_page(std::iter::empty::<(&str, ())>(), 5);
+        assert!(page.is_empty() && !more);
     }
 }
