@@ -172,7 +172,7 @@ async fn every_route_for_every_role_on_own_and_other_tenants() {
     ];
     let mut refusals = 0;
     // Each call from an address of its own: a source's first refusal is audited on its own,
-    // later ones in aggregate (see `refused_calls.rs`), and this test checks each refusal.
+    // later ones in aggregate (see `admin_abuse.rs`), and this test checks each refusal.
     let mut sources = (10u8..).map(|n| client_from([127, 0, 1, n].into()));
     for (method, path, body, expected) in &cases {
         for (caller, want) in callers.iter().zip(expected) {
