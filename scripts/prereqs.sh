@@ -33,3 +33,35 @@ ensure_rust_components() {
 ensure_build_tools() {
     ensure_packages cmake cmake
 }
+
+# schemathesis (PyPI), pinned, in a virtualenv under target/ so it touches no system Python.
+# Sets SCHEMATHESIS to its command; prints the exact commands and stops when it cannot.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+    local venv=target/schemathesis-venv
+    SCHEMATHESIS=$PWD/$venv/bin/schemathesis
+    if [ -x "$SCHEMATHESIS" ] && "$SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+        return 0
+    fi
+    ensure_packages python3 python3
+    # Debian's python3 comes without the venv module; python3-venv brings it.
+    python3 -m venv --help >/dev/null 2>&1 || ensure_packages_always python3-venv
+    echo "installing schemathesis $SCHEMATHESIS_VERSION into $venv with pip" >&2
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"; }; then
+        echo "cannot install schemathesis. Install it, then run this again:" >&2
+        echo "  python3 -m venv $venv && $venv/bin/pip install schemathesis==$SCHEMATHESIS_VERSION" >&2
+        exit 1
+    fi
+}
+
+# ensure_packages_always PACKAGE...: installs Debian packages that provide no command to test.
+ensure_packages_always() {
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing $* with apt-get" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "missing: $*. Install it, then run this again:" >&2
+        echo "  sudo apt-get update && sudo apt-get install -y $*" >&2
+        exit 1
+    fi
+}

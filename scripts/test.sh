@@ -22,3 +22,5 @@ for config in config/examples/*.toml; do
 done
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== admin API conformance: schemathesis, every check, against docs/openapi.yaml"
+scripts/conformance.sh

@@ -57,8 +57,9 @@ fn every_error_code_in_the_code_is_documented() {
     let mut codes = BTreeSet::new();
     for source in &sources {
         // Codes are the string right after a status in `ApiError::new(StatusCode::X, "code"`,
-        // the first argument of `bad_request("code"`, and the arms of `TenantError::code`.
-        for marker in ["ApiError::new(", "bad_request(", "=> \""] {
+        // the first argument of `bad_request("code"` and `too_many("code"`, and the arms of
+        // `TenantError::code`.
+        for marker in ["ApiError::new(", "bad_request(", "too_many(", "=> \""] {
             for (at, _) in source.match_indices(marker) {
                 let rest = &source[at + marker.len()..];
                 let rest = if marker == "ApiError::new(" {

@@ -1060,8 +1060,19 @@ fn read_audit(admin: &Api, call: &Call) -> Result<Response, ApiError> {
             })
             .transpose()
     };
+    // Sequence numbers are int64 in the API's document; a larger cursor is a client's error.
+    let after_seq = match q.cursor {
+        Some(cursor) if cursor > i64::MAX as u64 => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("cursor {cursor} is out of range; use 0 to {}", i64::MAX),
+            )
+            .with("field", "cursor"))
+        }
+        cursor => cursor.unwrap_or(0),
+    };
     let filter = Filter {
-        after_seq: q.cursor.unwrap_or(0),
+        after_seq,
         tenant: q.tenant,
         actor: q.actor,
         since: time("since", &q.since)?,
