@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
+ensure_packages curl curl
 ensure_schemathesis # sets $SCHEMATHESIS
 
 cargo build --locked --quiet -p residency-router
@@ -79,9 +80,12 @@ done
 
 # The token is random per run, so printing the command prints no secret worth keeping.
 # Bounded by the examples per operation, and by `timeout` should the router hang.
+# From the temporary directory, where schemathesis leaves its cache.
+root=$PWD
 (
+    cd "$dir"
     set -x
-    exec timeout 300 "$SCHEMATHESIS" --config-file scripts/schemathesis.toml run docs/openapi.yaml \
+    exec timeout 300 "$SCHEMATHESIS" --config-file "$root/scripts/schemathesis.toml" run "$root/docs/openapi.yaml" \
         --url "http://127.0.0.1:$admin" --checks all \
         -H "Authorization: Bearer $token" \
         --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" --no-color

@@ -185,11 +185,19 @@ mod tests {
         }
     }
 
-    /// For each fault: the result, what the store holds after it, the audit outcomes, and
+    /// A row: the fault, the result, what the store holds after it, the audit outcomes, and
     /// the order of events.
+    type Row = (
+        Fault,
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+
     #[test]
     fn after_every_store_fault_the_store_the_audit_log_and_the_answer_agree() {
-        let table: &[(Fault, &str, &str, &[&str], &[&str])] = &[
+        let table: &[Row] = &[
             (
                 Fault::None,
                 "durable",
