@@ -65,7 +65,7 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_EXPENSIVE_CALLS: usize = 4;
 
 /// The API as served: the [`Admin`] and what guards it against abuse.
-pub struct Api {
+pub(crate) struct Api {
     admin: Arc<Admin>,
     /// Refused calls: rate limit and aggregate audit ([`refusals`]).
     refusals: std::sync::Mutex<refusals::Refusals>,
@@ -83,7 +83,7 @@ impl std::ops::Deref for Api {
 }
 
 impl Api {
-    pub fn new(admin: Arc<Admin>) -> Self {
+    pub(crate) fn new(admin: Arc<Admin>) -> Self {
         Api {
             admin,
             refusals: std::sync::Mutex::new(refusals::Refusals::new(refusals::LIMITS)),
@@ -93,7 +93,7 @@ impl Api {
     }
 }
 
-pub fn router(api: Arc<Api>) -> axum::Router {
+pub(crate) fn router(api: Arc<Api>) -> axum::Router {
     axum::Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
