@@ -19,11 +19,14 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-http=$(free_port)
-admin=$(free_port)
 token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 hash=$(printf %s "$token" | "$bin" token hash)
 
+# Writes the config for two free ports, starts the router and waits until the admin API is
+# ready. Fails when the router exits first (e.g. a port was taken meanwhile).
+start_router() {
+http=$(free_port)
+admin=$(free_port)
 cat > "$dir/router.toml" <<TOML
 [listen]
 http  = "127.0.0.1:$http"
@@ -73,10 +76,19 @@ JSON
 "$bin" run --config "$dir/router.toml" > "$dir/router.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$admin/readyz" > /dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { cat "$dir/router.log"; exit 1; }
+    curl -fsS "http://127.0.0.1:$admin/readyz" > /dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || { pid=; return 1; }
     sleep 0.1
 done
+kill "$pid"; wait "$pid" 2>/dev/null; pid=
+return 1
+}
+
+started=
+for _ in 1 2 3; do
+    if start_router; then started=1; break; fi
+done
+[ -n "$started" ] || { echo "the router did not start:" >&2; cat "$dir/router.log" >&2; exit 1; }
 
 # The token is random per run, so printing the command prints no secret worth keeping.
 # Bounded by the examples per operation, and by `timeout` should the router hang.
