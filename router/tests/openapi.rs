@@ -146,3 +146,39 @@ async fn every_documented_operation_is_answered_with_a_documented_status() {
         assert!(status.starts_with('2'), "{method} {path}: {status}");
     }
 }
+
+#[test]
+fn every_data_plane_block_code_is_documented_for_explain() {
+    let doc = document();
+    let block = &doc["components"]["schemas"];
+    let (name, schema) = block
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, s)| s["properties"]["action"]["enum"][0] == "block")
+        .expect("explain's block decision is a schema");
+    let documented: BTreeSet<&str> = schema["properties"]["error"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let statuses: BTreeSet<u64> = schema["properties"]["status"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    for code in regions::BlockCode::ALL {
+        assert!(
+            documented.contains(code.as_str()),
+            "{name}: {}",
+            code.as_str()
+        );
+        assert!(
+            statuses.contains(&u64::from(code.http_status())),
+            "{name}: {}",
+            code.as_str()
+        );
+    }
+}
