@@ -32,8 +32,8 @@ pub use store::{
     parent_dir, FileStore, PublishError, RegistryStore, Staged, StagedFile, TenantChange,
 };
 pub use tenant::{
-    mode_name, registry_json, rfc3339, tenant_id, tenant_record, ReplicationView, TenantError,
-    TenantView,
+    mode_name, registry_json, rfc3339, tenant_id, tenant_record, write_registry_json,
+    ReplicationView, TenantError, TenantView,
 };
 pub use tls::{
     CertificateSet, ClientIdentity, ListenerTls, ServerCertificate, TlsSettings, TlsVersion,

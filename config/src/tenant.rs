@@ -218,16 +218,38 @@ pub fn rfc3339(t: UnixTime) -> String {
 
 /// The registry in its file format, tenants sorted by id, one per line (diffs stay readable).
 pub fn registry_json(registry: &Registry, topology: &Topology) -> Vec<u8> {
+    let mut whole = Vec::new();
+    write_registry_json(registry, topology, usize::MAX, |chunk| {
+        whole = chunk;
+        true
+    });
+    whole
+}
+
+/// [`registry_json`] in chunks of about `chunk_bytes`, each handed to `send`, so that a large
+/// registry can be streamed without being held whole; stops once `send` returns `false`.
+pub fn write_registry_json(
+    registry: &Registry,
+    topology: &Topology,
+    chunk_bytes: usize,
+    mut send: impl FnMut(Vec<u8>) -> bool,
+) {
     let tenants = registry.sorted();
-    let mut out = Vec::with_capacity(tenants.len() * 48 + 32);
-    out.extend_from_slice(b"{ \"tenants\": [");
+    let capacity = chunk_bytes.min(tenants.len() * 48) + 512;
+    let mut chunk = Vec::with_capacity(capacity);
+    chunk.extend_from_slice(b"{ \"tenants\": [");
     for (i, (id, record)) in tenants.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-        serde_json::to_writer(&mut out, &TenantView::new(id, record, topology))
+        chunk.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+        serde_json::to_writer(&mut chunk, &TenantView::new(id, record, topology))
             .expect("tenant views serialize");
+        if chunk.len() >= chunk_bytes
+            && !send(std::mem::replace(&mut chunk, Vec::with_capacity(capacity)))
+        {
+            return;
+        }
     }
-    out.extend_from_slice(b"\n] }\n");
-    out
+    chunk.extend_from_slice(b"\n] }\n");
+    send(chunk);
 }
 
 #[cfg(test)]

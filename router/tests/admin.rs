@@ -5,16 +5,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{json, Cluster, Options, AUDITOR, OPERATOR, TENANT_ADMIN, VIEWER};
+use common::{admin_cluster, json, Cluster, AUDITOR, OPERATOR, TENANT_ADMIN, VIEWER};
 use serde_json::{json as j, Value};
-
-async fn admin_cluster() -> Cluster {
-    Cluster::start_with(Options {
-        admin: true,
-        ..Options::default()
-    })
-    .await
-}
 
 /// One call: `(status, headers, body)`; the body is `null` when empty.
 async fn call(
@@ -354,11 +346,7 @@ async fn a_region_change_is_live_on_the_next_request_and_survives_a_restart() {
         cluster.get("/", "initech").send().await.unwrap().status(),
         404
     );
-    let verify = common::router_command()
-        .args(["audit", "verify"])
-        .arg(cluster.dir.path().join("audit/audit.log"))
-        .output()
-        .unwrap();
+    let verify = common::verify_audit(&cluster);
     assert!(
         verify.status.success(),
         "{}",

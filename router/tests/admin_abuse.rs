@@ -8,26 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Options, AUDITOR, OPERATOR};
+use common::{admin_cluster, Cluster, AUDITOR, OPERATOR};
 use serde_json::{json, Value};
 
 const FLOOD: usize = 20_000;
 const FLOODERS: usize = 8;
 
-async fn admin_cluster() -> Cluster {
-    Cluster::start_with(Options {
-        admin: true,
-        ..Options::default()
-    })
-    .await
-}
-
-fn audit_path(cluster: &Cluster) -> std::path::PathBuf {
-    cluster.dir.path().join("audit/audit.log")
-}
-
 fn audit_entries(cluster: &Cluster) -> Vec<Value> {
-    std::fs::read_to_string(audit_path(cluster))
+    std::fs::read_to_string(common::audit_log(cluster))
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -151,7 +139,9 @@ async fn a_flood_of_refused_calls_neither_delays_an_operator_nor_fills_the_audit
         denied.len()
     );
     assert_eq!(entries.len() - denied.len(), latencies.len());
-    let bytes = std::fs::metadata(audit_path(&cluster)).unwrap().len();
+    let bytes = std::fs::metadata(common::audit_log(&cluster))
+        .unwrap()
+        .len();
     assert!(
         bytes <= 1024 * (latencies.len() as u64 + 3),
         "the audit log grew to {bytes} bytes"
@@ -187,11 +177,7 @@ async fn a_flood_of_refused_calls_neither_delays_an_operator_nor_fills_the_audit
         aggregate["statuses"]["429"].as_u64().unwrap(),
         limited_count as u64
     );
-    let verify = common::router_command()
-        .args(["audit", "verify"])
-        .arg(audit_path(&cluster))
-        .output()
-        .unwrap();
+    let verify = common::verify_audit(&cluster);
     assert!(
         verify.status.success(),
         "{}",

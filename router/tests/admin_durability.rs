@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{router_command, Cluster, Options, OPERATOR};
+use common::{Cluster, Options, OPERATOR};
 use serde_json::json;
 
 const TENANTS: usize = 20;
@@ -58,14 +58,6 @@ async fn write_until_failure(
             Err(_) => return,
         }
     }
-}
-
-fn verify_audit(cluster: &Cluster) -> std::process::Output {
-    router_command()
-        .args(["audit", "verify"])
-        .arg(cluster.dir.path().join("audit/audit.log"))
-        .output()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -140,7 +132,7 @@ async fn acknowledged_writes_survive_sigkill_and_the_audit_chain_verifies() {
         if let Some((tenant, region)) = settled {
             assert_eq!(cluster.region_of(tenant).await, *region);
         }
-        let verified = verify_audit(&cluster);
+        let verified = common::verify_audit(&cluster);
         assert!(
             verified.status.success(),
             "round {round}: {}",
@@ -173,7 +165,7 @@ async fn acknowledged_writes_survive_sigkill_and_the_audit_chain_verifies() {
     assert_ne!(flipped, lines[target]);
     lines[target] = flipped;
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    let verified = verify_audit(&cluster);
+    let verified = common::verify_audit(&cluster);
     assert!(!verified.status.success());
     let report = String::from_utf8_lossy(&verified.stderr);
     assert!(

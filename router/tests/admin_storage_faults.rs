@@ -11,16 +11,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{wait_for_port, Cluster, Options, RouterProcess, OPERATOR};
+use common::{admin_cluster, wait_for_port, Cluster, RouterProcess, OPERATOR};
 use serde_json::{json, Value};
-
-async fn admin_cluster() -> Cluster {
-    Cluster::start_with(Options {
-        admin: true,
-        ..Options::default()
-    })
-    .await
-}
 
 /// `PUT /v1/tenants/{tenant}` with `{"region": region}`: status and body.
 async fn put_region(
@@ -191,11 +183,7 @@ async fn a_refused_rename_leaves_the_old_registry_live_and_audits_the_failure() 
     let (status, _) = put_region(&cluster, "acme", "eu", "busy-2").await;
     assert_eq!(status, 200);
     assert_eq!(where_acme_lives(&cluster).await, ["eu", "eu", "eu"]);
-    let verify = common::router_command()
-        .args(["audit", "verify"])
-        .arg(cluster.dir.path().join("audit/audit.log"))
-        .output()
-        .unwrap();
+    let verify = common::verify_audit(&cluster);
     assert!(
         verify.status.success(),
         "{}",

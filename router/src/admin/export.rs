@@ -34,34 +34,26 @@ pub(crate) fn write(
     chunk_bytes: usize,
     mut send: impl FnMut(Vec<u8>) -> bool,
 ) {
+    if format == Format::Json {
+        return config::write_registry_json(registry, topology, chunk_bytes, send);
+    }
     let mut chunk = Vec::with_capacity(chunk_bytes + 512);
-    chunk.extend_from_slice(match format {
-        Format::Json => b"{ \"tenants\": [".as_slice(),
-        Format::Csv => {
-            b"id,region,replication_regions,replication_mode,replication_expires_at\n".as_slice()
-        }
-    });
-    for (i, (id, record)) in registry.sorted().into_iter().enumerate() {
+    chunk.extend_from_slice(
+        b"id,region,replication_regions,replication_mode,replication_expires_at\n",
+    );
+    for (id, record) in registry.sorted() {
         let view = TenantView::new(id, &record, topology);
-        match format {
-            Format::Json => {
-                chunk.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-                serde_json::to_writer(&mut chunk, &view).expect("tenant views serialize");
-            }
-            Format::Csv => {
-                let (regions, mode, expires) = match &view.replication {
-                    Some(r) => (
-                        r.regions.join(";"),
-                        r.mode,
-                        r.expires_at.clone().unwrap_or_default(),
-                    ),
-                    None => (String::new(), "", String::new()),
-                };
-                chunk.extend_from_slice(
-                    format!("{},{},{regions},{mode},{expires}\n", view.id, view.region).as_bytes(),
-                );
-            }
-        }
+        let (regions, mode, expires) = match &view.replication {
+            Some(r) => (
+                r.regions.join(";"),
+                r.mode,
+                r.expires_at.clone().unwrap_or_default(),
+            ),
+            None => (String::new(), "", String::new()),
+        };
+        chunk.extend_from_slice(
+            format!("{},{},{regions},{mode},{expires}\n", view.id, view.region).as_bytes(),
+        );
         if chunk.len() >= chunk_bytes
             && !send(std::mem::replace(
                 &mut chunk,
@@ -70,9 +62,6 @@ pub(crate) fn write(
         {
             return;
         }
-    }
-    if format == Format::Json {
-        chunk.extend_from_slice(b"\n] }\n");
     }
     send(chunk);
 }

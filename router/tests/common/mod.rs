@@ -66,6 +66,29 @@ pub fn admin_tables() -> String {
     )
 }
 
+/// A cluster serving the admin API (with [`admin_tables`]).
+pub async fn admin_cluster() -> Cluster {
+    Cluster::start_with(Options {
+        admin: true,
+        ..Options::default()
+    })
+    .await
+}
+
+/// The audit log of a cluster serving the admin API.
+pub fn audit_log(cluster: &Cluster) -> PathBuf {
+    cluster.dir.path().join("audit/audit.log")
+}
+
+/// `residency-router audit verify` on the cluster's audit log.
+pub fn verify_audit(cluster: &Cluster) -> std::process::Output {
+    router_command()
+        .args(["audit", "verify"])
+        .arg(audit_log(cluster))
+        .output()
+        .unwrap()
+}
+
 pub const FAST_SHUTDOWN: &str = "[server]\nshutdown_grace_seconds = 0\nthreads = 2\ncontrol_socket = \"control.sock\"\nupgrade_socket = \"upgrade.sock\"\n";
 
 impl Default for Options {
