@@ -18,7 +18,7 @@ use config::FileStore;
 
 use crate::access_log::AccessLog;
 use crate::admin::audit::AuditLog;
-use crate::admin::{Admin, AdminServer};
+use crate::admin::{Admin, AdminServer, Api};
 use crate::client_limits::ClientLimited;
 use crate::health;
 use crate::metrics::MetricsServer;
@@ -157,6 +157,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
             control_socket,
         },
     ));
+    let mut admin_api = None;
     if let (Some(addr), Some(audit)) = (listen.admin, audit) {
         let admin = Admin {
             state: Arc::clone(&shared),
@@ -164,12 +165,14 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
             store: Arc::new(FileStore),
             audit,
         };
+        let api = Arc::new(Api::new(Arc::new(admin)));
+        admin_api = Some(Arc::clone(&api));
         server.add_service(background_service(
             "admin API",
             AdminServer {
                 addr,
                 tls: crate::tls::listener_config(&shared, crate::tls::Listener::Admin)?,
-                admin: Arc::new(admin),
+                api,
             },
         ));
     }
@@ -211,6 +214,11 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     });
     if let Some(writer) = access_log_writer {
         writer.close();
+    }
+    // Pingora cancels the runtimes' tasks once the grace period is over, so what the admin
+    // API still counts of refused calls is audited here, after them.
+    if let Some(api) = admin_api {
+        api.audit_due_refusals(true);
     }
     tracing::info!("residency-router stopped");
     Ok(())

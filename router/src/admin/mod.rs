@@ -562,8 +562,8 @@ impl Api {
         }
     }
 
-    /// Audits the aggregates whose interval ended (blocking).
-    fn audit_due_refusals(&self, at_shutdown: bool) {
+    /// Audits the aggregates whose interval ended, or all of them `at_shutdown` (blocking).
+    pub(crate) fn audit_due_refusals(&self, at_shutdown: bool) {
         let closed = {
             let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
             if at_shutdown {
@@ -1149,7 +1149,7 @@ pub struct AdminServer {
     pub addr: SocketAddr,
     /// `[tls.admin]`: HTTPS, optionally with client certificates.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub admin: Arc<Admin>,
+    pub(crate) api: Arc<Api>,
 }
 
 #[async_trait::async_trait]
@@ -1161,7 +1161,7 @@ impl pingora::services::background::BackgroundService for AdminServer {
         };
         // During an upgrade the old process may still append until it lets go of the log.
         loop {
-            match self.admin.audit.take_over() {
+            match self.api.audit.take_over() {
                 Ok(true) => break,
                 Ok(false) => {
                     tracing::warn!("another process still writes the audit log; waiting");
@@ -1177,9 +1177,10 @@ impl pingora::services::background::BackgroundService for AdminServer {
             }
         }
         tracing::info!(addr = %self.addr, "admin API listening");
-        let api = Arc::new(Api::new(Arc::clone(&self.admin)));
+        let api = Arc::clone(&self.api);
         // Aggregates of refused calls are audited when their interval ends, even if the
-        // source stopped calling, and whatever is still counted when the server stops.
+        // source stopped calling; what is still counted when the router stops is audited by
+        // `server::run` once Pingora has stopped every service.
         let ticker = {
             let api = Arc::clone(&api);
             tokio::spawn(async move {
@@ -1195,8 +1196,7 @@ impl pingora::services::background::BackgroundService for AdminServer {
         let app = router(Arc::clone(&api));
         crate::tls::serve(listener, self.tls.clone(), app, shutdown).await;
         ticker.abort();
-        let _ = tokio::task::spawn_blocking(move || api.audit_due_refusals(true)).await;
-        tracing::info!("admin API stopped; refused calls counted so far are audited");
+        tracing::info!("admin API stopped");
     }
 }
 
