@@ -469,3 +469,60 @@ async fn http2_authority_and_host_must_agree() {
     let (status, body) = send("globex.app.example.com", Some("globex.app.example.com")).await;
     assert_eq!((status, &body["region"]), (200, &"eu".into()), "{body}");
 }
+
+/// Trailers are headers too: an HTTP/2 backend's `x-residency-*` trailers never reach the
+/// client, its other trailers do. (Pingora passes trailers only from HTTP/2 to HTTP/2, so
+/// virginia's one backend speaks h2 over TLS and the client h2c.)
+#[tokio::test]
+async fn a_backend_cannot_speak_about_residency_in_trailers() {
+    use config::testing::Ca;
+    use http_body_util::BodyExt;
+    let ca = Ca::new("backend CA");
+    let virginia = ca.issue(&["virginia.backend.test"]);
+    let cluster = Cluster::start_with(Options {
+        h2c: true,
+        backends_per_site: [1, 1, 1, 1],
+        files: vec![("backend-ca.pem", ca.pem().into_bytes())],
+        backend_tls: vec![(0, 0, virginia.server_config(None))],
+        site_lines: [
+            "  [regions.sites.tls]\n  sni = \"virginia.backend.test\"\n  ca = \"backend-ca.pem\"\n  h2 = true\n",
+            "",
+            "",
+            "",
+        ],
+        ..Options::default()
+    })
+    .await;
+    let stream = tokio::net::TcpStream::connect(cluster.router.addr)
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut from_virginia = 0;
+    for _ in 0..10 {
+        let request = http::Request::get("http://localhost/trailers")
+            .header("x-tenant-id", "acme")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        if collected.to_bytes() != "virginia" {
+            continue; // oregon speaks HTTP/1: Pingora drops its trailers anyway
+        }
+        from_virginia += 1;
+        assert_eq!(
+            trailers.get("x-kept").map(|v| v.as_bytes()),
+            Some(&b"yes"[..]),
+            "{trailers:?}"
+        );
+        assert!(trailers.get("x-residency-region").is_none(), "{trailers:?}");
+    }
+    assert!(from_virginia > 0, "no request reached virginia");
+}

@@ -75,6 +75,7 @@ impl SiteBackend {
         };
         let app = Router::new()
             .route("/sse", get(sse))
+            .route("/trailers", get(trailers))
             .route("/ws", get(ws))
             .route("/healthz", get(healthz))
             .fallback(echo)
@@ -221,6 +222,27 @@ async fn echo(
         "header_names": headers.keys().map(|name| name.as_str()).collect::<Vec<_>>(),
     }));
     (status, body)
+}
+
+/// `GET /trailers`: a small body followed by the trailers `x-kept: yes` and
+/// `x-residency-region: eu` (which the router must not pass on), for HTTP/2 callers.
+async fn trailers(State(id): State<Identity>) -> axum::response::Response {
+    id.requests.fetch_add(1, Ordering::SeqCst);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-kept", axum::http::HeaderValue::from_static("yes"));
+    trailers.insert(
+        "x-residency-region",
+        axum::http::HeaderValue::from_static("eu"),
+    );
+    let frames = stream::iter([
+        Ok::<_, Infallible>(http_body::Frame::data(axum::body::Bytes::from_static(
+            id.site.as_bytes(),
+        ))),
+        Ok(http_body::Frame::trailers(trailers)),
+    ]);
+    axum::response::Response::new(axum::body::Body::new(http_body_util::StreamBody::new(
+        frames,
+    )))
 }
 
 /// Health endpoint for active checks; not counted as traffic. Like nginx, it refuses an
