@@ -346,12 +346,7 @@ async fn a_region_change_is_live_on_the_next_request_and_survives_a_restart() {
         cluster.get("/", "initech").send().await.unwrap().status(),
         404
     );
-    let verify = common::verify_audit(&cluster);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    common::assert_audit_verifies(&cluster);
 }
 
 #[tokio::test]

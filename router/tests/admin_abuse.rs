@@ -177,12 +177,7 @@ async fn a_flood_of_refused_calls_neither_delays_an_operator_nor_fills_the_audit
         aggregate["statuses"]["429"].as_u64().unwrap(),
         limited_count as u64
     );
-    let verify = common::verify_audit(&cluster);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    common::assert_audit_verifies(&cluster);
 }
 
 #[tokio::test]

@@ -183,12 +183,7 @@ async fn a_refused_rename_leaves_the_old_registry_live_and_audits_the_failure() 
     let (status, _) = put_region(&cluster, "acme", "eu", "busy-2").await;
     assert_eq!(status, 200);
     assert_eq!(where_acme_lives(&cluster).await, ["eu", "eu", "eu"]);
-    let verify = common::verify_audit(&cluster);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    common::assert_audit_verifies(&cluster);
 }
 
 /// Kills the router that `strace` started (`strace` itself is the harness's child; killing it

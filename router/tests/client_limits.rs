@@ -289,14 +289,7 @@ async fn an_idle_http2_connection_is_closed_after_its_timeout() {
         ..Options::default()
     })
     .await;
-    let stream = connect(&cluster).await;
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = common::h2c_connection(cluster.router.addr).await;
     let request = http::Request::get("http://localhost/")
         .header("x-tenant-id", "acme")
         .body(http_body_util::Empty::<bytes::Bytes>::new())

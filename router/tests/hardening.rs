@@ -427,16 +427,7 @@ async fn http2_authority_and_host_must_agree() {
         ..Options::default()
     })
     .await;
-    let stream = tokio::net::TcpStream::connect(cluster.router.addr)
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = common::h2c_connection(cluster.router.addr).await;
     let mut send = |authority: &str, host: Option<&str>| {
         let mut request = http::Request::get(format!("http://{authority}/x"));
         if let Some(host) = host {
@@ -493,16 +484,7 @@ async fn a_backend_cannot_speak_about_residency_in_trailers() {
         ..Options::default()
     })
     .await;
-    let stream = tokio::net::TcpStream::connect(cluster.router.addr)
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = common::h2c_connection(cluster.router.addr).await;
     let mut from_virginia = 0;
     for _ in 0..10 {
         let request = http::Request::get("http://localhost/trailers")

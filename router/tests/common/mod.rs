@@ -89,6 +89,33 @@ pub fn verify_audit(cluster: &Cluster) -> std::process::Output {
         .unwrap()
 }
 
+/// Asserts that `residency-router audit verify` accepts the cluster's audit log.
+pub fn assert_audit_verifies(cluster: &Cluster) {
+    let verify = verify_audit(cluster);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// An HTTP/2 connection with prior knowledge (h2c) to `addr`, and the task driving it.
+pub async fn h2c_connection(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
 pub const FAST_SHUTDOWN: &str = "[server]\nshutdown_grace_seconds = 0\nthreads = 2\ncontrol_socket = \"control.sock\"\nupgrade_socket = \"upgrade.sock\"\n";
 
 impl Default for Options {
