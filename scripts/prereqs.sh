@@ -9,14 +9,7 @@ ensure_packages() {
         shift 2
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing ${missing[*]} with apt-get" >&2
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "missing: ${missing[*]}. Install it, then run this again:" >&2
-        echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-        exit 1
-    fi
+    install_packages "${missing[@]}"
 }
 
 ensure_rust_components() {
@@ -45,7 +38,7 @@ ensure_schemathesis() {
     fi
     ensure_packages python3 python3
     # Debian's python3 comes without the venv module; python3-venv brings it.
-    python3 -m venv --help >/dev/null 2>&1 || ensure_packages_always python3-venv
+    python3 -m venv --help >/dev/null 2>&1 || install_packages python3-venv
     echo "installing schemathesis $SCHEMATHESIS_VERSION into $venv with pip" >&2
     if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"; }; then
         echo "cannot install schemathesis. Install it, then run this again:" >&2
@@ -54,8 +47,9 @@ ensure_schemathesis() {
     fi
 }
 
-# ensure_packages_always PACKAGE...: installs Debian packages that provide no command to test.
-ensure_packages_always() {
+# install_packages PACKAGE...: installs Debian packages (also those that provide no command
+# to test for).
+install_packages() {
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing $* with apt-get" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null

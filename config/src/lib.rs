@@ -32,7 +32,7 @@ pub use store::{
     parent_dir, FileStore, PublishError, RegistryStore, Staged, StagedFile, TenantChange,
 };
 pub use tenant::{
-    mode_name, registry_json, rfc3339, tenant_id, tenant_record, write_registry_json,
+    mode_name, registry_json, rfc3339, tenant_id, tenant_record, write_registry_json, Chunked,
     ReplicationView, TenantError, TenantView,
 };
 pub use tls::{

@@ -232,24 +232,63 @@ pub fn write_registry_json(
     registry: &Registry,
     topology: &Topology,
     chunk_bytes: usize,
-    mut send: impl FnMut(Vec<u8>) -> bool,
+    send: impl FnMut(Vec<u8>) -> bool,
 ) {
     let tenants = registry.sorted();
-    let capacity = chunk_bytes.min(tenants.len() * 48) + 512;
-    let mut chunk = Vec::with_capacity(capacity);
-    chunk.extend_from_slice(b"{ \"tenants\": [");
+    let mut out = Chunked::new(chunk_bytes, tenants.len() * 48, send);
+    out.buf().extend_from_slice(b"{ \"tenants\": [");
     for (i, (id, record)) in tenants.iter().enumerate() {
-        chunk.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-        serde_json::to_writer(&mut chunk, &TenantView::new(id, record, topology))
+        out.buf()
+            .extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+        serde_json::to_writer(out.buf(), &TenantView::new(id, record, topology))
             .expect("tenant views serialize");
-        if chunk.len() >= chunk_bytes
-            && !send(std::mem::replace(&mut chunk, Vec::with_capacity(capacity)))
-        {
+        if !out.hand_on_when_full() {
             return;
         }
     }
-    chunk.extend_from_slice(b"\n] }\n");
-    send(chunk);
+    out.buf().extend_from_slice(b"\n] }\n");
+    out.finish();
+}
+
+/// Bytes written in chunks of about `chunk_bytes`, each handed to `send` once full; `send`
+/// returns `false` when nobody wants more (a client that went away).
+pub struct Chunked<F: FnMut(Vec<u8>) -> bool> {
+    buf: Vec<u8>,
+    chunk_bytes: usize,
+    capacity: usize,
+    send: F,
+}
+
+impl<F: FnMut(Vec<u8>) -> bool> Chunked<F> {
+    /// `size_hint`: about how many bytes there will be in all.
+    pub fn new(chunk_bytes: usize, size_hint: usize, send: F) -> Self {
+        let capacity = chunk_bytes.min(size_hint) + 512;
+        Chunked {
+            buf: Vec::with_capacity(capacity),
+            chunk_bytes,
+            capacity,
+            send,
+        }
+    }
+
+    /// The chunk being written.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Hands the chunk on once it holds `chunk_bytes`; `false` once nobody wants more.
+    pub fn hand_on_when_full(&mut self) -> bool {
+        if self.buf.len() < self.chunk_bytes {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(self.capacity));
+        (self.send)(full)
+    }
+
+    /// Hands on the last chunk.
+    pub fn finish(mut self) {
+        (self.send)(std::mem::take(&mut self.buf));
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,14 @@ pub fn client_address<'a>(
     leftmost_trusted
 }
 
+/// Whether the socket peer is one of the `trusted` proxies, whose forwarding headers are
+/// believed. A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`: they are compared
+/// as IPv4.
+pub fn is_trusted_proxy(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = peer.to_canonical();
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
 /// One `x-forwarded-for` entry: an IPv4 or IPv6 address, optionally bracketed or with a port.
 fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
     parse_address(entry).map(|ip| ip.to_canonical())
@@ -60,6 +68,24 @@ mod tests {
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn trusted_proxies_are_matched_as_ipv4_when_mapped() {
+        let trusted = nets(&["10.0.0.0/8", "2001:db8::/32"]);
+        for (peer, expected) in [
+            ("10.1.2.3", true),
+            ("::ffff:10.1.2.3", true),
+            ("2001:db8::1", true),
+            ("11.0.0.1", false),
+            ("::ffff:11.0.0.1", false),
+        ] {
+            assert_eq!(
+                is_trusted_proxy(peer.parse().unwrap(), &trusted),
+                expected,
+                "{peer}"
+            );
+        }
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -15,6 +15,6 @@ mod live;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use client::client_address;
+pub use client::{client_address, is_trusted_proxy};
 pub use database::{Database, GeoIpError, Kind, Location};
 pub use live::{file_stamp, LiveDatabase, Reloaded, Stamp as FileStamp};

@@ -128,34 +128,22 @@ fn header_values<'r>(req: &'r RequestHeader, name: &str) -> HeaderValues<'r> {
     }
 }
 
-/// The request's authority, read one way only: the Host header, the authority of the URI
-/// (h2's `:authority`), or that of an absolute-form target (`GET http://host/ HTTP/1.1`, found
-/// by Pingora's own parser, which forwards that authority as the upstream Host). Two Host
-/// headers, or a Host that names another host than the target, are `Err`: the router and a
-/// backend could each pick a different one.
+/// Host header, else the authority of the URI (h2's `:authority`), else that of an
+/// absolute-form target (`GET http://host/ HTTP/1.1`): Pingora forwards that authority as the
+/// upstream Host, so it must name the tenant too. The last is found by Pingora's own parser,
+/// so both read the same bytes. Two Hosts, or a Host that differs from the target's authority
+/// or `:authority`, never get here: Pingora refuses them before any hook (docs/hardening.md).
 ///
 /// Bytes that are not UTF-8 are kept (as U+FFFD) rather than dropped: the backend receives
 /// this Host, so routing judges it (and refuses it as not `host[:port]`), never reads the
 /// request as if it had no Host.
-fn request_host(req: &RequestHeader) -> Result<Option<Cow<'_, str>>, ()> {
-    let mut hosts = req.headers.get_all(HOST).iter();
-    let host = hosts.next().map(|h| h.as_bytes());
-    if hosts.next().is_some() {
-        return Err(());
-    }
-    let target = match req.uri.authority() {
-        Some(authority) => Some(authority.as_str().as_bytes()),
-        None => raw_target_authority(req.raw_path()).authority(),
+fn request_host(req: &RequestHeader) -> Option<Cow<'_, str>> {
+    let bytes = match (req.headers.get(HOST), req.uri.authority()) {
+        (Some(host), _) => host.as_bytes(),
+        (None, Some(authority)) => authority.as_str().as_bytes(),
+        (None, None) => raw_target_authority(req.raw_path()).authority()?,
     };
-    let same_host = |a: &[u8], b: &[u8]| {
-        let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
-        regions::normalize_host(&a).eq_ignore_ascii_case(regions::normalize_host(&b))
-    };
-    match (host, target) {
-        (Some(host), Some(target)) if !same_host(host, target) => Err(()),
-        (Some(bytes), _) | (None, Some(bytes)) => Ok(Some(String::from_utf8_lossy(bytes))),
-        (None, None) => Ok(None),
-    }
+    Some(String::from_utf8_lossy(bytes))
 }
 
 /// The server name of a TLS connection (`None` on plain HTTP).
@@ -168,9 +156,7 @@ impl ResidencyProxy {
     /// Identification + registry + engine. Returns the block to answer with, if any.
     fn decide(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Route, Block> {
         let req = session.req_header();
-        let Ok(host) = request_host(req) else {
-            return Err(Block::new(BlockCode::BadRequest));
-        };
+        let host = request_host(req);
         let facts = RequestFacts {
             host: host.as_deref(),
             path: req.uri.path(),
@@ -477,14 +463,8 @@ impl ProxyHttp for ResidencyProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let trusted_peer = peer.is_some_and(|ip| {
-            state
-                .snapshot
-                .proxy
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&ip))
-        });
+        let trusted_peer = peer
+            .is_some_and(|ip| geoip::is_trusted_proxy(ip, &state.snapshot.proxy.trusted_proxies));
         // Clients must never inject residency decisions or forwarding facts: drop every
         // x-residency-* and router-owned forwarding header they sent, and underscore spellings
         // of those and of a tenant header, which CGI-style backends read as the same name

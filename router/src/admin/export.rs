@@ -32,16 +32,17 @@ pub(crate) fn write(
     registry: &Registry,
     topology: &Topology,
     chunk_bytes: usize,
-    mut send: impl FnMut(Vec<u8>) -> bool,
+    send: impl FnMut(Vec<u8>) -> bool,
 ) {
     if format == Format::Json {
         return config::write_registry_json(registry, topology, chunk_bytes, send);
     }
-    let mut chunk = Vec::with_capacity(chunk_bytes + 512);
-    chunk.extend_from_slice(
+    let tenants = registry.sorted();
+    let mut out = config::Chunked::new(chunk_bytes, tenants.len() * 32, send);
+    out.buf().extend_from_slice(
         b"id,region,replication_regions,replication_mode,replication_expires_at\n",
     );
-    for (id, record) in registry.sorted() {
+    for (id, record) in tenants {
         let view = TenantView::new(id, &record, topology);
         let (regions, mode, expires) = match &view.replication {
             Some(r) => (
@@ -51,19 +52,14 @@ pub(crate) fn write(
             ),
             None => (String::new(), "", String::new()),
         };
-        chunk.extend_from_slice(
+        out.buf().extend_from_slice(
             format!("{},{},{regions},{mode},{expires}\n", view.id, view.region).as_bytes(),
         );
-        if chunk.len() >= chunk_bytes
-            && !send(std::mem::replace(
-                &mut chunk,
-                Vec::with_capacity(chunk_bytes + 512),
-            ))
-        {
+        if !out.hand_on_when_full() {
             return;
         }
     }
-    send(chunk);
+    out.finish();
 }
 
 #[cfg(test)]
