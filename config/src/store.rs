@@ -1,6 +1,6 @@
 //! Where registry changes made through the admin API are kept.
 //!
-//! The router reads the registry through `config::load` and changes it through a
+//! The router reads the registry through `residency_config::load` and changes it through a
 //! [`RegistryStore`]; neither the data plane nor the API knows where it lives. [`FileStore`]
 //! is the embedded default: the registry file itself, replaced atomically. A store on a
 //! replicated engine (etcd, for fleets of routers) implements the same trait.

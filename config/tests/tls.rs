@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use config::testing::Ca;
-use config::{load, TlsVersion};
+use residency_config::testing::Ca;
+use residency_config::{load, TlsVersion};
 
 const TENANTS: &str = r#"{ "tenants": [ { "id": "acme", "region": "us" } ] }"#;
 

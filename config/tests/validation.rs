@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use config::{load, ConfigError};
 use regions::{ReplicationMode, TenantId};
+use residency_config::{load, ConfigError};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -322,12 +322,15 @@ fn site_health_overrides_defaults_field_by_field() {
     let snapshot = load(&examples_dir().join("router.toml")).unwrap();
     let site = |name: &str| snapshot.site(snapshot.topology.site_by_name(name).unwrap());
     let virginia = site("virginia");
-    assert_eq!(virginia.health.check, config::ActiveCheck::Tcp);
+    assert_eq!(virginia.health.check, residency_config::ActiveCheck::Tcp);
     assert_eq!(virginia.backends[1].weight, 2);
-    assert_eq!(virginia.balance, config::Balance::WeightedRoundRobin);
+    assert_eq!(
+        virginia.balance,
+        residency_config::Balance::WeightedRoundRobin
+    );
     let oregon = site("oregon");
     match &oregon.health.check {
-        config::ActiveCheck::Http(http) => {
+        residency_config::ActiveCheck::Http(http) => {
             assert_eq!(http.path, "/ready");
             assert_eq!(http.method, "GET");
             assert_eq!(http.expect_status, 200..=399);
@@ -493,7 +496,7 @@ fn admin_tokens_are_checked_and_every_problem_reported() {
     let snapshot = load(&examples_dir().join("router.toml")).unwrap();
     let admin = snapshot.admin.expect("the example serves the admin API");
     assert_eq!(admin.tokens.len(), 2);
-    assert_eq!(admin.tokens[1].role, config::Role::TenantAdmin);
+    assert_eq!(admin.tokens[1].role, residency_config::Role::TenantAdmin);
     assert_eq!(admin.tokens[1].tenants[0].as_str(), "acme");
     assert_eq!(admin.audit.path, examples_dir().join("audit.log"));
     assert_eq!(admin.audit.retention.as_secs(), 2196 * 86_400);

@@ -64,7 +64,7 @@ fn state_with(tenants: usize) -> (tempfile::TempDir, RouterState) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("router.toml"), CONFIG).unwrap();
     write_registry(&dir.path().join("tenants.json"), tenants);
-    let snapshot = config::load(&dir.path().join("router.toml")).unwrap();
+    let snapshot = residency_config::load(&dir.path().join("router.toml")).unwrap();
     let health = states_for(&snapshot, None);
     let state = RouterState::new(snapshot, &health);
     (dir, state)

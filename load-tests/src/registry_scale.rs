@@ -46,7 +46,7 @@ fn main() {
 
     // What the router holds once a registry is live: one state behind the ArcSwap.
     let state_from = |path: &Path| {
-        let snapshot = config::load(path).expect("the generated config is valid");
+        let snapshot = residency_config::load(path).expect("the generated config is valid");
         let health = states_for(&snapshot, None);
         RouterState::new(snapshot, &health)
     };
@@ -141,7 +141,7 @@ fn main() {
 
     // One admin API change: a copy of the registry with the change, then the registry file
     // rewritten durably (temporary file, fsync, rename, fsync the directory).
-    let store = config::FileStore;
+    let store = residency_config::FileStore;
     let moved = regions::TenantRecord {
         home: regions::RegionId(1),
         replication: None,
@@ -154,12 +154,13 @@ fn main() {
             .registry
             .with_change(&tenant_ids[0], Some(moved));
         copy_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        let change = config::TenantChange {
+        let change = residency_config::TenantChange {
             id: tenant_ids[0],
             after: Some(moved),
         };
         let started = Instant::now();
-        config::RegistryStore::commit(&store, &change, &changed, &state.snapshot).unwrap();
+        residency_config::RegistryStore::commit(&store, &change, &changed, &state.snapshot)
+            .unwrap();
         commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
 

@@ -77,7 +77,7 @@ pub fn registry_json(tenants: usize) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let expires_at = config::rfc3339(regions::UnixTime(now + 10 * 365 * 86_400));
+    let expires_at = residency_config::rfc3339(regions::UnixTime(now + 10 * 365 * 86_400));
     let mut json = String::with_capacity(tenants * 64);
     json.push_str("{ \"tenants\": [\n");
     for i in 0..tenants {

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use clap::Parser;
-use config::testing::Ca;
 use load_tests::load::h2load_rps;
 use load_tests::{free_port, median, pinned, run_router, wait_for, Running};
+use residency_config::testing::Ca;
 use residency_router::demo::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
 
 #[derive(Parser)]

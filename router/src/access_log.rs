@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
-use config::AccessLogSettings;
 use regions::{RegionId, SiteId, TenantId};
+use residency_config::AccessLogSettings;
 use serde::Serialize;
 
 use crate::state::RouterState;

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use config::{ActiveCheck, HealthSettings, Snapshot};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::discovery::Static;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
@@ -25,6 +24,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
 use pingora::ErrorType;
+use residency_config::{ActiveCheck, HealthSettings, Snapshot};
 use tokio::sync::{oneshot, watch};
 
 use crate::clock::now_ms;
@@ -221,7 +221,7 @@ impl HealthCheck for RecordingCheck {
 
 fn pingora_check(
     settings: &HealthSettings,
-    tls: Option<&config::UpstreamTls>,
+    tls: Option<&residency_config::UpstreamTls>,
 ) -> Option<Box<dyn HealthCheck + Send + Sync>> {
     let timeout = Some(settings.timeout);
     match &settings.check {
@@ -267,7 +267,7 @@ pub struct SitePlan {
     settings: HealthSettings,
     backends: Vec<(SocketAddr, u32)>,
     /// HTTP checks speak TLS to a TLS site, with its verification and client certificate.
-    tls: Option<config::UpstreamTls>,
+    tls: Option<residency_config::UpstreamTls>,
     states: HealthStates,
 }
 

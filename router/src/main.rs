@@ -108,7 +108,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
     match cli.command {
-        Command::Run { config, upgrade } => match config::load(&config) {
+        Command::Run { config, upgrade } => match residency_config::load(&config) {
             Ok(snapshot) => match residency_router::server::run(snapshot, upgrade) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Validate { config } => match config::load(&config) {
+        Command::Validate { config } => match residency_config::load(&config) {
             Ok(snapshot) => {
                 println!(
                     "{}: ok ({} regions, {} sites, {} backends, {} tenants)",
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
 }
 
 fn reload(config: &std::path::Path, force: bool) -> ExitCode {
-    let snapshot = match config::load(config) {
+    let snapshot = match residency_config::load(config) {
         Ok(snapshot) => snapshot,
         Err(errors) => {
             eprintln!("{}: {errors}", config.display());
@@ -226,7 +226,10 @@ fn token(command: TokenCommand) -> ExitCode {
             role,
             tenants,
         } => {
-            if !config::Role::ALL.iter().any(|r| r.as_str() == role) {
+            if !residency_config::Role::ALL
+                .iter()
+                .any(|r| r.as_str() == role)
+            {
                 eprintln!("unknown role `{role}`; use operator, tenant-admin, auditor or viewer");
                 return ExitCode::FAILURE;
             }

@@ -12,12 +12,12 @@
 
 use std::sync::OnceLock;
 
-use config::Snapshot;
 use prometheus::{
     core::Collector, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use regions::{BlockCode, RegionId, ReplicationMode, RouteReason, SiteId};
+use residency_config::Snapshot;
 
 use crate::client_limits::Cut;
 

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use config::{ActiveCheck, Balance, OutlierSettings, Snapshot};
 use regions::{SiteHealth, SiteId};
+use residency_config::{ActiveCheck, Balance, OutlierSettings, Snapshot};
 
 use crate::clock::now_ms;
 use crate::health::{BackendHealth, HealthStates, InFlight};

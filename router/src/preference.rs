@@ -12,9 +12,9 @@ use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use config::Snapshot;
 use geoip::Location;
 use regions::{great_circle_km, RegionId, SiteId, SitePreference, Topology};
+use residency_config::Snapshot;
 
 use crate::pools::smooth_weighted_schedule;
 

@@ -265,7 +265,7 @@ impl ResidencyProxy {
             return true;
         }
         let (then, now) = (&own.snapshot, &live.snapshot);
-        let record = |s: &config::Snapshot| ctx.tenant.and_then(|t| s.registry.get(&t));
+        let record = |s: &residency_config::Snapshot| ctx.tenant.and_then(|t| s.registry.get(&t));
         then.topology == now.topology
             && then.sites == now.sites
             && then.unknown == now.unknown

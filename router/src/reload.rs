@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use config::{ConfigErrors, Snapshot};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use regions::TenantId;
+use residency_config::{ConfigErrors, Snapshot};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -106,7 +106,7 @@ impl Exclusive<'_> {
 
     /// Serves `registry` from the next request on, with everything else unchanged. Call it
     /// once the change is durable. Returns the new generation.
-    pub fn swap_registry(&self, registry: Arc<config::Registry>) -> u64 {
+    pub fn swap_registry(&self, registry: Arc<residency_config::Registry>) -> u64 {
         let reloader = self.reloader;
         let current = reloader.current();
         let mut snapshot = (*current.snapshot).clone();
@@ -221,7 +221,7 @@ impl Reloader {
     fn reload_now(&self, force: bool) -> Result<ReloadReport, ReloadError> {
         // Stamped before reading: a write during the load shows up as a later change.
         let files = files_of(&self.current().snapshot);
-        let new = config::load(&self.config_path).map_err(ReloadError::Invalid)?;
+        let new = residency_config::load(&self.config_path).map_err(ReloadError::Invalid)?;
         let current = self.current();
         let old = &current.snapshot;
 

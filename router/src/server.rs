@@ -1,12 +1,12 @@
 //! Pingora server wiring: one HTTP proxy service, signals, graceful shutdown.
 
 use async_trait::async_trait;
-use config::Snapshot;
 use pingora::apps::HttpServerOptions;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
+use residency_config::Snapshot;
 use tokio::signal::unix::{signal, SignalKind};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use pingora::services::background::background_service;
 
-use config::FileStore;
+use residency_config::FileStore;
 
 use crate::access_log::AccessLog;
 use crate::admin::audit::AuditLog;

@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use config::Snapshot;
 use http::HeaderValue;
 use regions::{RegionId, SiteId, Topology};
+use residency_config::Snapshot;
 
 use crate::health::HealthStates;
 use crate::metrics::Handles;

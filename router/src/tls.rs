@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::{ListenerTls, ServerCertificate, TlsSettings, TlsVersion, UpstreamTls};
 use pingora::listeners::tls::TlsSettings as PingoraTlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{CertKey, WrappedX509};
+use residency_config::{ListenerTls, ServerCertificate, TlsSettings, TlsVersion, UpstreamTls};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -83,7 +83,7 @@ pub fn install_policy(min: TlsVersion) -> Result<(), String> {
 /// certificates (served, or the router's own for backends) that are not valid yet, expired or
 /// expire within 14 days. Such a certificate is still used: refusing it would fail every
 /// reload and restart after it.
-pub fn warn_about(snapshot: &config::Snapshot) {
+pub fn warn_about(snapshot: &residency_config::Snapshot) {
     for (id, site) in snapshot.topology.sites() {
         if snapshot
             .site(id)
@@ -101,7 +101,7 @@ pub fn warn_about(snapshot: &config::Snapshot) {
     const SOON: i64 = 14 * 86_400;
     let now = crate::clock::unix_now().0;
     for certificate in snapshot.tls.served() {
-        if now + config::CLOCK_SKEW_SECONDS < certificate.not_before {
+        if now + residency_config::CLOCK_SKEW_SECONDS < certificate.not_before {
             tracing::error!(
                 name = certificate.name,
                 "certificate is NOT VALID YET and clients will refuse it: check its dates"
@@ -128,7 +128,7 @@ pub fn warn_about(snapshot: &config::Snapshot) {
 
 /// Logs what a reload from `old` to `new` loosens: a listener that stops requiring client
 /// certificates.
-pub fn warn_about_change(old: &config::Snapshot, new: &config::Snapshot) {
+pub fn warn_about_change(old: &residency_config::Snapshot, new: &residency_config::Snapshot) {
     for (listener, before, after) in [
         ("tls.admin", &old.tls.admin, &new.tls.admin),
         ("tls.metrics", &old.tls.metrics, &new.tls.metrics),
@@ -147,7 +147,7 @@ pub fn warn_about_change(old: &config::Snapshot, new: &config::Snapshot) {
 /// The router's client certificates to sites' backends, as `client:SITE` and the leaf's
 /// `notAfter`.
 pub fn client_certificates(
-    snapshot: &config::Snapshot,
+    snapshot: &residency_config::Snapshot,
 ) -> impl Iterator<Item = (String, i64)> + '_ {
     snapshot.topology.sites().filter_map(|(id, site)| {
         let client = snapshot.site(id).tls.as_ref()?.client.as_ref()?;

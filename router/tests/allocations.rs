@@ -31,7 +31,7 @@ fn state_with_geoip() -> (tempfile::TempDir, RouterState) {
         geoip::testing::city_database(&geoip::testing::WORLD),
     )
     .unwrap();
-    let snapshot = config::load(&dir.path().join("router.toml")).unwrap();
+    let snapshot = residency_config::load(&dir.path().join("router.toml")).unwrap();
     let health = states_for(&snapshot, None);
     (dir, RouterState::new(snapshot, &health))
 }

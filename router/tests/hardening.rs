@@ -466,8 +466,8 @@ async fn http2_authority_and_host_must_agree() {
 /// virginia's one backend speaks h2 over TLS and the client h2c.)
 #[tokio::test]
 async fn a_backend_cannot_speak_about_residency_in_trailers() {
-    use config::testing::Ca;
     use http_body_util::BodyExt;
+    use residency_config::testing::Ca;
     let ca = Ca::new("backend CA");
     let virginia = ca.issue(&["virginia.backend.test"]);
     let cluster = Cluster::start_with(Options {

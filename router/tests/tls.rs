@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, Options, FAST_SHUTDOWN, OPERATOR};
-use config::testing::{client_config, Ca, Leaf};
+use residency_config::testing::{client_config, Ca, Leaf};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::version::{TLS12, TLS13};
 use tokio::net::TcpStream;

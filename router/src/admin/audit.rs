@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use config::AuditSettings;
+use residency_config::AuditSettings;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -80,7 +80,7 @@ fn load_chain(path: &Path) -> Result<Chain, OpenError> {
         path: path.to_owned(),
         source,
     };
-    std::fs::create_dir_all(config::parent_dir(path)).map_err(io)?;
+    std::fs::create_dir_all(residency_config::parent_dir(path)).map_err(io)?;
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -242,7 +242,7 @@ impl AuditLog {
             .create(true)
             .open(path)?;
         chain.size = 0;
-        File::open(config::parent_dir(path))?.sync_all()?;
+        File::open(residency_config::parent_dir(path))?.sync_all()?;
         tracing::info!(rotated = %rotated.display(), "audit log rotated");
         self.expire_rotated();
         Ok(())
@@ -360,7 +360,7 @@ fn rotated_last_seq(file: &Path) -> Option<u64> {
 
 /// Rotated files of the log at `path`, oldest first.
 fn rotated_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let dir = config::parent_dir(path);
+    let dir = residency_config::parent_dir(path);
     let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
         return Ok(Vec::new());
     };

@@ -1,7 +1,7 @@
 //! Bearer tokens and what each role may do.
 
-use config::{AdminToken, Role};
 use regions::TenantId;
+use residency_config::{AdminToken, Role};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

@@ -12,7 +12,7 @@
 //! live state follows the file, and the answer says the change may not survive a crash.
 
 use super::audit::{AuditLog, Entry};
-use config::{PublishError, Staged};
+use residency_config::{PublishError, Staged};
 
 /// Where audit entries go (the [`AuditLog`]; an in-memory double in the tests).
 pub(crate) trait AuditSink {

@@ -137,7 +137,7 @@ pub fn explain(state: &RouterState, request: &ExplainRequest, now: regions::Unix
             "id": id.as_str(),
             "source": source,
             "registered": record.is_some(),
-            "record": record.map(|r| serde_json::to_value(config::TenantView::new(id.as_str(), &r, topology)).unwrap_or(Value::Null)),
+            "record": record.map(|r| serde_json::to_value(residency_config::TenantView::new(id.as_str(), &r, topology)).unwrap_or(Value::Null)),
         })
     });
     if routed.tenant.is_none() {
@@ -158,8 +158,8 @@ pub fn explain(state: &RouterState, request: &ExplainRequest, now: regions::Unix
                 regions.push(json!({
                     "region": region_name(region),
                     "as": "replica",
-                    "mode": config::mode_name(replication.mode),
-                    "expires_at": replication.expires_at.map(config::rfc3339),
+                    "mode": residency_config::mode_name(replication.mode),
+                    "expires_at": replication.expires_at.map(residency_config::rfc3339),
                     "usable_by_this_request": usable.is_some(),
                 }));
             }
@@ -167,7 +167,7 @@ pub fn explain(state: &RouterState, request: &ExplainRequest, now: regions::Unix
                 steps.push(if replication.is_active_at(now) {
                     format!(
                         "replication is {}: a {:?} request may not use it",
-                        config::mode_name(replication.mode),
+                        residency_config::mode_name(replication.mode),
                         class
                     )
                     .to_lowercase()

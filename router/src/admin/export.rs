@@ -2,15 +2,15 @@
 //! an export of a million tenants (about 50 MB of JSON) never sits in memory whole. Only
 //! the sorted list of the tenants (two words each) is built up front.
 
-use config::{Registry, TenantView};
 use regions::Topology;
+use residency_config::{Registry, TenantView};
 
 /// Bytes per chunk handed to the connection.
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Format {
-    /// The registry file's format (`config::registry_json`), one tenant per line.
+    /// The registry file's format (`residency_config::registry_json`), one tenant per line.
     Json,
     /// One row per tenant; replica regions joined with `;` (names never hold one).
     Csv,
@@ -35,10 +35,10 @@ pub(crate) fn write(
     send: impl FnMut(Vec<u8>) -> bool,
 ) {
     if format == Format::Json {
-        return config::write_registry_json(registry, topology, chunk_bytes, send);
+        return residency_config::write_registry_json(registry, topology, chunk_bytes, send);
     }
     let tenants = registry.sorted();
-    let mut out = config::Chunked::new(chunk_bytes, tenants.len() * 32, send);
+    let mut out = residency_config::Chunked::new(chunk_bytes, tenants.len() * 32, send);
     out.buf().extend_from_slice(
         b"id,region,replication_regions,replication_mode,replication_expires_at\n",
     );
@@ -79,7 +79,7 @@ mod tests {
     fn registry(tenants: usize) -> Registry {
         let mut registry = Registry::default();
         for n in 0..tenants {
-            let id = config::tenant_id(&format!("t-{n:05}")).unwrap();
+            let id = residency_config::tenant_id(&format!("t-{n:05}")).unwrap();
             let record = TenantRecord {
                 home: RegionId((n % 2) as u8),
                 replication: None,
@@ -106,7 +106,7 @@ mod tests {
             let streamed = export(Format::Json, &registry, 256).concat();
             assert_eq!(
                 String::from_utf8(streamed).unwrap(),
-                String::from_utf8(config::registry_json(&registry, &topology)).unwrap(),
+                String::from_utf8(residency_config::registry_json(&registry, &topology)).unwrap(),
                 "{tenants} tenants"
             );
         }

@@ -23,8 +23,8 @@ use axum::extract::{ConnectInfo, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use config::{AdminToken, RegistryStore, TenantChange, TenantView};
 use regions::{TenantId, TenantRecord};
+use residency_config::{AdminToken, RegistryStore, TenantChange, TenantView};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -168,10 +168,10 @@ impl ApiError {
         self
     }
 
-    fn tenant(error: config::TenantError) -> Self {
+    fn tenant(error: residency_config::TenantError) -> Self {
         let mut e = ApiError::bad_request(error.code(), format!("{error}; fix: {}", error.fix()))
             .with("field", error.field().trim_start_matches('.'));
-        if let config::TenantError::UnknownRegion { valid, .. } = &error {
+        if let residency_config::TenantError::UnknownRegion { valid, .. } = &error {
             e = e.with("valid_regions", valid.clone());
         }
         e
@@ -378,7 +378,7 @@ impl Api {
         let tenant = call
             .id
             .as_deref()
-            .filter(|id| config::tenant_id(id).is_ok());
+            .filter(|id| residency_config::tenant_id(id).is_ok());
         self.refuse(call, error, actor, None, action, tenant)
     }
 
@@ -629,7 +629,7 @@ fn blank_entry(call: &Call) -> Entry {
 
 fn path_tenant(call: &Call) -> Result<TenantId, ApiError> {
     let raw = call.id.as_deref().unwrap_or_default();
-    config::tenant_id(raw).map_err(ApiError::tenant)
+    residency_config::tenant_id(raw).map_err(ApiError::tenant)
 }
 
 /// Query parameters into `T` (`deny_unknown_fields`), or a 400 naming the problem.
@@ -845,7 +845,7 @@ struct TenantBody<'a> {
     #[serde(borrow)]
     region: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
-    replication: Option<config::file::ReplicationFile<'a>>,
+    replication: Option<residency_config::file::ReplicationFile<'a>>,
 }
 
 fn put_tenant(admin: &Api, call: &Call) -> Result<Response, ApiError> {
@@ -869,7 +869,7 @@ fn put_tenant(admin: &Api, call: &Call) -> Result<Response, ApiError> {
 /// The record a PUT body asks for, against `state`'s regions.
 fn desired_record(body: &TenantBody<'_>, state: &RouterState) -> Result<TenantRecord, ApiError> {
     let topology = &state.snapshot.topology;
-    let record = config::tenant_record(&body.region, body.replication.as_ref(), topology)
+    let record = residency_config::tenant_record(&body.region, body.replication.as_ref(), topology)
         .map_err(|errors| {
             let all: Vec<Value> = errors
                 .iter()
@@ -883,7 +883,7 @@ fn desired_record(body: &TenantBody<'_>, state: &RouterState) -> Result<TenantRe
                 "expiry_in_past",
                 format!(
                     "replication.expires_at {} is not in the future",
-                    config::rfc3339(expiry)
+                    residency_config::rfc3339(expiry)
                 ),
             )
             .with("field", "replication.expires_at"));

@@ -114,7 +114,7 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
         &tables,
         &[""; 4],
     )?;
-    let mut snapshot = config::load(&config_path).map_err(|e| e.to_string())?;
+    let mut snapshot = residency_config::load(&config_path).map_err(|e| e.to_string())?;
     // Ctrl-C should end the demo promptly.
     snapshot.server.shutdown_grace = std::time::Duration::from_secs(1);
 
@@ -127,7 +127,11 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
         );
     }
     println!("config written to {}", config_path.display());
-    print_curl_commands(listen, admin, &config::rfc3339(replica_ends)[..10]);
+    print_curl_commands(
+        listen,
+        admin,
+        &residency_config::rfc3339(replica_ends)[..10],
+    );
 
     crate::server::run(snapshot, false)?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -149,7 +153,7 @@ fn demo_tenants(replica_ends: regions::UnixTime) -> String {
         serde_json::from_str(DEMO_TENANTS).expect("the shipped example registry is JSON");
     for tenant in registry["tenants"].as_array_mut().into_iter().flatten() {
         if tenant["id"] == "initech" {
-            tenant["replication"]["expires_at"] = config::rfc3339(replica_ends).into();
+            tenant["replication"]["expires_at"] = residency_config::rfc3339(replica_ends).into();
         }
     }
     registry.to_string()
