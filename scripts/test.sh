@@ -8,7 +8,7 @@ ensure_build_tools
 ensure_rust_components
 # promtool and a real Prometheus server for the metrics tests; the OpenSSL command line for
 # checking the TLS 1.3 policy as an operator would (`openssl s_client -tls1_2`); strace, to
-# inject a failing fsync under the running router (router/tests/admin_storage_faults.rs).
+# inject a failing fsync under the running router (router/tests/it/admin_storage_faults.rs).
 ensure_packages promtool prometheus openssl openssl strace strace
 
 echo "== cargo fmt --check"

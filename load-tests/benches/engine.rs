@@ -16,9 +16,10 @@ use regions::{
     HeaderValues, HostPattern, MethodClass, PathPattern, RegionId, TenantIdentifier, TenantSource,
     UnixTime,
 };
-use residency_router::health::states_for;
-use residency_router::routing::{decide_for, route, RequestFacts};
-use residency_router::state::RouterState;
+use residency_dataplane::health::states_for;
+use residency_dataplane::metrics::Metrics;
+use residency_dataplane::routing::{decide_for, route, RequestFacts};
+use residency_dataplane::state::RouterState;
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
 
@@ -66,7 +67,7 @@ fn state_with(tenants: usize) -> (tempfile::TempDir, RouterState) {
     write_registry(&dir.path().join("tenants.json"), tenants);
     let snapshot = residency_config::load(&dir.path().join("router.toml")).unwrap();
     let health = states_for(&snapshot, None);
-    let state = RouterState::new(snapshot, &health);
+    let state = RouterState::new(snapshot, &health, &Metrics::standalone());
     (dir, state)
 }
 

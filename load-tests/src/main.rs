@@ -20,7 +20,7 @@ use load_tests::peers::{haproxy_config, nginx_config, Site};
 use load_tests::report::{chart, markdown, ratio, Row};
 use load_tests::scale::registry_json;
 use load_tests::{free_port, pinned, run_router, wait_for, Running};
-use residency_router::demo::{write_config, DEMO_SITES};
+use residency_testkit::{write_config, DEMO_SITES};
 
 #[derive(Parser)]
 #[command(about = "The router next to nginx, HAProxy and a bare Pingora forwarder, in one run")]

@@ -14,9 +14,10 @@ use clap::Parser;
 use load_tests::median;
 use load_tests::scale::{spread, tenant_id, write_registry, CONFIG};
 use regions::{HeaderValues, MethodClass, UnixTime};
-use residency_router::health::states_for;
-use residency_router::routing::{decide_for, route, RequestFacts};
-use residency_router::state::RouterState;
+use residency_dataplane::health::states_for;
+use residency_dataplane::metrics::Metrics;
+use residency_dataplane::routing::{decide_for, route, RequestFacts};
+use residency_dataplane::state::RouterState;
 
 #[derive(Parser)]
 #[command(about = "Registry load time, memory and lookup + decision time at scale")]
@@ -48,7 +49,7 @@ fn main() {
     let state_from = |path: &Path| {
         let snapshot = residency_config::load(path).expect("the generated config is valid");
         let health = states_for(&snapshot, None);
-        RouterState::new(snapshot, &health)
+        RouterState::new(snapshot, &health, &Metrics::standalone())
     };
     let small_path = small_config(dir.path());
     let live = ArcSwap::from_pointee(state_from(&small_path));

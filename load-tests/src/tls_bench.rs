@@ -20,7 +20,7 @@ use clap::Parser;
 use load_tests::load::h2load_rps;
 use load_tests::{free_port, median, pinned, run_router, wait_for, Running};
 use residency_config::testing::Ca;
-use residency_router::demo::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
+use residency_testkit::{write_config, SiteBackend, DEMO_SITES, DEMO_TENANTS};
 
 #[derive(Parser)]
 #[command(about = "TLS 1.3 handshake and request rates: the router next to nginx, in one run")]

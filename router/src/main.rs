@@ -109,7 +109,10 @@ fn main() -> ExitCode {
     logging::init(cli.log_format, &cli.log_level);
     match cli.command {
         Command::Run { config, upgrade } => match residency_config::load(&config) {
-            Ok(snapshot) => match residency_router::server::run(snapshot, upgrade) {
+            Ok(snapshot) => match residency_router::server::run(
+                snapshot,
+                residency_router::server::Launch::process(upgrade),
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{}: {e}", config.display());
@@ -188,7 +191,7 @@ fn reload(config: &std::path::Path, force: bool) -> ExitCode {
 }
 
 fn audit_verify(files: &[PathBuf]) -> ExitCode {
-    use residency_router::admin::audit::{verify, GENESIS};
+    use residency_admin::audit::{verify, GENESIS};
     match verify(files) {
         Ok(v) => {
             let start = if v.starts_after == GENESIS {
@@ -210,7 +213,7 @@ fn audit_verify(files: &[PathBuf]) -> ExitCode {
 }
 
 fn token(command: TokenCommand) -> ExitCode {
-    use residency_router::admin::auth::token_hash;
+    use residency_admin::auth::token_hash;
     match command {
         TokenCommand::Hash => {
             let mut token = String::new();

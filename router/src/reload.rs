@@ -23,8 +23,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::health::{self, CheckPlan, HealthStates};
-use crate::state::{RouterState, SharedState};
+use residency_dataplane::health::{self, CheckPlan, HealthStates};
+use residency_dataplane::lifecycle::Drain;
+use residency_dataplane::state::{RouterState, SharedState};
+use residency_dataplane::{clock, tls};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RegionMove {
@@ -123,15 +125,37 @@ impl Exclusive<'_> {
     }
 }
 
+impl residency_admin::RegistryLock for Exclusive<'_> {
+    fn current(&self) -> Arc<RouterState> {
+        Exclusive::current(self)
+    }
+
+    fn registry_changed_on_disk(&self) -> bool {
+        Exclusive::registry_changed_on_disk(self)
+    }
+
+    fn swap_registry(&self, registry: Arc<residency_config::Registry>) -> u64 {
+        Exclusive::swap_registry(self, registry)
+    }
+}
+
+/// The admin API's changes take the reload lock: they never interleave with a reload.
+impl residency_admin::RegistryWriter for Reloader {
+    fn lock(&self) -> Box<dyn residency_admin::RegistryLock + '_> {
+        Box::new(self.exclusive())
+    }
+}
+
 impl Reloader {
     /// Makes `snapshot` live as the next generation (the process starts at 1, and every
     /// applied reload or registry change adds one). Callers hold the reload lock.
     fn install(&self, snapshot: Snapshot, health: &HealthStates) -> u64 {
         let generation = self.current().generation + 1;
-        let mut state = RouterState::new(snapshot, health);
+        let families = Arc::clone(&self.current().families);
+        let mut state = RouterState::new(snapshot, health, &families);
         state.generation = generation;
         self.shared.store(Arc::new(state));
-        crate::metrics::global().generation.set(generation as i64);
+        families.generation.set(generation as i64);
         generation
     }
 
@@ -141,9 +165,9 @@ impl Reloader {
         health: HealthStates,
         plans: watch::Sender<Arc<CheckPlan>>,
     ) -> Self {
-        let metrics = crate::metrics::global();
+        let metrics = Arc::clone(&shared.load().families);
         metrics.generation.set(1);
-        metrics.last_success.set(crate::clock::unix_now().0);
+        metrics.last_success.set(clock::unix_now().0);
         let live_files = files_of(&shared.load().snapshot);
         Reloader {
             config_path,
@@ -181,9 +205,9 @@ impl Reloader {
         let result = self.reload_now(force);
         match &result {
             Ok(report) => {
-                let metrics = crate::metrics::global();
+                let metrics = &self.current().families;
                 metrics.reloads.with_label_values(&["success"]).inc();
-                metrics.last_success.set(crate::clock::unix_now().0);
+                metrics.last_success.set(clock::unix_now().0);
                 let moves: Vec<String> = report
                     .moves
                     .iter()
@@ -202,13 +226,14 @@ impl Reloader {
                         moves.join(", ")
                     }
                 );
-                crate::tls::warn_about(&self.current().snapshot);
+                tls::warn_about(&self.current().snapshot);
                 for setting in &report.restart_needed {
                     tracing::warn!(setting, "changed, but only takes effect after a restart");
                 }
             }
             Err(error) => {
-                crate::metrics::global()
+                self.current()
+                    .families
                     .reloads
                     .with_label_values(&["failure"])
                     .inc();
@@ -244,13 +269,11 @@ impl Reloader {
             });
         }
 
-        let not_valid = new
-            .tls
-            .invalid_replacements(&old.tls, crate::clock::unix_now().0);
+        let not_valid = new.tls.invalid_replacements(&old.tls, clock::unix_now().0);
         if !force && !not_valid.is_empty() {
             return Err(ReloadError::CertificateNotValid(not_valid));
         }
-        crate::tls::warn_about_change(old, &new);
+        tls::warn_about_change(old, &new);
 
         let restart_needed = restart_needed(old, &new);
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
@@ -518,7 +541,8 @@ pub fn request_reload(socket: &Path, force: bool) -> std::io::Result<ControlAnsw
 /// Polls the config, the registry and the GeoIP file on its own thread. A change is applied
 /// once the file has stopped changing for one interval (editors and deploy tools write in
 /// steps); replacement by rename, as Kubernetes ConfigMaps do, is a change like any other.
-pub fn watch_files(reloader: Arc<Reloader>) {
+/// Stops once the router drains.
+pub fn watch_files(reloader: Arc<Reloader>, drain: Drain) {
     let spawned = std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
@@ -532,6 +556,9 @@ pub fn watch_files(reloader: Arc<Reloader>) {
                     g.min(snapshot.reload.watch_interval)
                 });
                 std::thread::sleep(every);
+                if drain.is_draining() {
+                    return;
+                }
                 if let Some(geoip) = &state.snapshot.geoip {
                     log_geoip(&geoip.database, geoip.database.reload_if_changed());
                 }

@@ -1,86 +1,123 @@
-//! Pingora server wiring: one HTTP proxy service, signals, graceful shutdown.
+//! Pingora server wiring: one HTTP proxy service, the side listeners, signals, graceful
+//! shutdown. Everything a router owns (metrics registry, readiness, drain, request ids) is
+//! made here and handed to the parts that use it: two routers in one process share nothing.
+
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use residency_config::Snapshot;
+use residency_admin::audit::AuditLog;
+use residency_admin::{Admin, Api};
+use residency_config::{FileStore, Snapshot};
+use residency_dataplane::access_log::AccessLog;
+use residency_dataplane::client_limits::ClientLimited;
+use residency_dataplane::health;
+use residency_dataplane::lifecycle::{Drain, Readiness};
+use residency_dataplane::metrics::Metrics;
+use residency_dataplane::proxy::ResidencyProxy;
+use residency_dataplane::request_id::RequestIds;
+use residency_dataplane::state;
+use residency_dataplane::tls::{self, Listener};
 use tokio::signal::unix::{signal, SignalKind};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use pingora::services::background::background_service;
-
-use residency_config::FileStore;
-
-use crate::access_log::AccessLog;
-use crate::admin::audit::AuditLog;
-use crate::admin::{Admin, AdminServer, Api};
-use crate::client_limits::ClientLimited;
-use crate::health;
-use crate::metrics::MetricsServer;
-use crate::proxy::ResidencyProxy;
 use crate::reload::{self, ReloadTriggers, Reloader};
-use crate::state;
+use crate::side_listeners::{listener_config, AdminServer, MetricsServer};
 
-/// Pingora treats SIGINT as an immediate stop. Operators (and Ctrl-C in the demo) expect both
-/// SIGTERM and SIGINT to drain in-flight requests, so both map to a graceful terminate.
-/// SIGQUIT keeps Pingora's meaning: hand the listeners to an upgraded process.
-struct DrainOnTermOrInt;
-
-static DRAINING: AtomicBool = AtomicBool::new(false);
-
-/// The process is shutting down or handing its listeners to an upgraded process: responses
-/// close their connections so clients reconnect (to the new process, after an upgrade)
-/// instead of reusing a connection that is about to go away.
-pub fn draining() -> bool {
-    DRAINING.load(Ordering::Relaxed)
+/// How one router is started, beside its configuration.
+pub struct Launch {
+    /// Take over the listening sockets of a running router instead of binding them.
+    pub upgrade: bool,
+    /// What stops the router: the process's signals for the binary, a [`Stopper`] in tests.
+    pub stop: Box<dyn ShutdownSignalWatch + Sync>,
+    /// Side listeners already bound (tests hold their ports until the router takes them);
+    /// `None` binds `listen.admin` / `listen.metrics`.
+    pub admin_listener: Option<std::net::TcpListener>,
+    pub metrics_listener: Option<std::net::TcpListener>,
 }
 
-#[async_trait]
-impl ShutdownSignalWatch for DrainOnTermOrInt {
-    async fn recv(&self) -> ShutdownSignal {
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
-        let signal = tokio::select! {
-            _ = term.recv() => ShutdownSignal::GracefulTerminate,
-            _ = int.recv() => ShutdownSignal::GracefulTerminate,
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
-        };
-        DRAINING.store(true, Ordering::Relaxed);
-        signal
-    }
-}
-
-/// Binds one of the side listeners (metrics, admin), retrying each second: during an upgrade
-/// the old process still holds the port for its grace period. `None` once shutting down.
-pub async fn bind_when_free(
-    addr: std::net::SocketAddr,
-    what: &str,
-    shutdown: &mut pingora::server::ShutdownWatch,
-) -> Option<tokio::net::TcpListener> {
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => return Some(listener),
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "cannot bind the {what} listener yet; retrying");
-                tokio::select! {
-                    _ = shutdown.changed() => return None,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                }
-            }
+impl Launch {
+    /// The binary: stopped by SIGTERM/SIGINT (drain) or SIGQUIT (hand over to an upgrade).
+    pub fn process(upgrade: bool) -> Self {
+        Launch {
+            upgrade,
+            stop: Box::new(ProcessSignals),
+            admin_listener: None,
+            metrics_listener: None,
         }
     }
 }
 
-/// Runs the router until SIGTERM/SIGINT, then drains for `shutdown_grace` and returns.
-/// With `upgrade`, takes over the listening sockets of a running router instead of binding
-/// them: start this process, then send SIGQUIT to the old one.
-pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
+/// Pingora treats SIGINT as an immediate stop. Operators (and Ctrl-C in the demo) expect both
+/// SIGTERM and SIGINT to drain in-flight requests, so both map to a graceful terminate.
+/// SIGQUIT keeps Pingora's meaning: hand the listeners to an upgraded process.
+struct ProcessSignals;
+
+#[async_trait]
+impl ShutdownSignalWatch for ProcessSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
+        tokio::select! {
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::GracefulTerminate,
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+        }
+    }
+}
+
+/// Stops a router run in-process (tests): [`Stopper::stop`] is its SIGTERM.
+pub struct Stopper(tokio::sync::watch::Sender<bool>);
+
+struct StopRequested(Mutex<tokio::sync::watch::Receiver<bool>>);
+
+impl Stopper {
+    pub fn new() -> (Stopper, Box<dyn ShutdownSignalWatch + Sync>) {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        (
+            Stopper(sender),
+            Box::new(StopRequested(Mutex::new(receiver))),
+        )
+    }
+
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for StopRequested {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut receiver = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let _ = receiver.wait_for(|stop| *stop).await;
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Starts draining when the router is told to stop, whatever told it.
+struct DrainOnStop {
+    stop: Box<dyn ShutdownSignalWatch + Sync>,
+    drain: Drain,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainOnStop {
+    async fn recv(&self) -> ShutdownSignal {
+        let signal = self.stop.recv().await;
+        self.drain.start();
+        signal
+    }
+}
+
+/// Runs the router until it is told to stop, then drains for `shutdown_grace` and returns.
+/// With `launch.upgrade`, takes over the listening sockets of a running router instead of
+/// binding them: start this process, then send SIGQUIT to the old one.
+pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     let listen = snapshot.listen.clone();
     // Opened before anything listens: an admin API that cannot audit must not start.
     let audit = match &snapshot.admin {
@@ -91,8 +128,8 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     };
 
     // Before Pingora builds its first TLS config (the upstream connector, in the proxy).
-    crate::tls::install_policy(snapshot.tls.min_version)?;
-    crate::tls::warn_about(&snapshot);
+    tls::install_policy(snapshot.tls.min_version)?;
+    tls::warn_about(&snapshot);
     let h2 = snapshot.tls.h2;
 
     let conf = ServerConf {
@@ -112,34 +149,47 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
         ..ServerConf::default()
     };
     let opt = Opt {
-        upgrade,
+        upgrade: launch.upgrade,
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    // What this router owns, made once and handed to every part that uses it.
+    let registry = prometheus::Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        let _ = registry.register(Box::new(process));
+    }
+    let metrics = Metrics::register_in(registry);
+    let (readiness, ready_latch) = Readiness::new();
+    let drain = Drain::default();
+    let ids = Arc::new(RequestIds::default());
+
     let health = health::states_for(&snapshot, None);
-    let (plans, supervisor) = health::supervisor(health::plan_for(&snapshot, &health));
+    let (plans, supervisor) = health::supervisor(health::plan_for(&snapshot, &health), ready_latch);
     let health_checks = server.add_service(background_service("health checks", supervisor));
     let config_path = snapshot.config_path.clone();
     let (access_log, access_log_writer) = snapshot
         .access_log
         .as_ref()
         .and_then(|settings| {
-            AccessLog::start(settings)
+            AccessLog::start(settings, metrics.access_log_dropped.clone())
                 .map_err(|e| tracing::error!(error = %e, "cannot open the access log; requests are not logged"))
                 .ok()
         })
         .unzip();
     let control_socket = snapshot.server.control_socket.clone();
 
-    let shared = state::shared(snapshot, &health);
+    let shared = state::shared(snapshot, &health, &metrics);
     if let Some(addr) = listen.metrics {
         server.add_service(background_service(
             "metrics",
             MetricsServer {
                 addr,
-                tls: crate::tls::listener_config(&shared, crate::tls::Listener::Metrics)?,
+                bound: Mutex::new(launch.metrics_listener),
+                tls: listener_config(&shared, Listener::Metrics)?,
                 state: Arc::clone(&shared),
             },
         ));
@@ -161,9 +211,11 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     if let (Some(addr), Some(audit)) = (listen.admin, audit) {
         let admin = Admin {
             state: Arc::clone(&shared),
-            reloader: Arc::clone(&reloader),
+            writer: Arc::clone(&reloader) as Arc<dyn residency_admin::RegistryWriter>,
             store: Arc::new(FileStore),
             audit,
+            readiness,
+            ids: Arc::clone(&ids),
         };
         let api = Arc::new(Api::new(Arc::new(admin)));
         admin_api = Some(Arc::clone(&api));
@@ -171,20 +223,26 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
             "admin API",
             AdminServer {
                 addr,
-                tls: crate::tls::listener_config(&shared, crate::tls::Listener::Admin)?,
+                bound: Mutex::new(launch.admin_listener),
+                tls: listener_config(&shared, Listener::Admin)?,
                 api,
             },
         ));
     }
-    reload::watch_files(reloader);
+    reload::watch_files(reloader, drain.clone());
 
     let https = match listen.https {
-        Some(addr) => Some((addr, crate::tls::https_settings(Arc::clone(&shared), h2)?)),
+        Some(addr) => Some((addr, tls::https_settings(shared.clone(), h2)?)),
         None => None,
     };
     let client_limits = shared.load().snapshot.proxy.client;
     let mut http = HttpProxy::new(
-        ResidencyProxy::new(Arc::clone(&shared), access_log),
+        ResidencyProxy::new(
+            Arc::clone(&shared),
+            access_log,
+            drain.clone(),
+            Arc::clone(&ids),
+        ),
         Arc::clone(&server.configuration),
     );
     http.handle_init_modules();
@@ -197,7 +255,7 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
     http.server_options = Some(options);
     let mut proxy = Service::new(
         "residency-proxy".to_owned(),
-        ClientLimited::new(http, shared, listen.h2c),
+        ClientLimited::new(http, shared, listen.h2c, metrics, ids),
     );
     if let Some(addr) = listen.http {
         proxy.add_tcp(&addr.to_string());
@@ -210,7 +268,10 @@ pub fn run(snapshot: Snapshot, upgrade: bool) -> Result<(), String> {
 
     tracing::info!(http = ?listen.http, https = ?listen.https, "residency-router listening");
     server.run(RunArgs {
-        shutdown_signal: Box::new(DrainOnTermOrInt),
+        shutdown_signal: Box::new(DrainOnStop {
+            stop: launch.stop,
+            drain,
+        }),
     });
     if let Some(writer) = access_log_writer {
         writer.close();

@@ -6,9 +6,10 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use regions::{HeaderValues, UnixTime};
-use residency_router::health::states_for;
-use residency_router::routing::{route, RequestFacts};
-use residency_router::state::RouterState;
+use residency_dataplane::health::states_for;
+use residency_dataplane::metrics::Metrics;
+use residency_dataplane::routing::{route, RequestFacts};
+use residency_dataplane::state::RouterState;
 
 fn state_with_geoip() -> (tempfile::TempDir, RouterState) {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
@@ -33,7 +34,10 @@ fn state_with_geoip() -> (tempfile::TempDir, RouterState) {
     .unwrap();
     let snapshot = residency_config::load(&dir.path().join("router.toml")).unwrap();
     let health = states_for(&snapshot, None);
-    (dir, RouterState::new(snapshot, &health))
+    (
+        dir,
+        RouterState::new(snapshot, &health, &Metrics::standalone()),
+    )
 }
 
 struct Case {
