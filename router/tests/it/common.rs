@@ -4,7 +4,7 @@
 #![allow(dead_code)] // not every part of the harness has a caller in every build
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
