@@ -9,7 +9,8 @@
 //! Requests in flight keep the state they started with. Outcomes are counted in
 //! `residency_config_reloads_total` and `residency_config_generation`.
 
-use std::collections::BTreeMap;
+mod guards;
+
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use regions::TenantId;
 use residency_config::{ConfigErrors, Snapshot};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -250,24 +250,16 @@ impl Reloader {
         let current = self.current();
         let old = &current.snapshot;
 
-        let moves = region_moves(old, &new);
+        let moves = guards::region_moves(old, &new);
         let moved: usize = moves.values().sum();
-        // The running configuration's limits: a file that also loosens the guard must not
-        // wave itself through.
-        let guard = &old.reload;
-        let total = old.registry.len().max(1);
-        let percent = moved as f64 * 100.0 / total as f64;
-        if !force
-            && moved > guard.always_allowed_moves as usize
-            && percent > f64::from(guard.max_moved_percent)
-        {
-            return Err(ReloadError::MassMove {
-                moved,
-                total: old.registry.len(),
-                percent,
-                limit: guard.max_moved_percent,
-            });
-        }
+        guards::judge_moves(moved, old.registry.len(), &old.reload, force).map_err(|refused| {
+            ReloadError::MassMove {
+                moved: refused.moved,
+                total: refused.total,
+                percent: refused.percent,
+                limit: refused.limit,
+            }
+        })?;
 
         let not_valid = new.tls.invalid_replacements(&old.tls, clock::unix_now().0);
         if !force && !not_valid.is_empty() {
@@ -275,7 +267,7 @@ impl Reloader {
         }
         tls::warn_about_change(old, &new);
 
-        let restart_needed = restart_needed(old, &new);
+        let restart_needed = guards::restart_needed(old, &new);
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let states = health::states_for(&new, Some(&health));
         let backends_added = states.keys().filter(|a| !health.contains_key(a)).count();
@@ -314,82 +306,6 @@ impl Reloader {
             restart_needed,
         })
     }
-}
-
-/// Tenants whose home region changes: moved to another region, or removed from the registry
-/// (`to` = `(unregistered)`). A removed tenant's requests become unknown, and under a fallback
-/// `unknown` policy they would be served in the fallback region: as much a move as any other.
-fn region_moves(old: &Snapshot, new: &Snapshot) -> BTreeMap<(String, String), usize> {
-    let mut moves = BTreeMap::new();
-    for (id, before) in old.registry.iter() {
-        let Ok(tenant) = TenantId::parse(id.as_bytes()) else {
-            continue;
-        };
-        let from = &old.topology.region(before.home).name;
-        let to = match new.registry.get(&tenant) {
-            Some(after) => new.topology.region(after.home).name.clone(),
-            None => "(unregistered)".to_owned(),
-        };
-        if *from != to {
-            *moves.entry((from.clone(), to)).or_insert(0) += 1;
-        }
-    }
-    moves
-}
-
-/// Pingora binds listeners once: changes to them wait for a restart (or an upgrade).
-fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
-    let mut changed = Vec::new();
-    if old.listen.http != new.listen.http {
-        changed.push("listen.http".to_owned());
-    }
-    if old.listen.admin != new.listen.admin {
-        changed.push("listen.admin".to_owned());
-    }
-    if old.listen.metrics != new.listen.metrics {
-        changed.push("listen.metrics".to_owned());
-    }
-    if old.listen.h2c != new.listen.h2c {
-        changed.push("listen.h2c".to_owned());
-    }
-    if old.proxy.client.h2_idle_timeout != new.proxy.client.h2_idle_timeout {
-        changed.push("proxy.client_h2_idle_timeout_ms".to_owned());
-    }
-    if old.server.threads != new.server.threads {
-        changed.push("server.threads".to_owned());
-    }
-    if old.access_log != new.access_log {
-        changed.push("access_log".to_owned());
-    }
-    if old.server.control_socket != new.server.control_socket {
-        changed.push("server.control_socket".to_owned());
-    }
-    let audit = |s: &Snapshot| s.admin.as_ref().map(|a| a.audit.clone());
-    if audit(old) != audit(new) {
-        changed.push("admin.audit_log".to_owned());
-    }
-    if old.listen.https != new.listen.https {
-        changed.push("listen.https".to_owned());
-    }
-    // The crypto provider is the process's; ALPN is set when listeners start.
-    let (old_tls, new_tls) = (&old.tls, &new.tls);
-    if old_tls.min_version != new_tls.min_version {
-        changed.push("tls.min_version".to_owned());
-    }
-    if old_tls.h2 != new_tls.h2 {
-        changed.push("tls.h2".to_owned());
-    }
-    for (name, old, new) in [
-        ("tls.admin", &old_tls.admin, &new_tls.admin),
-        ("tls.metrics", &old_tls.metrics, &new_tls.metrics),
-    ] {
-        // Certificates and client CAs of a listener that has TLS are swapped live; turning
-        // TLS on or off is not.
-        if old.is_some() != new.is_some() {
-            changed.push(name.to_owned());
-        }
-    }
-    changed
 }
 
 /// The control socket's answer, one JSON line.
