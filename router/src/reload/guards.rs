@@ -242,7 +242,8 @@ mod tests {
     #[test]
     fn every_start_only_setting_is_reported_by_its_key() {
         let addr = Some("127.0.0.1:9".parse().unwrap());
-        let changes: &[(&str, fn(&mut StartupSettings))] = &[
+        type Change = (&'static str, fn(&mut StartupSettings));
+        let changes: &[Change] = &[
             ("listen.http", |s| s.listen_http = None),
             ("listen.admin", |s| {
                 s.listen_admin = Some("127.0.0.1:9".parse().unwrap())
