@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::error::code;
 use crate::file::ConfigFile;
 use crate::snapshot::{AdminSettings, AdminToken, AuditSettings, Role};
 use crate::tenant::tenant_id;
@@ -21,6 +22,7 @@ pub(super) fn admin_settings(
         (None, None) => return None,
         (Some(_), None) => {
             problems.add(
+                code::MISSING_SETTING,
                 "admin",
                 "listen.admin is set but there is no [admin] table",
                 "add [admin] with `audit_log = \"audit.log\"` and [[admin.tokens]], or remove listen.admin",
@@ -29,6 +31,7 @@ pub(super) fn admin_settings(
         }
         (None, Some(_)) => {
             problems.add(
+                code::MISSING_SETTING,
                 "listen.admin",
                 "[admin] is configured but the admin API has no address",
                 "set listen.admin, e.g. `admin = \"127.0.0.1:9901\"`",
@@ -42,12 +45,14 @@ pub(super) fn admin_settings(
         let at = |field: &str| format!("admin.tokens[{i}].{field}");
         if !is_name(&token.name) {
             problems.add(
+                code::INVALID_NAME,
                 at("name"),
                 format!("`{}` is not a usable name", token.name),
                 "use 1 to 32 characters of a-z, 0-9 and '-' (it is written to the audit log)",
             );
         } else if let Some(j) = tokens.iter().position(|t| t.name == token.name) {
             problems.add(
+                code::DUPLICATE_NAME,
                 at("name"),
                 format!("`{}` is already the name of admin.tokens[{j}]", token.name),
                 "give every token its own name",
@@ -57,6 +62,7 @@ pub(super) fn admin_settings(
             Some(role) => role,
             None => {
                 problems.add(
+                    code::INVALID_VALUE,
                     at("role"),
                     format!("unknown role `{}`", token.role),
                     "use one of: operator, tenant-admin, auditor, viewer",
@@ -67,12 +73,14 @@ pub(super) fn admin_settings(
         let mut sha256 = [0u8; 32];
         if hex::decode_to_slice(&token.sha256, &mut sha256).is_err() {
             problems.add(
+                code::INVALID_VALUE,
                 at("sha256"),
                 "not 64 hexadecimal digits",
                 "store the SHA-256 of the token: `residency-router token hash` prints it",
             );
         } else if let Some(j) = tokens.iter().position(|t| t.sha256 == sha256) {
             problems.add(
+                code::DUPLICATE_ENTRY,
                 at("sha256"),
                 format!("the same token as admin.tokens[{j}]"),
                 "give every caller its own token",
@@ -81,6 +89,7 @@ pub(super) fn admin_settings(
         let mut tenants = Vec::new();
         match (role, &token.tenants) {
             (Role::TenantAdmin, None) => problems.add(
+                code::MISSING_SETTING,
                 at("tenants"),
                 "a tenant-admin token names no tenants",
                 "list the tenants it manages, e.g. `tenants = [\"acme\"]`",
@@ -88,6 +97,7 @@ pub(super) fn admin_settings(
             (Role::TenantAdmin, Some(list)) => {
                 if list.is_empty() {
                     problems.add(
+                        code::MISSING_SETTING,
                         at("tenants"),
                         "a tenant-admin token names no tenants",
                         "list the tenants it manages, e.g. `tenants = [\"acme\"]`",
@@ -96,13 +106,17 @@ pub(super) fn admin_settings(
                 for (j, id) in list.iter().enumerate() {
                     match tenant_id(id) {
                         Ok(id) => tenants.push(id),
-                        Err(e) => {
-                            problems.add(format!("{}[{j}]", at("tenants")), e.to_string(), e.fix())
-                        }
+                        Err(e) => problems.add(
+                            e.code(),
+                            format!("{}[{j}]", at("tenants")),
+                            e.to_string(),
+                            e.fix(),
+                        ),
                     }
                 }
             }
             (_, Some(_)) => problems.add(
+                code::CONFLICTING_SETTINGS,
                 at("tenants"),
                 format!(
                     "only tenant-admin tokens are scoped to tenants, this one is `{}`",
@@ -128,6 +142,7 @@ pub(super) fn admin_settings(
     );
     if max_file_bytes < 65536 {
         problems.add(
+            code::OUT_OF_RANGE,
             "admin.audit_max_file_bytes",
             format!("{max_file_bytes} bytes would rotate every few entries"),
             "use a size in bytes of at least 65536, e.g. 67108864",

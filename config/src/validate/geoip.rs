@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use regions::Topology;
 
+use crate::error::code;
 use crate::file::GeoIpFile;
 use crate::snapshot::GeoIpSettings;
 
@@ -19,7 +20,12 @@ pub(super) fn geoip(
     let path = relative_to(config_path, &file.database);
     let database = geoip::LiveDatabase::open_shared(&path)
         .map_err(|e| {
+            let code = match e {
+                geoip::GeoIpError::Read { .. } => code::UNREADABLE_FILE,
+                _ => code::INVALID_FILE,
+            };
             problems.add(
+                code,
                 "geoip.database",
                 e.to_string(),
                 "point it at a MaxMind City or Country database (.mmdb), or remove [geoip]",
@@ -32,6 +38,7 @@ pub(super) fn geoip(
         let at = format!("geoip.countries.{code}");
         if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
             problems.add(
+                code::INVALID_VALUE,
                 &at,
                 format!("`{code}` is not an ISO 3166-1 alpha-2 code"),
                 "write two capital letters, e.g. `DE`",
@@ -43,6 +50,7 @@ pub(super) fn geoip(
                 countries.insert(code.clone(), id);
             }
             None => problems.add(
+                code::UNKNOWN_SITE,
                 &at,
                 format!("site `{site}` is not defined"),
                 "name a site from [[regions.sites]]",
@@ -58,6 +66,7 @@ pub(super) fn geoip(
     let database = database?;
     if database.current().kind() == geoip::Kind::Country && countries.is_empty() {
         problems.add(
+            code::MISSING_SETTING,
             "geoip.countries",
             "a Country database needs a country -> site table",
             "add e.g. `countries = { DE = \"frankfurt\", IE = \"dublin\" }`",

@@ -1,5 +1,6 @@
 //! `[health]` and `[regions.sites.health]`: active checks and passive ejection.
 
+use crate::error::code;
 use crate::file::{CheckFile, HealthFile};
 use crate::snapshot::{ActiveCheck, HealthSettings, HttpCheck, OutlierSettings};
 
@@ -37,6 +38,7 @@ pub(super) fn health(
             if let Some(method) = &o.http_method {
                 if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
                     problems.add(
+                        code::INVALID_VALUE,
                         field("http_method"),
                         format!("`{method}` is not an HTTP method"),
                         "write e.g. `GET` or `HEAD`",
@@ -49,6 +51,7 @@ pub(super) fn health(
                 let parses = path.len() <= 4096 && path.parse::<http::uri::PathAndQuery>().is_ok();
                 if !path.starts_with('/') || !parses {
                     problems.add(
+                        code::INVALID_VALUE,
                         field("http_path"),
                         format!("`{path}` is not a request path"),
                         "write a path starting with `/`, e.g. `/healthz`",
@@ -60,6 +63,7 @@ pub(super) fn health(
             if let Some(host) = &o.http_host {
                 if http::HeaderValue::from_str(host).is_err() || host.is_empty() {
                     problems.add(
+                        code::INVALID_VALUE,
                         field("http_host"),
                         format!("`{host}` cannot be a Host header"),
                         "write a host name such as `health.internal`",
@@ -74,6 +78,7 @@ pub(super) fn health(
                         http.expect_status = *min..=*max;
                     }
                     _ => problems.add(
+                        code::INVALID_VALUE,
                         field("http_expect_status"),
                         format!("{range:?} is not a status range"),
                         "write `[min, max]` within 100..=599, e.g. `[200, 399]`",
@@ -82,6 +87,7 @@ pub(super) fn health(
             }
         }
         _ if sets_http => problems.add(
+            code::CONFLICTING_SETTINGS,
             field("check"),
             "http_* settings are set but the check is not `http`",
             "set `check = \"http\"`, or remove the http_* settings",
@@ -135,6 +141,7 @@ pub(super) fn health(
         max_ejected_percent: match o.max_ejected_percent {
             Some(p) if p > 100 => {
                 problems.add(
+                    code::OUT_OF_RANGE,
                     field("max_ejected_percent"),
                     format!("{p}% is more than all backends"),
                     "use 0 to 100 (0 turns passive ejection off)",
@@ -147,6 +154,7 @@ pub(super) fn health(
     };
     if h.start_unhealthy && h.check == ActiveCheck::Disabled {
         problems.add(
+            code::CONFLICTING_SETTINGS,
             field("start_unhealthy"),
             "backends would wait forever for a check that never runs",
             "turn on a check (`check = \"tcp\"` or `\"http\"`), or set `start_unhealthy = false`",
@@ -154,6 +162,7 @@ pub(super) fn health(
     }
     if h.timeout > h.interval {
         problems.add(
+            code::CONFLICTING_SETTINGS,
             field("timeout_ms"),
             format!(
                 "the check timeout ({:?}) is longer than its interval ({:?})",
@@ -164,6 +173,7 @@ pub(super) fn health(
     }
     if h.outlier.base_ejection > h.outlier.max_ejection {
         problems.add(
+            code::CONFLICTING_SETTINGS,
             field("base_ejection_ms"),
             "the first ejection is longer than the longest one",
             "make base_ejection_ms at most max_ejection_ms",

@@ -5,6 +5,7 @@ use regions::{
     HostPattern, PathPattern, TenantIdentifier, TenantSource, Topology, UnknownTenantPolicy,
 };
 
+use crate::error::code;
 use crate::file::{SourceFile, UnknownFile};
 
 use super::Problems;
@@ -16,6 +17,7 @@ pub(super) fn identifier(
 ) -> TenantIdentifier {
     if sources.is_empty() {
         problems.add(
+            code::MISSING_SETTING,
             "tenancy.sources",
             "no tenant source is configured",
             "add at least one of { host = \"{tenant}.app.example.com\" }, { header = \"x-tenant-id\" }, { path = \"/t/{tenant}/\" }",
@@ -29,7 +31,13 @@ pub(super) fn identifier(
             .filter(|v| v.is_some())
             .count();
         if kinds != 1 {
+            // None is a source left out; two or more are sources that cannot be one.
+            let code = match kinds {
+                0 => code::MISSING_SETTING,
+                _ => code::CONFLICTING_SETTINGS,
+            };
             problems.add(
+                code,
                 at,
                 format!(
                     "a source must have exactly one of `host`, `header` or `path`, found {kinds}"
@@ -40,6 +48,7 @@ pub(super) fn identifier(
         }
         if source.strip.is_some() && source.path.is_none() {
             problems.add(
+                code::CONFLICTING_SETTINGS,
                 format!("{at}.strip"),
                 "`strip` only applies to a path source",
                 "remove `strip`, or use it with `path`",
@@ -51,6 +60,7 @@ pub(super) fn identifier(
                     for host in &region.hosts {
                         if p.extract(host).is_some() {
                             problems.add(
+                                code::CONFLICTING_SETTINGS,
                                 format!("{at}.host"),
                                 format!("pattern `{pattern}` matches region host `{host}` of region `{}`", region.name),
                                 "a region host is a region hint, never a tenant: use a tenant pattern under another domain, e.g. `{tenant}.app.example.com`",
@@ -68,12 +78,14 @@ pub(super) fn identifier(
         };
         match result {
             Ok(source) if parsed.contains(&source) => problems.add(
+                code::DUPLICATE_ENTRY,
                 at,
                 "the same tenant source is listed twice",
                 "remove the duplicate",
             ),
             Ok(source) => parsed.push(source),
             Err(e) => problems.add(
+                code::INVALID_VALUE,
                 at,
                 e.to_string(),
                 "see the example in config/examples/router.toml",
@@ -92,6 +104,7 @@ pub(super) fn unknown_policy(
         UnknownFile::Keyword(k) if k == "reject" => UnknownTenantPolicy::Reject,
         UnknownFile::Keyword(k) => {
             problems.add(
+                code::INVALID_VALUE,
                 "tenancy.unknown",
                 format!("`{k}` is not a policy"),
                 "write `unknown = \"reject\"` or `unknown = { region = \"NAME\" }`",
@@ -102,6 +115,7 @@ pub(super) fn unknown_policy(
             Some(id) => UnknownTenantPolicy::Fallback(id),
             None => {
                 problems.add(
+                    code::UNKNOWN_REGION,
                     "tenancy.unknown.region",
                     format!("region `{region}` is not defined"),
                     format!("use one of: {}", region_list(topology)),

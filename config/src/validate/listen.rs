@@ -1,5 +1,6 @@
 //! `[listen]`: the client, admin and metrics addresses.
 
+use crate::error::code;
 use crate::file::ConfigFile;
 use crate::snapshot::Listen;
 
@@ -9,6 +10,7 @@ pub(super) fn listen(file: &ConfigFile, problems: &mut Problems<'_>) -> Option<L
     let listen = &file.listen;
     if listen.http.is_none() && listen.https.is_none() {
         problems.add(
+            code::MISSING_SETTING,
             "listen",
             "no listener for client traffic",
             "set listen.http (plain HTTP), listen.https (TLS), or both",
@@ -17,6 +19,7 @@ pub(super) fn listen(file: &ConfigFile, problems: &mut Problems<'_>) -> Option<L
     let h2c = listen.h2c.unwrap_or(false);
     if h2c && listen.http.is_none() {
         problems.add(
+            code::MISSING_SETTING,
             "listen.h2c",
             "h2c is served on listen.http, which is not set",
             "set listen.http, or remove h2c",

@@ -29,20 +29,29 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::code;
 use crate::file::ConfigFile;
 use crate::snapshot::HealthSettings;
 use crate::{ConfigError, ConfigErrors, Registry, Snapshot};
 
-/// Accumulates problems for one file.
+/// Accumulates problems for one file, each with the code of its kind of mistake (one of
+/// `crate::error::code`, listed in `ConfigError::CODES`).
 struct Problems<'a> {
     file: &'a Path,
     errors: &'a mut Vec<ConfigError>,
 }
 
 impl Problems<'_> {
-    fn add(&mut self, at: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) {
+    fn add(
+        &mut self,
+        code: &'static str,
+        at: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.errors.push(ConfigError::Invalid {
             file: self.file.to_owned(),
+            code,
             at: at.into(),
             problem: problem.into(),
             fix: fix.into(),
@@ -136,6 +145,7 @@ fn socket_addr(value: &str, at: &str, problems: &mut Problems<'_>) -> Option<Soc
         Ok(Some(addr)) => Some(addr),
         Ok(None) | Err(_) => {
             problems.add(
+                code::INVALID_ADDRESS,
                 at,
                 format!("`{value}` is not a resolvable `host:port` address"),
                 "write an address such as `127.0.0.1:9101` or `backend.internal:8080`",
@@ -176,7 +186,7 @@ fn positive<T: Copy + PartialEq + From<u8>>(
 ) -> T {
     match value {
         Some(v) if v == T::from(0) => {
-            problems.add(at, "must be greater than 0", fix);
+            problems.add(code::OUT_OF_RANGE, at, "must be greater than 0", fix);
             default
         }
         Some(v) => v,
@@ -198,7 +208,12 @@ fn millis(
     let fix = "use a positive number of milliseconds, at most a day (86400000)";
     let ms = positive(value, default_ms, at, fix, problems);
     if ms > MAX_SETTING_MS {
-        problems.add(at, format!("{ms} ms is longer than a day"), fix);
+        problems.add(
+            code::OUT_OF_RANGE,
+            at,
+            format!("{ms} ms is longer than a day"),
+            fix,
+        );
         return default;
     }
     Duration::from_millis(ms)

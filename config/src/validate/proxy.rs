@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::error::code;
 use crate::file::ProxyFile;
 use crate::snapshot::{ClientLimits, ProxySettings, MAX_HEAD_BYTES_LIMIT};
 
@@ -72,6 +73,7 @@ fn client_limits(file: &ProxyFile, problems: &mut Problems<'_>) -> ClientLimits 
     );
     if max_head_bytes > MAX_HEAD_BYTES_LIMIT {
         problems.add(
+            code::OUT_OF_RANGE,
             "proxy.client_max_head_bytes",
             format!("{max_head_bytes} is more than the HTTP engine reads ({MAX_HEAD_BYTES_LIMIT})"),
             format!("use at most {MAX_HEAD_BYTES_LIMIT}"),
@@ -118,6 +120,7 @@ fn trusted_proxies(list: &[String], problems: &mut Problems<'_>) -> Vec<ipnet::I
             Err(_) => match entry.parse::<std::net::IpAddr>() {
                 Ok(ip) => nets.push(ip.into()),
                 Err(_) => problems.add(
+                    code::INVALID_ADDRESS,
                     format!("proxy.trusted_proxies[{i}]"),
                     format!("`{entry}` is not a CIDR or an IP address"),
                     "write e.g. `10.0.0.0/8`, `127.0.0.1` or `fd00::/8`",

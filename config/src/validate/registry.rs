@@ -5,6 +5,7 @@ use std::path::Path;
 
 use regions::Topology;
 
+use crate::error::code;
 use crate::file::RegistryFile;
 use crate::tenant::{tenant_id, tenant_record, TenantError};
 use crate::{ConfigError, Registry};
@@ -21,6 +22,7 @@ pub(super) fn registry(
     let id_bytes: usize = file.tenants.iter().map(|t| t.id.len()).sum();
     if id_bytes > u32::MAX as usize || file.tenants.len() > u32::MAX as usize {
         problems.add(
+            code::OUT_OF_RANGE,
             "tenants",
             format!(
                 "{} tenants with {id_bytes} bytes of ids",
@@ -36,7 +38,12 @@ pub(super) fn registry(
         // Locations are formatted only when there is a problem: a million clean tenants
         // should not cost a million strings.
         let mut report = |e: TenantError| {
-            problems.add(format!("tenants[{i}]{}", e.field()), e.to_string(), e.fix())
+            problems.add(
+                e.code(),
+                format!("tenants[{i}]{}", e.field()),
+                e.to_string(),
+                e.fix(),
+            )
         };
         let id = tenant_id(&tenant.id).map_err(&mut report).ok();
         let record = tenant_record(&tenant.region, tenant.replication.as_ref(), topology)
@@ -47,6 +54,7 @@ pub(super) fn registry(
         };
         if let Err(first) = registry.insert(&id, record, i, &mut shared_replications) {
             problems.add(
+                code::DUPLICATE_NAME,
                 format!("tenants[{i}].id"),
                 format!("tenant `{id}` is already defined at tenants[{first}]"),
                 "keep one record per tenant",

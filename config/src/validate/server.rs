@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::error::code;
 use crate::file::{AccessLogFile, ReloadFile, ServerFile};
 use crate::snapshot::{AccessLogSettings, ReloadSettings, ServerSettings};
 
@@ -41,6 +42,7 @@ pub(super) fn reload_settings(file: &ReloadFile, problems: &mut Problems<'_>) ->
     let max_moved_percent = match file.max_moved_percent {
         Some(p) if p > 100 => {
             problems.add(
+                code::OUT_OF_RANGE,
                 "reload.max_moved_percent",
                 format!("{p}% is more than every tenant"),
                 "use 0 to 100",
@@ -78,6 +80,7 @@ pub(super) fn access_log_settings(
     );
     if buffer_records > 1_000_000 {
         problems.add(
+            code::OUT_OF_RANGE,
             "access_log.buffer_records",
             format!("{buffer_records} records would be allocated up front"),
             fix,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::error::code;
 use crate::file::{ConfigFile, ListenerTlsFile, UpstreamTlsFile};
 use crate::tls::{self, CertificateSet, ListenerTls, TlsSettings, TlsVersion, UpstreamTls};
 
@@ -16,7 +17,9 @@ fn tls_checked<T>(
     at: &str,
     problems: &mut Problems<'_>,
 ) -> Option<T> {
-    result.map_err(|e| problems.add(at, e.problem, e.fix)).ok()
+    result
+        .map_err(|e| problems.add(e.code, at, e.problem, e.fix))
+        .ok()
 }
 
 pub(super) fn tls_settings(
@@ -28,6 +31,7 @@ pub(super) fn tls_settings(
     let Some(tls) = &file.tls else {
         if file.listen.https.is_some() {
             problems.add(
+                code::MISSING_SETTING,
                 "listen.https",
                 "listen.https is set but there is no [tls] table with certificates",
                 "add [[tls.certificates]] with `name`, `cert` and `key`, or remove listen.https",
@@ -40,6 +44,7 @@ pub(super) fn tls_settings(
         Some("1.2") => TlsVersion::Tls12,
         Some(other) => {
             problems.add(
+                code::INVALID_VALUE,
                 "tls.min_version",
                 format!("`{other}` is not a TLS version the router speaks"),
                 "use \"1.3\" (the default) or, only for clients that cannot do 1.3, \"1.2\"",
@@ -49,11 +54,13 @@ pub(super) fn tls_settings(
     };
     match (file.listen.https.is_some(), tls.certificates.is_empty()) {
         (true, true) => problems.add(
+            code::MISSING_SETTING,
             "tls.certificates",
             "listen.https is set but no certificate is configured",
             "add [[tls.certificates]] with `name`, `cert` and `key`",
         ),
         (false, false) => problems.add(
+            code::MISSING_SETTING,
             "tls.certificates",
             "certificates are configured but listen.https is not set",
             "set listen.https, e.g. `https = \"0.0.0.0:8443\"`, or remove the certificates",
@@ -68,6 +75,7 @@ pub(super) fn tls_settings(
         if !is_name(&certificate.name) || ["admin", "metrics"].contains(&certificate.name.as_str())
         {
             problems.add(
+                code::INVALID_NAME,
                 format!("{at}.name"),
                 format!("`{}` is not a usable certificate name", certificate.name),
                 "use 1 to 32 of [a-z0-9-], other than `admin` and `metrics` (the listeners' own)",
@@ -75,6 +83,7 @@ pub(super) fn tls_settings(
         }
         if let Some(first) = names.insert(&certificate.name, i) {
             problems.add(
+                code::DUPLICATE_NAME,
                 format!("{at}.name"),
                 format!(
                     "`{}` is also the name of tls.certificates[{first}]",
@@ -86,6 +95,7 @@ pub(super) fn tls_settings(
         if certificate.default == Some(true) {
             if let Some(first) = default_index.replace(certificate.name.clone()) {
                 problems.add(
+                    code::CONFLICTING_SETTINGS,
                     format!("{at}.default"),
                     format!("`{first}` is already the default certificate"),
                     "mark at most one certificate `default = true`",
@@ -107,6 +117,7 @@ pub(super) fn tls_settings(
         Ok(set) => set,
         Err((name, first, second)) => {
             problems.add(
+                code::DUPLICATE_NAME,
                 "tls.certificates",
                 format!("`{name}` is a name of both certificate `{first}` and `{second}`"),
                 "serve each name from one certificate: remove it from one of them",
@@ -119,6 +130,7 @@ pub(super) fn tls_settings(
         let at = format!("tls.{name}");
         if listen.is_none() {
             problems.add(
+                code::MISSING_SETTING,
                 &at,
                 format!("[tls.{name}] is set but listen.{name} is not"),
                 format!("set listen.{name} or remove [tls.{name}]"),
@@ -170,6 +182,7 @@ pub(super) fn upstream_tls(
     // Pingora turns verification off for an empty SNI: that must be a decision, never a typo.
     if sni.is_empty() && !insecure {
         problems.add(
+            code::MISSING_SETTING,
             format!("{at}.sni"),
             "no server name to verify the backends' certificates against",
             "set `sni` to the name on the backends' certificates; only for testing, \
@@ -177,6 +190,7 @@ pub(super) fn upstream_tls(
         );
     } else if !sni.is_empty() && !is_hostname(&sni) && sni.parse::<std::net::IpAddr>().is_err() {
         problems.add(
+            code::INVALID_NAME,
             format!("{at}.sni"),
             format!("`{sni}` is not a host name"),
             "use the DNS name (or IP address) on the backends' certificates",
@@ -209,6 +223,7 @@ pub(super) fn upstream_tls(
         (None, None) => None,
         _ => {
             problems.add(
+                code::MISSING_SETTING,
                 at,
                 "a client certificate needs both `client_cert` and `client_key`",
                 "set both, or neither",

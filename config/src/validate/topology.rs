@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use regions::Topology;
+use regions::{Topology, TopologyError};
 
+use crate::error::code;
 use crate::file::{BackendFile, BalanceFile, ConfigFile};
 use crate::snapshot::{Backend, Balance, HealthSettings, SiteConfig};
 
@@ -21,6 +22,7 @@ pub(super) fn topology(
 ) -> (Topology, Vec<SiteConfig>) {
     if file.regions.is_empty() {
         problems.add(
+            code::MISSING_SETTING,
             "regions",
             "no region is configured",
             "add at least one [[regions]] table with one site",
@@ -28,6 +30,7 @@ pub(super) fn topology(
     }
     if file.regions.len() > Topology::MAX_REGIONS {
         problems.add(
+            code::OUT_OF_RANGE,
             "regions",
             format!("{} regions configured", file.regions.len()),
             format!("configure at most {} regions", Topology::MAX_REGIONS),
@@ -50,6 +53,7 @@ pub(super) fn topology(
         let mut region_ok = true;
         if !is_name(name) {
             problems.add(
+                code::INVALID_NAME,
                 format!("{at}.name"),
                 format!("`{name}` is not a valid region name"),
                 "use 1 to 32 characters of a-z, 0-9 and '-'",
@@ -57,6 +61,7 @@ pub(super) fn topology(
             region_ok = false;
         } else if let Some(first) = region_index.get(name) {
             problems.add(
+                code::DUPLICATE_NAME,
                 format!("{at}.name"),
                 format!("region `{name}` is already defined at regions[{first}]"),
                 "give every region a unique name, or merge the two tables",
@@ -71,12 +76,14 @@ pub(super) fn topology(
             let host = host.to_ascii_lowercase();
             if !is_hostname(&host) {
                 problems.add(
+                    code::INVALID_NAME,
                     format!("{at}.hosts[{h}]"),
                     format!("`{host}` is not a host name"),
                     "write a bare host name such as `eu.api.example.com` (no scheme, port or path)",
                 );
             } else if let Some(owner) = host_owner.get(&host) {
                 problems.add(
+                    code::DUPLICATE_NAME,
                     format!("{at}.hosts[{h}]"),
                     format!("host `{host}` already names region `{owner}`"),
                     "a region host must name exactly one region",
@@ -89,6 +96,7 @@ pub(super) fn topology(
 
         if region.sites.is_empty() {
             problems.add(
+                code::MISSING_SETTING,
                 format!("{at}.sites"),
                 format!("region `{name}` has no site"),
                 "add at least one [[regions.sites]] table with backends",
@@ -101,6 +109,7 @@ pub(super) fn topology(
             let mut site_ok = true;
             if !is_name(&site.name) {
                 problems.add(
+                    code::INVALID_NAME,
                     format!("{at}.name"),
                     format!("`{}` is not a valid site name", site.name),
                     "use 1 to 32 characters of a-z, 0-9 and '-'",
@@ -108,6 +117,7 @@ pub(super) fn topology(
                 site_ok = false;
             } else if let Some(owner) = site_owner.get(site.name.as_str()) {
                 problems.add(
+                    code::DUPLICATE_NAME,
                     format!("{at}.name"),
                     format!(
                         "site `{}` is already defined in region `{owner}`",
@@ -121,6 +131,7 @@ pub(super) fn topology(
             }
             if !(-90.0..=90.0).contains(&site.lat) {
                 problems.add(
+                    code::OUT_OF_RANGE,
                     format!("{at}.lat"),
                     format!("latitude {} is out of range", site.lat),
                     "use a latitude between -90 and 90",
@@ -128,6 +139,7 @@ pub(super) fn topology(
             }
             if !(-180.0..=180.0).contains(&site.lon) {
                 problems.add(
+                    code::OUT_OF_RANGE,
                     format!("{at}.lon"),
                     format!("longitude {} is out of range", site.lon),
                     "use a longitude between -180 and 180",
@@ -135,6 +147,7 @@ pub(super) fn topology(
             }
             if site.backends.is_empty() {
                 problems.add(
+                    code::MISSING_SETTING,
                     format!("{at}.backends"),
                     format!("site `{}` has no backend", site.name),
                     "list at least one `ip:port` in backends",
@@ -149,6 +162,7 @@ pub(super) fn topology(
                 };
                 if !(1..=1000).contains(&weight) {
                     problems.add(
+                        code::OUT_OF_RANGE,
                         format!("{at}.weight"),
                         format!("weight {weight} is out of range"),
                         "use a weight from 1 to 1000",
@@ -159,6 +173,7 @@ pub(super) fn topology(
                 };
                 if let Some(first) = backend_owner.get(&addr) {
                     problems.add(
+                        code::DUPLICATE_ENTRY,
                         at,
                         format!("backend {addr} is already a backend of site `{first}`"),
                         "a backend belongs to exactly one site: remove one of the entries",
@@ -206,7 +221,15 @@ pub(super) fn topology(
     match Topology::new(accepted) {
         Ok(topology) => (topology, site_configs),
         Err(e) => {
+            // Validation above reports these first, with their places: this is the last guard.
+            let code = match e {
+                TopologyError::TooManyRegions | TopologyError::TooManySites => code::OUT_OF_RANGE,
+                TopologyError::DuplicateRegion(_)
+                | TopologyError::DuplicateSite(_)
+                | TopologyError::DuplicateHost { .. } => code::DUPLICATE_NAME,
+            };
             problems.add(
+                code,
                 "regions",
                 e.to_string(),
                 "fix the regions and sites named above",
