@@ -8,6 +8,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::error::code;
 use crate::file::{ReplicationFile, ReplicationModeFile};
 use crate::Registry;
 
@@ -36,16 +37,19 @@ pub enum TenantError {
 }
 
 impl TenantError {
-    /// A stable machine-readable code (the admin API's `error`).
+    /// A stable machine-readable code (the admin API's `error`), also the code of the
+    /// registry's [`ConfigError`](crate::ConfigError) for it.
     pub fn code(&self) -> &'static str {
         match self {
-            TenantError::InvalidId { .. } | TenantError::NotLowercase { .. } => "invalid_tenant",
-            TenantError::UnknownRegion { .. } => "unknown_region",
-            TenantError::ReplicationToHome { .. } => "replication_to_home_region",
-            TenantError::NoReplicaRegions | TenantError::DuplicateReplica { .. } => {
-                "invalid_replication"
+            TenantError::InvalidId { .. } | TenantError::NotLowercase { .. } => {
+                code::INVALID_TENANT
             }
-            TenantError::BadExpiry { .. } => "invalid_expiry",
+            TenantError::UnknownRegion { .. } => code::UNKNOWN_REGION,
+            TenantError::ReplicationToHome { .. } => code::REPLICATION_TO_HOME_REGION,
+            TenantError::NoReplicaRegions | TenantError::DuplicateReplica { .. } => {
+                code::INVALID_REPLICATION
+            }
+            TenantError::BadExpiry { .. } => code::INVALID_EXPIRY,
         }
     }
 

@@ -17,6 +17,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
+use crate::error::code;
+
 /// The oldest TLS version any hop of the router speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsVersion {
@@ -273,14 +275,29 @@ impl std::fmt::Debug for ClientIdentity {
     }
 }
 
-/// A problem with a TLS file: what is wrong and how to fix it.
+/// A problem with a TLS file: its kind (one of `ConfigError::CODES`), what is wrong and how to
+/// fix it.
 pub(crate) struct TlsProblem {
+    pub code: &'static str,
     pub problem: String,
     pub fix: &'static str,
 }
 
+/// A file that reads but does not hold what it should (the commonest TLS file problem).
 fn problem(problem: String, fix: &'static str) -> TlsProblem {
-    TlsProblem { problem, fix }
+    TlsProblem {
+        code: code::INVALID_FILE,
+        problem,
+        fix,
+    }
+}
+
+/// `code::UNREADABLE_FILE` when the PEM reader could not read the file at all.
+fn pem_code(e: &rustls::pki_types::pem::Error) -> &'static str {
+    match e {
+        rustls::pki_types::pem::Error::Io(_) => code::UNREADABLE_FILE,
+        _ => code::INVALID_FILE,
+    }
 }
 
 /// Reads a PEM chain and key and checks they belong together.
@@ -332,8 +349,9 @@ fn certified_key(
 
 /// Every certificate of a PEM file, at least one.
 pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsProblem> {
-    let unreadable = |e: rustls::pki_types::pem::Error| {
-        problem(
+    let unreadable = |e: rustls::pki_types::pem::Error| TlsProblem {
+        code: pem_code(&e),
+        ..problem(
             format!("cannot read certificates from {}: {e}", path.display()),
             "give a readable PEM file with `-----BEGIN CERTIFICATE-----` blocks",
         )
@@ -364,8 +382,9 @@ pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsProblem> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| {
-        problem(
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsProblem {
+        code: pem_code(&e),
+        ..problem(
             format!("cannot read a private key from {}: {e}", path.display()),
             "give a PEM file with a `PRIVATE KEY` block (PKCS#8, PKCS#1 or SEC1)",
         )
