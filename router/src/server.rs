@@ -33,11 +33,17 @@ pub struct Launch {
     /// Take over the listening sockets of a running router instead of binding them.
     pub upgrade: bool,
     /// What stops the router: the process's signals for the binary, a [`Stopper`] in tests.
-    pub stop: Box<dyn ShutdownSignalWatch + Sync>,
+    pub stop: Box<dyn ShutdownSignalWatch + Send + Sync>,
     /// Side listeners already bound (tests hold their ports until the router takes them);
     /// `None` binds `listen.admin` / `listen.metrics`.
     pub admin_listener: Option<std::net::TcpListener>,
     pub metrics_listener: Option<std::net::TcpListener>,
+    /// One single-threaded runtime per worker thread (the binary), or work-stealing ones.
+    /// A router run in a process that runs others after it must not use per-thread runtimes:
+    /// pingora-runtime 0.9 remembers their handles per thread id in a process-wide table that
+    /// outlives a stopped server (`CURRENT_HANDLE`), and a later worker given a recycled
+    /// thread id spawns onto the stopped server's runtimes (its health checks are cancelled).
+    pub per_thread_runtimes: bool,
 }
 
 impl Launch {
@@ -48,6 +54,7 @@ impl Launch {
             stop: Box::new(ProcessSignals),
             admin_listener: None,
             metrics_listener: None,
+            per_thread_runtimes: true,
         }
     }
 }
@@ -77,7 +84,7 @@ pub struct Stopper(tokio::sync::watch::Sender<bool>);
 struct StopRequested(Mutex<tokio::sync::watch::Receiver<bool>>);
 
 impl Stopper {
-    pub fn new() -> (Stopper, Box<dyn ShutdownSignalWatch + Sync>) {
+    pub fn new() -> (Stopper, Box<dyn ShutdownSignalWatch + Send + Sync>) {
         let (sender, receiver) = tokio::sync::watch::channel(false);
         (
             Stopper(sender),
@@ -101,7 +108,7 @@ impl ShutdownSignalWatch for StopRequested {
 
 /// Starts draining when the router is told to stop, whatever told it.
 struct DrainOnStop {
-    stop: Box<dyn ShutdownSignalWatch + Sync>,
+    stop: Box<dyn ShutdownSignalWatch + Send + Sync>,
     drain: Drain,
 }
 
@@ -137,7 +144,7 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
         // One single-threaded runtime per worker thread, as nginx has one event loop per
         // worker: no task queue shared between threads and no cross-thread wake-ups on the
         // request path. See docs/performance.md.
-        work_stealing: false,
+        work_stealing: !launch.per_thread_runtimes,
         // Pingora keeps serving in-flight requests for the grace period after the signal, then
         // gives its runtimes one more second before the process exits.
         grace_period_seconds: Some(snapshot.server.shutdown_grace.as_secs()),

@@ -95,7 +95,7 @@ startup_settings! {
     listen_h2c: bool = "listen.h2c",
     h2_idle_timeout: Duration = "proxy.client_h2_idle_timeout_ms",
     threads: usize = "server.threads",
-    shutdown_grace: Duration = "server.shutdown_grace_ms",
+    shutdown_grace: Duration = "server.shutdown_grace_seconds",
     upgrade_socket: PathBuf = "server.upgrade_socket",
     access_log: Option<AccessLogSettings> = "access_log",
     control_socket: Option<PathBuf> = "server.control_socket",
@@ -256,7 +256,7 @@ mod tests {
                 s.h2_idle_timeout = Duration::ZERO
             }),
             ("server.threads", |s| s.threads = 8),
-            ("server.shutdown_grace_ms", |s| {
+            ("server.shutdown_grace_seconds", |s| {
                 s.shutdown_grace = Duration::ZERO
             }),
             ("server.upgrade_socket", |s| {
@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(changed(|s| s.listen.h2c = !s.listen.h2c), ["listen.h2c"]);
         assert_eq!(
             changed(|s| s.server.shutdown_grace += Duration::from_secs(1)),
-            ["server.shutdown_grace_ms"]
+            ["server.shutdown_grace_seconds"]
         );
         assert_eq!(
             changed(|s| s.proxy.client.h2_idle_timeout += Duration::from_secs(1)),

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::{admin_cluster, json, Cluster, AUDITOR, OPERATOR, TENANT_ADMIN, VIEWER};
+use crate::common::{
+    admin_cluster, admin_process_cluster, json, Cluster, AUDITOR, OPERATOR, TENANT_ADMIN, VIEWER,
+};
 use serde_json::{json as j, Value};
 
 /// One call: `(status, headers, body)`; the body is `null` when empty.
@@ -238,7 +240,7 @@ async fn every_route_for_every_role_on_own_and_other_tenants() {
 
 #[tokio::test]
 async fn a_region_change_is_live_on_the_next_request_and_survives_a_restart() {
-    let mut cluster = admin_cluster().await;
+    let mut cluster = admin_process_cluster().await;
     assert_eq!(cluster.region_of("acme").await, "us");
     let (status, headers, before) = call(
         &cluster,
@@ -310,7 +312,7 @@ async fn a_region_change_is_live_on_the_next_request_and_survives_a_restart() {
             .log_text()
             .contains("configuration files changed"),
         "{}",
-        cluster.router.log_text()
+        cluster.router.process().log_text()
     );
 
     // Delete, create, and a restart that keeps it all.

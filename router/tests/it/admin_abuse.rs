@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{admin_cluster, Cluster, AUDITOR, OPERATOR};
+use crate::common::{admin_cluster, admin_process_cluster, Cluster, AUDITOR, OPERATOR};
 use serde_json::{json, Value};
 
 const FLOOD: usize = 20_000;
@@ -22,7 +22,7 @@ fn audit_entries(cluster: &Cluster) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_refused_calls_neither_delays_an_operator_nor_fills_the_audit_log() {
-    let mut cluster = admin_cluster().await;
+    let mut cluster = admin_process_cluster().await;
     let admin = cluster.admin.unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -147,9 +147,9 @@ async fn a_flood_of_refused_calls_neither_delays_an_operator_nor_fills_the_audit
 
     // On a graceful stop the counts still pending are written: every refused call is
     // accounted for, and the chain verifies.
-    cluster.router.signal("TERM");
+    cluster.router.process().signal("TERM");
     let exited = tokio::task::spawn_blocking(move || {
-        let status = cluster.router.child.wait().unwrap();
+        let status = cluster.router.process_mut().child.wait().unwrap();
         (status, cluster)
     });
     let (status, cluster) = tokio::time::timeout(Duration::from_secs(10), exited)

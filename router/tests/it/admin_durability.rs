@@ -61,6 +61,7 @@ async fn write_until_failure(
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill_and_the_audit_chain_verifies() {
     let mut cluster = Cluster::start_with(Options {
+        process: true,
         admin: true,
         ..Options::default()
     })
@@ -77,7 +78,7 @@ async fn acknowledged_writes_survive_sigkill_and_the_audit_chain_verifies() {
             Arc::clone(&writes),
         ));
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let _ = cluster.router.child.kill(); // SIGKILL: no flush, no cleanup
+        let _ = cluster.router.process_mut().child.kill(); // SIGKILL: no flush, no cleanup
         writer.await.unwrap();
         cluster.restart();
 

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{admin_cluster, wait_for_port, Cluster, RouterProcess, OPERATOR};
+use crate::common::{
+    admin_cluster, admin_process_cluster, wait_for_port, Cluster, Router, RouterProcess, OPERATOR,
+};
 use serde_json::{json, Value};
 
 /// `PUT /v1/tenants/{tenant}` with `{"region": region}`: status and body.
@@ -198,10 +200,10 @@ impl Drop for Traced {
 
 #[tokio::test]
 async fn a_failed_directory_fsync_keeps_the_live_state_on_what_the_file_says() {
-    let mut cluster = admin_cluster().await;
+    let mut cluster = admin_process_cluster().await;
     // The same router again, under strace: every fsync of the registry's directory fails.
-    let _ = cluster.router.child.kill();
-    let _ = cluster.router.child.wait();
+    let _ = cluster.router.process_mut().child.kill();
+    let _ = cluster.router.process_mut().child.wait();
     let dir = cluster.dir.path().canonicalize().unwrap();
     let trace = dir.join("strace.log");
     let log = dir.join("router-traced.log");
@@ -221,12 +223,12 @@ async fn a_failed_directory_fsync_keeps_the_live_state_on_what_the_file_says() {
         .spawn()
         .expect("strace runs (scripts/test.sh installs it)");
     let strace_pid = child.id();
-    cluster.router = RouterProcess {
+    cluster.router = Router::Process(RouterProcess {
         child,
-        addr: cluster.router.addr,
+        addr: cluster.router.addr(),
         log,
-    };
-    wait_for_port(cluster.router.addr);
+    });
+    wait_for_port(cluster.router.addr());
     wait_for_port(cluster.admin.unwrap());
     let children =
         std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children")).unwrap();

@@ -89,6 +89,7 @@ fn every_command_has_help() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     let mut cluster = Cluster::start_with(Options {
+        process: true,
         tables: "[server]\nshutdown_grace_seconds = 2\nthreads = 2".into(),
         ..Options::default()
     })
@@ -98,13 +99,13 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     }
     let in_flight = tokio::spawn(cluster.get("/", "acme").send());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    cluster.router.signal("TERM");
+    cluster.router.process().signal("TERM");
     let (status, _, body) = json(in_flight.await.unwrap().unwrap()).await;
     assert_eq!((status, body["region"].as_str()), (200, Some("us")));
 
     let started = Instant::now();
     let exit = loop {
-        if let Some(status) = cluster.router.child.try_wait().unwrap() {
+        if let Some(status) = cluster.router.process_mut().child.try_wait().unwrap() {
             break status;
         }
         assert!(

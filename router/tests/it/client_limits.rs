@@ -54,7 +54,7 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Durati
 }
 
 async fn connect(cluster: &Cluster) -> TcpStream {
-    TcpStream::connect(cluster.router.addr).await.unwrap()
+    TcpStream::connect(cluster.router.addr()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +67,7 @@ async fn a_thousand_idle_keepalive_connections_are_closed_after_the_timeout() {
     .await;
     let mut tasks = Vec::new();
     for _ in 0..1000 {
-        let addr = cluster.router.addr;
+        let addr = cluster.router.addr();
         tasks.push(tokio::spawn(async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             stream.write_all(GET_ACME).await.unwrap();
@@ -287,7 +287,7 @@ async fn an_idle_http2_connection_is_closed_after_its_timeout() {
         ..Options::default()
     })
     .await;
-    let (mut sender, connection) = crate::common::h2c_connection(cluster.router.addr).await;
+    let (mut sender, connection) = crate::common::h2c_connection(cluster.router.addr()).await;
     let request = http::Request::get("http://localhost/")
         .header("x-tenant-id", "acme")
         .body(http_body_util::Empty::<bytes::Bytes>::new())

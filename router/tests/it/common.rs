@@ -4,12 +4,12 @@
 #![allow(dead_code)] // not every part of the harness has a caller in every build
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use residency_testkit::{write_config, SiteBackend, DEMO_SITES};
+use residency_testkit::{write_config, HeldPort, PortRegistry, SiteBackend, DEMO_SITES};
 
 /// The registry most tests use. Expiry dates are far from today so the tests do not age.
 pub const TEST_TENANTS: &str = r#"{ "tenants": [
@@ -42,6 +42,9 @@ pub struct Options {
     pub backend_tls: Vec<(usize, usize, std::sync::Arc<rustls::ServerConfig>)>,
     /// HTTP/2 with prior knowledge on the plain listener (`listen.h2c`).
     pub h2c: bool,
+    /// Run the router binary as a child process instead of in this one: for what only a
+    /// process has (its log file, signals, SIGKILL, a TLS version policy of its own).
+    pub process: bool,
 }
 
 /// Bearer tokens of the test admin API, one per role. The tenant admin manages acme and initech.
@@ -70,6 +73,16 @@ pub fn admin_tables() -> String {
 pub async fn admin_cluster() -> Cluster {
     Cluster::start_with(Options {
         admin: true,
+        ..Options::default()
+    })
+    .await
+}
+
+/// [`admin_cluster`] with the router as a child process.
+pub async fn admin_process_cluster() -> Cluster {
+    Cluster::start_with(Options {
+        admin: true,
+        process: true,
         ..Options::default()
     })
     .await
@@ -132,6 +145,7 @@ impl Default for Options {
             https: false,
             backend_tls: Vec::new(),
             h2c: false,
+            process: false,
         }
     }
 }
@@ -145,7 +159,7 @@ pub struct Cluster {
     pub https: Option<SocketAddr>,
     /// Backends per site, in `DEMO_SITES` order.
     pub sites: Vec<Vec<SiteBackend>>,
-    pub router: RouterProcess,
+    pub router: Router,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
 }
@@ -189,8 +203,11 @@ impl Cluster {
         let mut last_log = String::new();
         for _ in 0..5 {
             let listen = free_port();
-            let metrics = options.metrics.then(free_port);
-            let admin = options.admin.then(free_port);
+            // Held until the router takes them: an in-process router is handed the listeners.
+            let held_metrics = options.metrics.then(PortRegistry::hold);
+            let held_admin = options.admin.then(PortRegistry::hold);
+            let metrics = held_metrics.as_ref().map(HeldPort::addr);
+            let admin = held_admin.as_ref().map(HeldPort::addr);
             let https = options.https.then(free_port);
             let mut listeners = Vec::new();
             listeners.extend(https.map(|h| ("https", h)));
@@ -218,7 +235,23 @@ impl Cluster {
                 )
                 .unwrap();
             }
-            match RouterProcess::start(&config, listen, dir.path().join("router.log")) {
+            let started = if options.process {
+                let (_, _) = (
+                    held_metrics.map(HeldPort::release),
+                    held_admin.map(HeldPort::release),
+                );
+                RouterProcess::start(&config, listen, dir.path().join("router.log"))
+                    .map(Router::Process)
+            } else {
+                InProcessRouter::start(
+                    &config,
+                    listen,
+                    held_metrics.map(HeldPort::into_listener),
+                    held_admin.map(HeldPort::into_listener),
+                )
+                .map(Router::InProcess)
+            };
+            match started {
                 Ok(router) => {
                     if let Some(admin) = admin {
                         wait_for_port(admin);
@@ -243,10 +276,13 @@ impl Cluster {
     /// Kills the router with SIGKILL (no chance to clean up) and starts it again with the
     /// same config and ports.
     pub fn restart(&mut self) {
-        let _ = self.router.child.kill();
-        let _ = self.router.child.wait();
+        let addr = self.router.addr();
+        let process = self.router.process_mut();
+        let _ = process.child.kill();
+        let _ = process.child.wait();
         let log = self.dir.path().join("router-restarted.log");
-        self.router = RouterProcess::start(&self.config_path(), self.router.addr, log)
+        self.router = RouterProcess::start(&self.config_path(), addr, log)
+            .map(Router::Process)
             .unwrap_or_else(|log| panic!("router did not restart:\n{log}"));
         if let Some(admin) = self.admin {
             wait_for_port(admin);
@@ -256,7 +292,7 @@ impl Cluster {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.router.addr)
+        format!("http://{}{path}", self.router.addr())
     }
 
     pub fn site(&self, name: &str) -> &[SiteBackend] {
@@ -348,6 +384,104 @@ pub fn wait_for_port(addr: SocketAddr) {
 /// and never handed to another test of this binary.
 fn free_port() -> SocketAddr {
     residency_testkit::PortRegistry::hold().release()
+}
+
+/// The router under test: in this process, or the binary as a child process.
+pub enum Router {
+    InProcess(InProcessRouter),
+    Process(RouterProcess),
+}
+
+impl Router {
+    /// Where client traffic goes (`listen.http`).
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Router::InProcess(router) => router.addr,
+            Router::Process(router) => router.addr,
+        }
+    }
+
+    /// The child process, for tests that need one (`Options::process`).
+    pub fn process(&self) -> &RouterProcess {
+        match self {
+            Router::Process(router) => router,
+            Router::InProcess(_) => panic!(
+                "this test needs the router as a process: set `process: true` in its Options"
+            ),
+        }
+    }
+
+    /// The process's log (`Options::process`).
+    pub fn log_text(&self) -> String {
+        self.process().log_text()
+    }
+
+    pub fn process_mut(&mut self) -> &mut RouterProcess {
+        match self {
+            Router::Process(router) => router,
+            Router::InProcess(_) => panic!(
+                "this test needs the router as a process: set `process: true` in its Options"
+            ),
+        }
+    }
+}
+
+/// `server::run` on a thread of this process, stopped (as by SIGTERM) when dropped. The
+/// drop does not wait for the drain: the thread ends on its own within the grace period.
+pub struct InProcessRouter {
+    pub addr: SocketAddr,
+    stopper: residency_router::server::Stopper,
+}
+
+impl InProcessRouter {
+    pub fn start(
+        config: &std::path::Path,
+        addr: SocketAddr,
+        metrics: Option<TcpListener>,
+        admin: Option<TcpListener>,
+    ) -> Result<Self, String> {
+        use residency_router::server::{Launch, Stopper};
+        if std::env::var_os("ROUTER_TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug")
+                .try_init();
+        }
+        let snapshot = residency_config::load(config).map_err(|e| e.to_string())?;
+        let (stopper, stop) = Stopper::new();
+        let launch = Launch {
+            upgrade: false,
+            stop,
+            admin_listener: admin,
+            metrics_listener: metrics,
+            per_thread_runtimes: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("router-{}", addr.port()))
+            .spawn(move || residency_router::server::run(snapshot, launch))
+            .map_err(|e| e.to_string())?;
+        let router = InProcessRouter { addr, stopper };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if thread.is_finished() {
+                return Err(match thread.join() {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => "the router stopped by itself".to_owned(),
+                    Err(_) => "the router panicked".to_owned(),
+                });
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(router);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("the in-process router did not open its listener within 15 s".to_owned())
+    }
+}
+
+impl Drop for InProcessRouter {
+    fn drop(&mut self) {
+        self.stopper.stop();
+    }
 }
 
 pub struct RouterProcess {

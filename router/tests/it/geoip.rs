@@ -108,7 +108,11 @@ async fn country_database_uses_the_configured_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_database_file_keeps_the_old_one_and_a_good_one_is_swapped_in() {
-    let cluster = Cluster::start_with(geo_options(city_database(&WORLD), "", TRUST_LOOPBACK)).await;
+    let cluster = Cluster::start_with(Options {
+        process: true,
+        ..geo_options(city_database(&WORLD), "", TRUST_LOOPBACK)
+    })
+    .await;
     let path = cluster.dir.path().join("geo.mmdb");
     assert_eq!(site_for(&cluster, "globex", CORK).await, "dublin");
 

@@ -359,7 +359,7 @@ async fn every_hostile_request_is_refused_or_reaches_the_backend_as_the_router_r
     let mut failures = Vec::new();
     for case in &cases {
         let before = (cluster.region_requests("us"), cluster.region_requests("eu"));
-        let response = crate::common::raw_request(cluster.router.addr, &case.request).await;
+        let response = crate::common::raw_request(cluster.router.addr(), &case.request).await;
         let (status, head, body) = split(&response);
         let after = (cluster.region_requests("us"), cluster.region_requests("eu"));
         let mut problems = Vec::new();
@@ -425,7 +425,7 @@ async fn http2_authority_and_host_must_agree() {
         ..Options::default()
     })
     .await;
-    let (mut sender, _connection) = crate::common::h2c_connection(cluster.router.addr).await;
+    let (mut sender, _connection) = crate::common::h2c_connection(cluster.router.addr()).await;
     let mut send = |authority: &str, host: Option<&str>| {
         let mut request = http::Request::get(format!("http://{authority}/x"));
         if let Some(host) = host {
@@ -482,7 +482,7 @@ async fn a_backend_cannot_speak_about_residency_in_trailers() {
         ..Options::default()
     })
     .await;
-    let (mut sender, _connection) = crate::common::h2c_connection(cluster.router.addr).await;
+    let (mut sender, _connection) = crate::common::h2c_connection(cluster.router.addr()).await;
     let mut from_virginia = 0;
     for _ in 0..10 {
         let request = http::Request::get("http://localhost/trailers")

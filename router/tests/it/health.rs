@@ -168,6 +168,7 @@ async fn a_backend_answering_502_is_ejected_then_readmitted_with_growing_back_of
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ejection_cap_keeps_part_of_a_site_in_service() {
     let cluster = Cluster::start_with(Options {
+        process: true,
         tables: outlier_tables("max_ejected_percent = 50"),
         ..Options::default()
     })
@@ -194,6 +195,7 @@ async fn the_ejection_cap_keeps_part_of_a_site_in_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_traffic_survives_a_backend_dying_and_never_leaves_the_region() {
     let cluster = Cluster::start_with(Options {
+        process: true,
         tables: outlier_tables(""),
         ..Options::default()
     })
@@ -203,7 +205,7 @@ async fn steady_traffic_survives_a_backend_dying_and_never_leaves_the_region() {
     let dead = cluster.site("virginia")[0].addr().to_string();
     // Watch the router's log from the moment of death: when is the dead backend ejected
     // passively (connect failures under load) and marked down by the active TCP check?
-    let log_path = cluster.router.log.clone();
+    let log_path = cluster.router.process().log.clone();
     let killed_at = Instant::now();
     let watcher = tokio::spawn(async move {
         let (mut passive, mut active) = (None, None);

@@ -23,7 +23,11 @@ fn moved(tenant: &str, to: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_tenant_is_served_in_its_new_region_while_in_flight_requests_finish_where_they_began(
 ) {
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start_with(Options {
+        process: true,
+        ..Options::default()
+    })
+    .await;
     assert_eq!(cluster.region_of("acme").await, "us");
     for backend in cluster
         .site("virginia")
@@ -58,7 +62,11 @@ async fn a_moved_tenant_is_served_in_its_new_region_while_in_flight_requests_fin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_truncated_or_vanished_files_keep_the_running_configuration() {
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start_with(Options {
+        process: true,
+        ..Options::default()
+    })
+    .await;
     let registry_path = cluster.dir.path().join("tenants.json");
     let config_path = cluster.config_path();
     let good_config = std::fs::read_to_string(&config_path).unwrap();
@@ -187,6 +195,7 @@ async fn the_file_watcher_picks_up_a_renamed_registry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads() {
     let mut cluster = Cluster::start_with(Options {
+        process: true,
         tables: format!("{FAST_SHUTDOWN}\n[reload]\nwatch = false\n"),
         ..Options::default()
     })
@@ -198,7 +207,7 @@ async fn sighup_reloads() {
         "us",
         "reloaded without a trigger"
     );
-    cluster.router.signal("HUP");
+    cluster.router.process().signal("HUP");
     let started = Instant::now();
     while cluster.region_of("acme").await != "eu" {
         assert!(
@@ -208,7 +217,13 @@ async fn sighup_reloads() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        cluster.router.child.try_wait().unwrap().is_none(),
+        cluster
+            .router
+            .process_mut()
+            .child
+            .try_wait()
+            .unwrap()
+            .is_none(),
         "SIGHUP ended the router"
     );
 }
@@ -267,7 +282,7 @@ async fn a_hundred_reloads_under_load_fail_nothing_and_never_mix_snapshots() {
     let (a_us, b_eu) = (set(0, "us"), set(1, "eu"));
     let tables = format!("\n\n{FAST_SHUTDOWN}\n[reload]\nwatch = false\n");
     let dir = cluster.dir.path().to_owned();
-    let listen = cluster.router.addr;
+    let listen = cluster.router.addr();
     let write = |which: usize| {
         let tenants = if which == 0 {
             TEST_TENANTS.to_owned()

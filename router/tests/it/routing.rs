@@ -353,7 +353,7 @@ async fn region_hints_serve_home_and_allowed_replicas_only() {
 async fn a_malformed_request_body_gets_a_json_400() {
     let cluster = Cluster::start().await;
     let response = raw_request(
-        cluster.router.addr,
+        cluster.router.addr(),
         b"POST / HTTP/1.1\r\nHost: x\r\nx-tenant-id: acme\r\nTransfer-Encoding: chunked\r\n\r\nnot-a-chunk-size\r\n\r\n",
     )
     .await;
@@ -373,7 +373,7 @@ async fn requests_a_backend_could_read_as_another_tenant_are_refused() {
         b"GET /%74/globex/ HTTP/1.1\r\nHost: x\r\nx-tenant-id: acme\r\nConnection: close\r\n\r\n",
     ];
     for request in requests {
-        let response = raw_request(cluster.router.addr, request).await;
+        let response = raw_request(cluster.router.addr(), request).await;
         assert!(
             response.starts_with("HTTP/1.1 400"),
             "{}: {response}",
@@ -386,7 +386,7 @@ async fn requests_a_backend_could_read_as_another_tenant_are_refused() {
     }
     // An absolute-form target is still a region hint.
     let hinted = raw_request(
-        cluster.router.addr,
+        cluster.router.addr(),
         b"POST http://us.api.example.com/ HTTP/1.1\r\nx-tenant-id: globex\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
     .await;
@@ -405,7 +405,7 @@ async fn a_host_that_is_not_plain_ascii_is_judged_not_ignored() {
     // not `host[:port]`, so it is refused as a bad request (issue 14).
     let request: &[u8] =
         b"GET / HTTP/1.1\r\nHost: \xc4\x85cme.app.example.com\r\nx-tenant-id: acme\r\nConnection: close\r\n\r\n";
-    let response = raw_request(cluster.router.addr, request).await;
+    let response = raw_request(cluster.router.addr(), request).await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains(r#""error":"bad_request""#), "{response}");
     assert_eq!(

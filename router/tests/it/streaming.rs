@@ -93,7 +93,7 @@ fn websocket_request(
     tenant: &str,
     host: Option<&str>,
 ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
-    let mut request = format!("ws://{}/ws", cluster.router.addr)
+    let mut request = format!("ws://{}/ws", cluster.router.addr())
         .into_client_request()
         .unwrap();
     let headers = request.headers_mut();

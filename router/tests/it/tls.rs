@@ -67,6 +67,7 @@ async fn json(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
 
 async fn https_cluster(pki: &Pki, extra_tables: &str, metrics: bool) -> Cluster {
     Cluster::start_with(Options {
+        process: true,
         https: true,
         metrics,
         tables: tls_tables(extra_tables),
@@ -397,14 +398,14 @@ async fn the_tenant_of_the_tls_server_name_and_of_the_request_must_agree() {
 async fn client_traffic_can_be_tls_only() {
     let pki = Pki::new();
     let mut cluster = https_cluster(&pki, "", false).await;
-    let (https, plain) = (cluster.https.unwrap(), cluster.router.addr);
+    let (https, plain) = (cluster.https.unwrap(), cluster.router.addr());
     let config = cluster.config_path();
     let text = std::fs::read_to_string(&config).unwrap();
     let tls_only = text.replace(&format!("http = \"{plain}\"\n"), "");
     assert_ne!(text, tls_only);
     std::fs::write(&config, tls_only).unwrap();
     // Restarted, it is up once the TLS listener accepts.
-    cluster.router.addr = https;
+    cluster.router.process_mut().addr = https;
     cluster.restart();
 
     let host = "acme.app.example.com";
@@ -416,9 +417,9 @@ async fn client_traffic_can_be_tls_only() {
     let (status, body) = json(client.get(format!("https://{host}:{}/", https.port()))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["region"], "us");
-    assert!(cluster.router.log_text().contains("http=None"));
+    assert!(cluster.router.process().log_text().contains("http=None"));
     assert_eq!(
-        cluster.router.listening_ports(),
+        cluster.router.process().listening_ports(),
         BTreeSet::from([https.port()]),
         "something besides the TLS listener is listening"
     );
@@ -433,6 +434,7 @@ async fn tls12_and_unverified_backends_work_when_configured_and_are_logged() {
     let stranger_ca = Ca::new("nobody's CA");
     let virginia = stranger_ca.issue(&["virginia.internal"]);
     let cluster = Cluster::start_with(Options {
+        process: true,
         https: true,
         backends_per_site: [1, 1, 1, 1],
         tables: tls_tables("min_version = \"1.2\"\n"),
@@ -447,7 +449,7 @@ async fn tls12_and_unverified_backends_work_when_configured_and_are_logged() {
         ..Options::default()
     })
     .await;
-    let log = cluster.router.log_text();
+    let log = cluster.router.process().log_text();
     assert!(
         log.contains("clients and backends may use TLS 1.2"),
         "{log}"
@@ -471,7 +473,7 @@ async fn tls12_and_unverified_backends_work_when_configured_and_are_logged() {
         assert!(
             Instant::now() < deadline,
             "virginia never served acme: {}",
-            cluster.router.log_text()
+            cluster.router.process().log_text()
         );
         let (status, body) = json(tls12.get(&url)).await;
         assert_eq!(status, 200, "{body}");
@@ -504,6 +506,7 @@ async fn backends_are_verified_mutual_tls_works_and_bad_backends_fail_closed() {
         ("router.key", router_identity.key_pem.clone().into_bytes()),
     ];
     let cluster = Cluster::start_with(Options {
+        process: true,
         backends_per_site: [2, 1, 3, 1],
         metrics: true,
         // Only requests make handshakes, so each backend's failed handshakes are requests'.
@@ -609,6 +612,7 @@ async fn admin_and_metrics_serve_https_and_the_admin_api_can_demand_client_certi
     let extra = "[tls.admin]\ncert = \"admin.pem\"\nkey = \"admin.key\"\nclient_ca = \"operators-ca.pem\"\n\
                  [tls.metrics]\ncert = \"admin.pem\"\nkey = \"admin.key\"\n";
     let cluster = Cluster::start_with(Options {
+        process: true,
         https: true,
         admin: true,
         metrics: true,

@@ -11,6 +11,7 @@ async fn sigquit_hands_the_listener_to_an_upgraded_process_without_failing_a_req
     // As in production: the old process keeps serving its open connections for the grace
     // period, telling keep-alive clients to reconnect (to the new process).
     let mut cluster = Cluster::start_with(Options {
+        process: true,
         tables: FAST_SHUTDOWN.replace("shutdown_grace_seconds = 0", "shutdown_grace_seconds = 2"),
         ..Options::default()
     })
@@ -37,9 +38,9 @@ async fn sigquit_hands_the_listener_to_an_upgraded_process_without_failing_a_req
 
     let load = Load::start(&cluster, "acme", 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster.router.signal("QUIT");
+    cluster.router.process().signal("QUIT");
     let old_exit = loop {
-        if let Some(status) = cluster.router.child.try_wait().unwrap() {
+        if let Some(status) = cluster.router.process_mut().child.try_wait().unwrap() {
             break status;
         }
         assert!(
