@@ -76,5 +76,11 @@ use std::path::Path;
 
 /// Reads, parses and validates a config file and the registry it names.
 pub fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
-    validate::load(config_path)
+    validate::load(config_path, None)
+}
+
+/// [`load`] for a reload: what `running` has open and is unchanged on disk (the GeoIP
+/// database) is reused rather than read and verified again.
+pub fn reload(config_path: &Path, running: &Snapshot) -> Result<Snapshot, ConfigErrors> {
+    validate::load(config_path, Some(running))
 }

@@ -1,5 +1,5 @@
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -50,28 +50,19 @@ impl LiveDatabase {
         })
     }
 
-    /// [`LiveDatabase::open`], or the database already open on `path` when it serves the file
-    /// as it is on disk now: a config or registry reload then neither re-reads nor re-verifies
-    /// a database that did not change. A changed, broken or missing file is opened afresh, so
-    /// it is judged (and refused) as at first load.
-    pub fn open_shared(path: &Path) -> Result<Arc<Self>, GeoIpError> {
-        static OPEN: Mutex<Vec<Weak<LiveDatabase>>> = Mutex::new(Vec::new());
+    /// [`LiveDatabase::open`], or `open` (the database the running configuration has) when
+    /// it serves `path` as the file is on disk now: a config or registry reload then neither
+    /// re-reads nor re-verifies a database that did not change. A changed, broken or missing
+    /// file is opened afresh, so it is judged (and refused) as at first load.
+    pub fn open_reusing(path: &Path, open: Option<&Arc<Self>>) -> Result<Arc<Self>, GeoIpError> {
         let stamp = file_stamp(path);
-        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|db| db.strong_count() > 0);
         let serving_now = |db: &LiveDatabase| {
             stamp.is_some() && *db.serving.lock().unwrap_or_else(|p| p.into_inner()) == stamp
         };
-        if let Some(db) = open
-            .iter()
-            .filter_map(Weak::upgrade)
-            .find(|db| db.path == path && serving_now(db))
-        {
-            return Ok(db);
+        match open {
+            Some(db) if db.path == path && serving_now(db) => Ok(Arc::clone(db)),
+            _ => Ok(Arc::new(Self::open(path)?)),
         }
-        let db = Arc::new(Self::open(path)?);
-        open.push(Arc::downgrade(&db));
-        Ok(db)
     }
 
     pub fn path(&self) -> &Path {

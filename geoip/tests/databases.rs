@@ -106,8 +106,8 @@ fn an_unchanged_file_is_shared_and_a_changed_or_broken_one_is_opened_afresh() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("geo.mmdb");
     std::fs::write(&path, city_database(&WORLD)).unwrap();
-    let first = LiveDatabase::open_shared(&path).unwrap();
-    let again = LiveDatabase::open_shared(&path).unwrap();
+    let first = LiveDatabase::open_reusing(&path, None).unwrap();
+    let again = LiveDatabase::open_reusing(&path, Some(&first)).unwrap();
     assert!(
         std::sync::Arc::ptr_eq(&first, &again),
         "an unchanged file is read again"
@@ -116,10 +116,15 @@ fn an_unchanged_file_is_shared_and_a_changed_or_broken_one_is_opened_afresh() {
     let staged = dir.path().join("geo.mmdb.new");
     std::fs::write(&staged, city_database(&WORLD)).unwrap();
     std::fs::rename(&staged, &path).unwrap();
-    let changed = LiveDatabase::open_shared(&path).unwrap();
+    let changed = LiveDatabase::open_reusing(&path, Some(&first)).unwrap();
     assert!(!std::sync::Arc::ptr_eq(&first, &changed));
 
     // A broken file is judged, not hidden behind the database that still serves.
     std::fs::write(&path, b"garbage that is not a database").unwrap();
-    assert!(LiveDatabase::open_shared(&path).is_err());
+    assert!(LiveDatabase::open_reusing(&path, Some(&changed)).is_err());
+    // Another file is never served by the database of the first.
+    let other = dir.path().join("other.mmdb");
+    std::fs::write(&other, city_database(&WORLD)).unwrap();
+    let fresh = LiveDatabase::open_reusing(&other, Some(&changed)).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&fresh, &changed));
 }

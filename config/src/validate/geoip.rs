@@ -15,10 +15,11 @@ pub(super) fn geoip(
     file: &GeoIpFile,
     config_path: &Path,
     topology: &Topology,
+    open: Option<&std::sync::Arc<geoip::LiveDatabase>>,
     problems: &mut Problems<'_>,
 ) -> Option<GeoIpSettings> {
     let path = relative_to(config_path, &file.database);
-    let database = geoip::LiveDatabase::open_shared(&path)
+    let database = geoip::LiveDatabase::open_reusing(&path, open)
         .map_err(|e| {
             let code = match e {
                 geoip::GeoIpError::Read { .. } => code::UNREADABLE_FILE,

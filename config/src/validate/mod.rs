@@ -59,7 +59,11 @@ impl Problems<'_> {
     }
 }
 
-pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
+/// `previous`: the configuration running now, whose open files a reload may reuse.
+pub(crate) fn load(
+    config_path: &Path,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, ConfigErrors> {
     let text = read(config_path).map_err(|e| ConfigErrors(vec![e]))?;
     let file: ConfigFile = crate::schema::from_toml(config_path, &text).map_err(ConfigErrors)?;
     let registry_path = relative_to(config_path, &file.tenancy.registry);
@@ -77,10 +81,10 @@ pub(crate) fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         &mut problems,
     );
     let (topology, sites) = topology::topology(&file, config_path, &health_defaults, &mut problems);
-    let geoip = file
-        .geoip
-        .as_ref()
-        .and_then(|g| geoip::geoip(g, config_path, &topology, &mut problems));
+    let geoip = file.geoip.as_ref().and_then(|g| {
+        let open = previous.and_then(|p| p.geoip.as_ref()).map(|g| &g.database);
+        geoip::geoip(g, config_path, &topology, open, &mut problems)
+    });
     let identifier = identify::identifier(&file.tenancy.sources, &topology, &mut problems);
     let unknown = identify::unknown_policy(&file.tenancy.unknown, &topology, &mut problems);
     let proxy = proxy::proxy_settings(&file.proxy, &mut problems);

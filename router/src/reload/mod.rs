@@ -246,8 +246,9 @@ impl Reloader {
     fn reload_now(&self, force: bool) -> Result<ReloadReport, ReloadError> {
         // Stamped before reading: a write during the load shows up as a later change.
         let files = files_of(&self.current().snapshot);
-        let new = residency_config::load(&self.config_path).map_err(ReloadError::Invalid)?;
         let current = self.current();
+        let new = residency_config::reload(&self.config_path, &current.snapshot)
+            .map_err(ReloadError::Invalid)?;
         let old = &current.snapshot;
 
         let moves = guards::region_moves(old, &new);
