@@ -1156,6 +1156,9 @@ fn export(admin: &Api, call: &Call) -> Result<Response, ApiError> {
 }
 
 #[cfg(test)]
+mod write_path_tests;
+
+#[cfg(test)]
 mod tests {
     use super::first_page;
 
