@@ -426,6 +426,22 @@ impl Router {
     }
 }
 
+/// Waits up to 15 s for a router starting on `addr` to accept connections: `false` if it did
+/// not, or if `gone` says it stopped first.
+fn until_listening(addr: SocketAddr, mut gone: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if gone() {
+            return false;
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// `server::run` on a thread of this process, stopped (as by SIGTERM) when dropped. The
 /// drop does not wait for the drain: the thread ends on its own within the grace period.
 pub struct InProcessRouter {
@@ -441,6 +457,7 @@ impl InProcessRouter {
         admin: Option<TcpListener>,
     ) -> Result<Self, String> {
         use residency_router::server::{Launch, Stopper};
+        // `ROUTER_TEST_LOG=1 cargo test ... -- --nocapture` shows what in-process routers log.
         if std::env::var_os("ROUTER_TEST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter("debug")
@@ -460,21 +477,15 @@ impl InProcessRouter {
             .spawn(move || residency_router::server::run(snapshot, launch))
             .map_err(|e| e.to_string())?;
         let router = InProcessRouter { addr, stopper };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if thread.is_finished() {
-                return Err(match thread.join() {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => "the router stopped by itself".to_owned(),
-                    Err(_) => "the router panicked".to_owned(),
-                });
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return Ok(router);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if until_listening(addr, || thread.is_finished()) {
+            return Ok(router);
         }
-        Err("the in-process router did not open its listener within 15 s".to_owned())
+        Err(match thread.is_finished().then(|| thread.join()) {
+            Some(Ok(Err(e))) => e,
+            Some(Ok(Ok(()))) => "the router stopped by itself".to_owned(),
+            Some(Err(_)) => "the router panicked".to_owned(),
+            None => "the in-process router did not open its listener within 15 s".to_owned(),
+        })
     }
 }
 
@@ -505,15 +516,8 @@ impl RouterProcess {
             .spawn()
             .unwrap();
         let mut router = RouterProcess { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if router.child.try_wait().unwrap().is_some() {
-                return Err(router.log_text());
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return Ok(router);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if until_listening(addr, || router.child.try_wait().unwrap().is_some()) {
+            return Ok(router);
         }
         Err(router.log_text())
     }
