@@ -117,11 +117,11 @@ impl BackendHealth {
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Ejects for `base * 2^(n-1)` capped at `max`, n = this ejection's number. With active
-    /// checks, the backend then also waits for a passing check. Returns the ejection length.
+    /// Ejects for [`ejection_ms`]. With active checks, the backend then also waits for a
+    /// passing check. Returns the ejection length.
     pub fn eject(&self, now_ms: u64, base_ms: u64, max_ms: u64, wait_for_check: bool) -> u64 {
         let n = self.ejections.fetch_add(1, Ordering::Relaxed);
-        let length = base_ms.saturating_mul(1u64 << n.min(20)).min(max_ms);
+        let length = ejection_ms(n, base_ms, max_ms);
         self.ejected_until_ms
             .store(now_ms.saturating_add(length), Ordering::Relaxed);
         self.awaiting_check.store(wait_for_check, Ordering::Relaxed);
@@ -131,7 +131,13 @@ impl BackendHealth {
 
     /// One active check result. Thresholds live here rather than in Pingora's registry so
     /// that a registry rebuilt by a reload never forgets a verdict.
-    fn observe_check(&self, passed: bool, healthy_threshold: u32, unhealthy_threshold: u32) {
+    pub(crate) fn observe_check(
+        &self,
+        passed: bool,
+        healthy_threshold: u32,
+        unhealthy_threshold: u32,
+        now_ms: u64,
+    ) {
         if passed {
             self.checks_failed_in_row.store(0, Ordering::Relaxed);
             let streak = self.checks_passed_in_row.fetch_add(1, Ordering::Relaxed) + 1;
@@ -140,7 +146,7 @@ impl BackendHealth {
                 tracing::info!(backend = %self.addr, "active health check: backend is up");
             }
             if self.awaiting_check.load(Ordering::Relaxed)
-                && now_ms() >= self.ejected_until_ms.load(Ordering::Relaxed)
+                && now_ms >= self.ejected_until_ms.load(Ordering::Relaxed)
             {
                 self.awaiting_check.store(false, Ordering::Relaxed);
                 self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -154,6 +160,13 @@ impl BackendHealth {
             }
         }
     }
+}
+
+/// The length of ejection number `n + 1` (`n` earlier ones since the back-off was last
+/// forgotten): `base * 2^n`, capped at `max`. The exponent stops at 20 so the shift cannot
+/// overflow; `max` caps any realistic back-off long before.
+pub(crate) fn ejection_ms(n: u32, base_ms: u64, max_ms: u64) -> u64 {
+    base_ms.saturating_mul(1u64 << n.min(20)).min(max_ms)
 }
 
 /// Counts one request on a backend for as long as it lives (least-in-flight balancing).
@@ -209,6 +222,7 @@ impl HealthCheck for RecordingCheck {
                 result.is_ok(),
                 self.healthy_threshold,
                 self.unhealthy_threshold,
+                now_ms(),
             );
         }
         result
@@ -435,3 +449,6 @@ async fn run_site_checks(plan: SitePlan, first_round: oneshot::Sender<()>) {
         tokio::time::sleep(plan.settings.interval).await;
     }
 }
+
+#[cfg(test)]
+mod tests;

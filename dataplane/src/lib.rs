@@ -1,6 +1,8 @@
 //! The residency-router data plane on Pingora: everything one client request touches.
 //!
 //! - [`proxy`]: the `ProxyHttp` implementation: identify, decide, pick a backend, retry, respond;
+//! - `attempt`: what a failed backend attempt means (retry, blame, the client's answer), as
+//!   pure functions the proxy's hooks call;
 //! - [`client_limits`]: what a client may hold (connections, head size and time, requests per
 //!   connection), judged before Pingora reads a request;
 //! - [`routing`]: one request's residency decision from plain request facts;
@@ -19,6 +21,7 @@
 //! - [`clock`]: a cheap monotonic clock for the request path.
 
 pub mod access_log;
+mod attempt;
 pub mod client_limits;
 pub mod clock;
 pub mod health;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use regions::{SiteHealth, SiteId};
-use residency_config::{ActiveCheck, Balance, OutlierSettings, Snapshot};
+use residency_config::{ActiveCheck, Balance, OutlierSettings, SiteConfig, Snapshot};
 
 use crate::clock::now_ms;
 use crate::health::{BackendHealth, HealthStates, InFlight};
@@ -38,6 +38,27 @@ struct SitePool {
 }
 
 impl SitePool {
+    fn new(site: &SiteConfig, states: &HealthStates) -> Self {
+        let weights: Vec<u32> = site.backends.iter().map(|b| b.weight).collect();
+        SitePool {
+            backends: site
+                .backends
+                .iter()
+                .map(|b| Arc::clone(&states[&b.addr]))
+                .collect(),
+            schedule: smooth_weighted_schedule(&weights),
+            weights,
+            next: AtomicUsize::new(0),
+            balance: site.balance,
+            start_unhealthy: site.health.start_unhealthy,
+            active_checks: site.health.check != ActiveCheck::Disabled,
+            outlier: site.health.outlier.clone(),
+            max_ejected: ejection_cap(site.backends.len(), site.health.outlier.max_ejected_percent),
+            ejecting: Mutex::new(()),
+            tls: site.tls.as_ref().map(PeerTls::new),
+        }
+    }
+
     fn available(&self, backend: usize, now_ms: u64) -> bool {
         let active_ok =
             !self.active_checks || self.backends[backend].actively_up(self.start_unhealthy);
@@ -53,6 +74,91 @@ impl SitePool {
         } else {
             b.ejection_running(now_ms)
         }
+    }
+
+    fn record_success(&self, backend: usize, now_ms: u64) {
+        let forget_after = self.outlier.max_ejection.as_millis() as u64;
+        self.backends[backend].record_success(now_ms, forget_after);
+    }
+
+    /// `now` is read again once the ejection lock is held: the wait can outlast a tick.
+    fn record_failure(&self, backend: usize, now: impl Fn() -> u64) {
+        let b = &self.backends[backend];
+        let streak = b.record_failure(now());
+        if !may_be_outlier(streak, self.outlier.eject_after_failures, self.max_ejected) {
+            return;
+        }
+        let _serialised = self.ejecting.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now();
+        let ejected = (0..self.backends.len())
+            .filter(|&i| self.passively_out(i, now))
+            .count();
+        let others_available = (0..self.backends.len())
+            .filter(|&i| i != backend && self.available(i, now))
+            .count();
+        match ejection(
+            self.passively_out(backend, now),
+            ejected,
+            self.max_ejected,
+            others_available,
+        ) {
+            Ejection::AlreadyOut => {}
+            Ejection::CapReached | Ejection::LastAvailable => tracing::warn!(
+                backend = %b.addr,
+                ejected,
+                cap = self.max_ejected,
+                "outlier not ejected: the site's ejection cap is reached or it is the last available backend"
+            ),
+            Ejection::Eject => {
+                let length = b.eject(
+                    now,
+                    self.outlier.base_ejection.as_millis() as u64,
+                    self.outlier.max_ejection.as_millis() as u64,
+                    self.active_checks,
+                );
+                tracing::warn!(backend = %b.addr, ejection_ms = length, "outlier ejected");
+            }
+        }
+    }
+}
+
+/// How many of a site's `backends` outlier detection may hold out at once. Like Envoy, at
+/// least one backend may always be ejected; 0% turns ejection off.
+fn ejection_cap(backends: usize, max_ejected_percent: u32) -> usize {
+    let percent = max_ejected_percent as usize;
+    if percent == 0 {
+        0
+    } else {
+        (backends * percent / 100).max(1)
+    }
+}
+
+/// Whether a failure streak is worth taking the site's ejection lock for.
+fn may_be_outlier(streak: u32, eject_after_failures: u32, cap: usize) -> bool {
+    streak >= eject_after_failures && cap > 0
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ejection {
+    Eject,
+    /// Another failure got there first.
+    AlreadyOut,
+    CapReached,
+    /// Passive evidence alone never empties a site: the last available backend stays.
+    LastAvailable,
+}
+
+/// The decision on a backend whose failure streak reached the limit, from the site's state
+/// at that instant (`ejected` counts this backend too if it is out).
+fn ejection(already_out: bool, ejected: usize, cap: usize, others_available: usize) -> Ejection {
+    if already_out {
+        Ejection::AlreadyOut
+    } else if ejected >= cap {
+        Ejection::CapReached
+    } else if others_available == 0 {
+        Ejection::LastAvailable
+    } else {
+        Ejection::Eject
     }
 }
 
@@ -127,33 +233,7 @@ impl Pools {
         let sites = snapshot
             .sites
             .iter()
-            .map(|site| {
-                let weights: Vec<u32> = site.backends.iter().map(|b| b.weight).collect();
-                let n = site.backends.len();
-                let percent = site.health.outlier.max_ejected_percent as usize;
-                SitePool {
-                    backends: site
-                        .backends
-                        .iter()
-                        .map(|b| Arc::clone(&states[&b.addr]))
-                        .collect(),
-                    schedule: smooth_weighted_schedule(&weights),
-                    weights,
-                    next: AtomicUsize::new(0),
-                    balance: site.balance,
-                    start_unhealthy: site.health.start_unhealthy,
-                    active_checks: site.health.check != ActiveCheck::Disabled,
-                    outlier: site.health.outlier.clone(),
-                    // Like Envoy, at least one backend may always be ejected; 0% turns it off.
-                    max_ejected: if percent == 0 {
-                        0
-                    } else {
-                        (n * percent / 100).max(1)
-                    },
-                    ejecting: Mutex::new(()),
-                    tls: site.tls.as_ref().map(PeerTls::new),
-                }
-            })
+            .map(|site| SitePool::new(site, states))
             .collect();
         Pools { sites }
     }
@@ -228,47 +308,13 @@ impl Pools {
 
     /// Passive health: a request on this backend succeeded.
     pub fn record_success(&self, site: SiteId, backend: usize) {
-        let pool = self.site(site);
-        let forget_after = pool.outlier.max_ejection.as_millis() as u64;
-        pool.backends[backend].record_success(now_ms(), forget_after);
+        self.site(site).record_success(backend, now_ms());
     }
 
     /// Passive health: a request on this backend failed (connect error, backend timeout or
     /// 5xx). Ejects it after enough failures in a row, unless the site's cap is reached.
     pub fn record_failure(&self, site: SiteId, backend: usize) {
-        let pool = self.site(site);
-        let b = &pool.backends[backend];
-        if b.record_failure(now_ms()) < pool.outlier.eject_after_failures || pool.max_ejected == 0 {
-            return;
-        }
-        let _serialised = pool.ejecting.lock().unwrap_or_else(|p| p.into_inner());
-        let now = now_ms();
-        if pool.passively_out(backend, now) {
-            return;
-        }
-        let ejected = (0..pool.backends.len())
-            .filter(|&i| pool.passively_out(i, now))
-            .count();
-        let others_available = (0..pool.backends.len())
-            .filter(|&i| i != backend && pool.available(i, now))
-            .count();
-        // Passive evidence alone never empties a site: the last available backend stays.
-        if ejected >= pool.max_ejected || others_available == 0 {
-            tracing::warn!(
-                backend = %b.addr,
-                ejected,
-                cap = pool.max_ejected,
-                "outlier not ejected: the site's ejection cap is reached or it is the last available backend"
-            );
-            return;
-        }
-        let length = b.eject(
-            now,
-            pool.outlier.base_ejection.as_millis() as u64,
-            pool.outlier.max_ejection.as_millis() as u64,
-            pool.active_checks,
-        );
-        tracing::warn!(backend = %b.addr, ejection_ms = length, "outlier ejected");
+        self.site(site).record_failure(backend, now_ms);
     }
 }
 
@@ -286,7 +332,197 @@ impl SiteHealth for HealthView<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{pick_weighted, smooth_weighted_schedule};
+    use std::time::Duration;
+
+    use residency_config::{Backend, HealthSettings};
+
+    use super::*;
+
+    /// A site of `n` backends: eject after 3 failures, for 100 ms doubling up to 1 s.
+    fn site(n: usize, check: ActiveCheck, max_ejected_percent: u32) -> (SitePool, HealthStates) {
+        let backends: Vec<Backend> = (0..n)
+            .map(|i| Backend {
+                configured: format!("b{i}"),
+                addr: SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
+                weight: 1,
+            })
+            .collect();
+        let config = SiteConfig {
+            backends,
+            balance: Balance::WeightedRoundRobin,
+            health: HealthSettings {
+                check,
+                outlier: OutlierSettings {
+                    eject_after_failures: 3,
+                    base_ejection: Duration::from_millis(100),
+                    max_ejection: Duration::from_secs(1),
+                    max_ejected_percent,
+                },
+                ..HealthSettings::default()
+            },
+            tls: None,
+        };
+        let states = config
+            .backends
+            .iter()
+            .map(|b| (b.addr, Arc::new(BackendHealth::new(b.addr))))
+            .collect();
+        (SitePool::new(&config, &states), states)
+    }
+
+    fn fail(pool: &SitePool, backend: usize, times: usize, now: u64) {
+        for _ in 0..times {
+            pool.record_failure(backend, || now);
+        }
+    }
+
+    /// `a` or `-` per backend: available at `now`.
+    fn availability(pool: &SitePool, now: u64) -> String {
+        (0..pool.backends.len())
+            .map(|i| if pool.available(i, now) { 'a' } else { '-' })
+            .collect()
+    }
+
+    #[test]
+    fn the_ejection_cap_is_a_share_of_the_site_but_at_least_one() {
+        for (backends, percent, cap) in [
+            (2, 50, 1),
+            (3, 50, 1),
+            (4, 50, 2),
+            (10, 10, 1),
+            (10, 25, 2),
+            (3, 1, 1),
+            (1, 100, 1),
+            (5, 100, 5),
+            (10, 0, 0),
+            (1, 0, 0),
+        ] {
+            assert_eq!(
+                ejection_cap(backends, percent),
+                cap,
+                "{backends} at {percent}%"
+            );
+        }
+    }
+
+    #[test]
+    fn ejection_decisions() {
+        // (streak, eject after, cap) -> worth the lock
+        for (streak, after, cap, suspect) in [
+            (2, 3, 1, false),
+            (3, 3, 1, true),
+            (7, 3, 1, true),
+            (3, 3, 0, false),
+            (0, 3, 1, false),
+        ] {
+            assert_eq!(
+                may_be_outlier(streak, after, cap),
+                suspect,
+                "{streak} {after} {cap}"
+            );
+        }
+        // (already out, ejected now, cap, others available) -> decision
+        for (out, ejected, cap, others, decision) in [
+            (false, 0, 1, 2, Ejection::Eject),
+            (false, 1, 2, 1, Ejection::Eject),
+            (true, 1, 1, 2, Ejection::AlreadyOut),
+            (true, 0, 1, 0, Ejection::AlreadyOut),
+            (false, 1, 1, 2, Ejection::CapReached),
+            (false, 2, 1, 2, Ejection::CapReached),
+            (false, 1, 1, 0, Ejection::CapReached),
+            (false, 0, 2, 0, Ejection::LastAvailable),
+            (false, 1, 3, 0, Ejection::LastAvailable),
+        ] {
+            assert_eq!(
+                ejection(out, ejected, cap, others),
+                decision,
+                "{out} {ejected} {cap} {others}"
+            );
+        }
+    }
+
+    #[test]
+    fn outliers_are_ejected_within_the_cap_and_return_after_their_back_off() {
+        let (pool, _) = site(3, ActiveCheck::Disabled, 50);
+        fail(&pool, 0, 2, 0);
+        assert_eq!(availability(&pool, 0), "aaa");
+        fail(&pool, 0, 1, 0);
+        assert_eq!(availability(&pool, 0), "-aa");
+        // The cap (one of three) is reached: backend 1 stays whatever it does.
+        fail(&pool, 1, 5, 10);
+        assert_eq!(availability(&pool, 10), "-aa");
+        // Backend 0's back-off ends; backend 1's streak has long passed the limit.
+        assert_eq!(availability(&pool, 100), "aaa");
+        fail(&pool, 1, 1, 100);
+        assert_eq!(availability(&pool, 100), "a-a");
+        // Backend 0 fails again: its second ejection lasts twice as long.
+        fail(&pool, 0, 3, 200);
+        assert_eq!(availability(&pool, 200), "-aa");
+        assert_eq!(availability(&pool, 399), "-aa");
+        assert_eq!(availability(&pool, 400), "aaa");
+        // A success ends a streak: two more failures do not eject.
+        fail(&pool, 2, 2, 500);
+        pool.record_success(2, 500);
+        fail(&pool, 2, 2, 500);
+        assert_eq!(availability(&pool, 500), "aaa");
+    }
+
+    #[test]
+    fn passive_evidence_never_empties_a_site() {
+        let (pool, _) = site(2, ActiveCheck::Disabled, 100);
+        fail(&pool, 0, 3, 0);
+        fail(&pool, 1, 3, 0);
+        assert_eq!(availability(&pool, 0), "-a");
+        // Nor does it take the last backend the active checks leave.
+        let (pool, states) = site(2, ActiveCheck::Tcp, 100);
+        let down = &states[&pool.backends[1].addr];
+        for _ in 0..3 {
+            down.observe_check(false, 2, 3, 0);
+        }
+        assert_eq!(availability(&pool, 0), "a-");
+        fail(&pool, 0, 3, 0);
+        assert_eq!(availability(&pool, 0), "a-");
+        // Ejection off: 0% keeps every backend in.
+        let (pool, _) = site(2, ActiveCheck::Disabled, 0);
+        fail(&pool, 0, 10, 0);
+        assert_eq!(availability(&pool, 0), "aa");
+    }
+
+    #[test]
+    fn with_checks_an_ejected_backend_also_waits_for_a_pass() {
+        let (pool, states) = site(2, ActiveCheck::Tcp, 50);
+        fail(&pool, 0, 3, 0);
+        assert_eq!(availability(&pool, 100), "-a");
+        states[&pool.backends[0].addr].observe_check(true, 2, 3, 150);
+        assert_eq!(availability(&pool, 150), "aa");
+        // A verdict carried over to a site without checks (a reload turned them off) would
+        // never clear: there only the back-off counts.
+        let (checked, states) = site(2, ActiveCheck::Tcp, 50);
+        fail(&checked, 0, 3, 0);
+        let unchecked = SitePool::new(
+            &SiteConfig {
+                backends: checked
+                    .backends
+                    .iter()
+                    .map(|b| Backend {
+                        configured: b.addr.to_string(),
+                        addr: b.addr,
+                        weight: 1,
+                    })
+                    .collect(),
+                balance: Balance::WeightedRoundRobin,
+                health: HealthSettings {
+                    check: ActiveCheck::Disabled,
+                    ..HealthSettings::default()
+                },
+                tls: None,
+            },
+            &states,
+        );
+        assert_eq!(availability(&checked, 100), "-a");
+        assert_eq!(availability(&unchecked, 99), "-a");
+        assert_eq!(availability(&unchecked, 100), "aa");
+    }
 
     fn shares(schedule: &[usize], backends: usize, down: usize, picks: usize) -> Vec<usize> {
         let mut counts = vec![0; backends];

@@ -21,6 +21,7 @@ use regions::{Block, BlockCode, HeaderValues, RegionId, Route, RoutedSite, Tenan
 use smallvec::SmallVec;
 
 use crate::access_log::{AccessLog, Record as AccessRecord};
+use crate::attempt::{self, Attempt, AttemptFacts, Attempts, Blame, Failure, FinalError, Retry};
 use crate::health::InFlight;
 use crate::lifecycle::Drain;
 use crate::metrics::UpstreamError;
@@ -55,13 +56,6 @@ impl ResidencyProxy {
     }
 }
 
-/// One backend attempt: the index into the route's sites and the backend inside that site.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Attempt {
-    route_index: usize,
-    backend: usize,
-}
-
 #[derive(Default)]
 pub struct RequestCtx {
     state: Option<Arc<RouterState>>,
@@ -72,17 +66,10 @@ pub struct RequestCtx {
     hint: Option<RegionId>,
     route: Option<Route>,
     strip_path_prefix: Option<usize>,
-    tried: SmallVec<[Attempt; 8]>,
+    attempts: Attempts,
     current: Option<Attempt>,
     /// Response headers went downstream: no retry or error page is possible any more.
     response_started: bool,
-    /// Every allowed backend was tried or is cooling down.
-    exhausted: bool,
-    /// What the last failed attempt would tell the client, for when `max_attempts` runs out
-    /// while allowed backends remain untried.
-    last_failure: Option<ErrorCode>,
-    /// A backend broke a fresh connection on this request and was blamed for it.
-    broke_a_backend: bool,
     /// Counts this request on the backend of the current attempt (least-in-flight).
     in_flight: Option<InFlight>,
     /// The error code of the router's own answer, if it gave one.
@@ -239,10 +226,11 @@ impl ResidencyProxy {
     fn next_attempt(&self, ctx: &RequestCtx) -> Option<Attempt> {
         let state = ctx.state();
         let route = ctx.route.as_ref()?;
-        if ctx.tried.len() >= state.snapshot.proxy.max_attempts as usize {
-            return None;
-        }
-        if !ctx.tried.is_empty() && !self.decided_as_now(ctx) {
+        let max_attempts = state.snapshot.proxy.max_attempts;
+        if !ctx
+            .attempts
+            .may_start(max_attempts, || self.decided_as_now(ctx))
+        {
             return None;
         }
         let now = crate::clock::unix_now();
@@ -253,7 +241,7 @@ impl ResidencyProxy {
             .filter(|(_, routed)| route.still_allows(routed, now))
             .find_map(|(route_index, routed)| {
                 let tried = |backend| {
-                    ctx.tried.contains(&Attempt {
+                    ctx.attempts.has_tried(Attempt {
                         route_index,
                         backend,
                     })
@@ -302,25 +290,36 @@ impl ResidencyProxy {
             }
         }
     }
+
+    /// Carries out a verdict on the current attempt; returns Pingora's retry flag.
+    fn act(&self, ctx: &mut RequestCtx, verdict: &attempt::Verdict) -> bool {
+        if let Some(kind) = verdict.count {
+            self.count_upstream_error(ctx, kind);
+        }
+        if verdict.blame != Blame::Nobody {
+            self.record_outcome(ctx, false);
+        }
+        ctx.attempts.apply(verdict);
+        verdict.retry != Retry::Stop
+    }
 }
 
-fn is_timeout(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
-    )
-}
-
-/// The backend never got the request: the site is unreachable, not slow.
-fn is_connect_failure(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ConnectTimedout
-            | ErrorType::ConnectRefused
-            | ErrorType::ConnectNoRoute
-            | ErrorType::ConnectError
-            | ErrorType::SocketError
-    )
+/// What a failed attempt's verdict depends on, from the session and the request so far.
+/// `reused` and `pingora_retry` describe the attempt's connection (false when none was made).
+fn attempt_facts(
+    session: &Session,
+    ctx: &RequestCtx,
+    reused: bool,
+    pingora_retry: bool,
+) -> AttemptFacts {
+    AttemptFacts {
+        idempotent: session.req_header().method.is_idempotent(),
+        body_replayable: !session.as_ref().retry_buffer_truncated(),
+        response_started: ctx.response_started,
+        reused,
+        pingora_retry,
+        broke_a_backend: ctx.attempts.broke_a_backend(),
+    }
 }
 
 #[async_trait]
@@ -363,15 +362,14 @@ impl ProxyHttp for ResidencyProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let Some(attempt) = self.next_attempt(ctx) else {
-            let budget_spent = ctx.tried.len() >= ctx.state().snapshot.proxy.max_attempts as usize;
-            ctx.exhausted = !budget_spent || ctx.last_failure.is_none();
+            let max_attempts = ctx.state().snapshot.proxy.max_attempts;
+            ctx.attempts.none_left(max_attempts);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no allowed backend left to try",
             ));
         };
-        let retry = !ctx.tried.is_empty();
-        ctx.tried.push(attempt);
+        let retry = ctx.attempts.start(attempt);
         ctx.current = Some(attempt);
         let site = ctx.current_site().expect("attempt was just set").site;
         if retry {
@@ -391,25 +389,15 @@ impl ProxyHttp for ResidencyProxy {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        self.record_outcome(ctx, false);
-        self.count_upstream_error(
-            ctx,
-            if is_timeout(&e) {
-                UpstreamError::Timeout
-            } else if crate::tls::is_handshake_failure(&e) {
-                UpstreamError::Tls
-            } else {
-                UpstreamError::Connect
-            },
-        );
-        ctx.last_failure = Some(ErrorCode::Block(BlockCode::RegionUnavailable));
-        // Nothing reached the backend, so any method may go to the next allowed backend.
-        e.set_retry(true);
+        let failure = Failure::connecting(attempt::classify(&e));
+        let verdict = attempt::judge(failure, attempt_facts(session, ctx, false, false));
+        let retry = self.act(ctx, &verdict);
+        e.set_retry(retry);
         e
     }
 
@@ -422,47 +410,16 @@ impl ProxyHttp for ResidencyProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
-        let replayable = !ctx.response_started
-            && session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated();
-        if *e.esource() == ErrorSource::Upstream && is_timeout(&e) {
-            self.count_upstream_error(ctx, UpstreamError::Timeout);
-            ctx.last_failure = Some(ErrorCode::UpstreamTimeout);
-            // Blame the backend only when it had the whole request and still kept quiet. A
-            // client that stalls its upload, or an idle stream after the response started,
-            // says nothing about the backend's health.
-            let backend_stalled = !ctx.response_started && session.as_mut().is_body_done();
-            if backend_stalled {
-                self.record_outcome(ctx, false);
-            }
-            e.set_retry(replayable && backend_stalled);
-            return e;
-        }
-        ctx.last_failure = Some(ErrorCode::UpstreamError);
-        let upstream = *e.esource() == ErrorSource::Upstream;
-        // A break of a reused connection (usually a pooled one the backend had closed), and
-        // what Pingora retries by itself (an h2 GOAWAY, a downgrade to HTTP/1.1), are faults of
-        // the connection, not of the backend: the backend gets the request again on a new
-        // connection, so the retry does not skip ahead to another site or a replica region.
         e.retry.decide_reuse(client_reused);
-        let connection_fault = client_reused || e.retry();
-        // A fresh connection broken before an answer is the backend's fault: it died or is
-        // dying, so the next allowed backend gets the request, as after a timeout. Only the
-        // first such break is blamed and retried: a request that breaks two backends may be
-        // what breaks them, and must not get a whole site ejected.
-        let backend_fault = upstream && !connection_fault;
-        if backend_fault {
-            self.count_upstream_error(ctx, UpstreamError::Reset);
-        }
-        let blamed = backend_fault && !ctx.broke_a_backend;
-        if blamed {
-            ctx.broke_a_backend = true;
-            self.record_outcome(ctx, false);
-        }
-        let retry = replayable && upstream && (connection_fault || blamed);
-        if retry && connection_fault {
-            ctx.tried.pop();
-        }
+        let facts = attempt_facts(session, ctx, client_reused, e.retry());
+        let failure = Failure::proxying(
+            attempt::classify(&e),
+            *e.esource() == ErrorSource::Upstream,
+            ctx.response_started,
+            || session.as_mut().is_body_done(),
+        );
+        let verdict = attempt::judge(failure, facts);
+        let retry = self.act(ctx, &verdict);
         e.set_retry(retry);
         e
     }
@@ -546,15 +503,19 @@ impl ProxyHttp for ResidencyProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // Passive health: 5xx answers count against the backend (outlier detection).
-        let server_error = response.status.is_server_error();
-        self.record_outcome(ctx, !server_error);
-        if server_error {
-            self.count_upstream_error(ctx, UpstreamError::Status5xx);
+        if response.status.is_server_error() {
+            // The verdict on a 5xx reads no facts of the connection.
+            let verdict = attempt::judge(
+                Failure::Status5xx,
+                attempt_facts(session, ctx, false, false),
+            );
+            self.act(ctx, &verdict);
+        } else {
+            self.record_outcome(ctx, true);
         }
         Ok(())
     }
@@ -606,28 +567,18 @@ impl ProxyHttp for ResidencyProxy {
             error_code,
             can_reuse_downstream: false,
         };
-        // The client is gone, or the response is half-written: nothing useful can be sent.
-        if ctx.response_started
-            || ctx.state.is_none()
-            || matches!(
-                e.etype(),
-                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
-            ) && *e.esource() == ErrorSource::Downstream
-        {
+        // Before request_filter loaded the state there is nothing to answer with.
+        if ctx.state.is_none() {
             return no_reuse(0);
         }
-        let code = if *e.esource() == ErrorSource::Downstream || ctx.route.is_none() {
-            // The request itself could not be read or handled (e.g. a malformed body).
-            ErrorCode::Block(BlockCode::BadRequest)
-        } else if ctx.exhausted || is_connect_failure(e) {
-            ErrorCode::Block(BlockCode::RegionUnavailable)
-        } else if let (Some(last), ErrorType::HTTPStatus(_)) = (ctx.last_failure, e.etype()) {
-            // The attempt budget ran out: report what the last attempt met.
-            last
-        } else if is_timeout(e) {
-            ErrorCode::UpstreamTimeout
-        } else {
-            ErrorCode::UpstreamError
+        let answer = ctx.attempts.answer(FinalError {
+            class: attempt::classify(e),
+            downstream: *e.esource() == ErrorSource::Downstream,
+            response_started: ctx.response_started,
+            routed: ctx.route.is_some(),
+        });
+        let Some(code) = answer else {
+            return no_reuse(0);
         };
         if let ErrorCode::Block(block) = code {
             let home = ctx.route.as_ref().map(|r| r.home_region);
@@ -683,7 +634,7 @@ impl ProxyHttp for ResidencyProxy {
                     "none"
                 }),
                 status: session.response_written().map_or(0, |r| r.status.as_u16()),
-                attempts: ctx.tried.len(),
+                attempts: ctx.attempts.made(),
                 duration_us: elapsed.as_micros() as u64,
                 bytes_sent: session.body_bytes_sent(),
             });
@@ -719,7 +670,7 @@ impl ProxyHttp for ResidencyProxy {
             site_order = ?route,
             served = ?served,
             backend = backend.as_deref(),
-            attempts = ctx.tried.len(),
+            attempts = ctx.attempts.made(),
             client = ctx.client.map(|ip| ip.to_string()),
             geo = ?ctx.geo,
             status = session.response_written().map(|r| r.status.as_u16()),
