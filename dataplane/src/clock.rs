@@ -34,6 +34,10 @@ impl Clock {
     }
 }
 
+/// The one process-wide value the data plane keeps, on purpose: it caches the operating
+/// system's clock, which is the process's anyway, and holds nothing of any router (two
+/// routers in one process read the same time). Policies that depend on time take it as a
+/// parameter (`now_ms`), so their tests choose it.
 fn clock() -> &'static Clock {
     static CLOCK: OnceLock<&'static Clock> = OnceLock::new();
     CLOCK.get_or_init(|| {

@@ -8,13 +8,13 @@
 //! - [`routing`]: one request's residency decision from plain request facts;
 //! - [`state`]: the snapshot a request reads, swapped whole by reloads;
 //! - [`health`]: active checks on Pingora's health registry, and each backend's live state;
-//! - [`pools`]: per-site backend choice (weighted round-robin, least-in-flight) and outlier
+//! - `pools`: per-site backend choice (weighted round-robin, least-in-flight) and outlier
 //!   ejection; the health view the engine reads;
 //! - [`preference`]: the order of sites inside a region (GeoIP or weighted rotation);
 //! - [`metrics`]: the metric definitions, their families in an injected registry, and the
 //!   per-configuration handles the request path records with;
 //! - [`access_log`]: the per-request audit trail (JSON lines, never blocking requests);
-//! - [`respond`]: the JSON bodies of every response the router writes itself;
+//! - `respond`: the JSON bodies of every response the router writes itself;
 //! - [`request_id`]: `x-request-id`, kept or generated;
 //! - [`tls`]: the TLS version policy, certificates by SNI, upstream peers;
 //! - [`lifecycle`]: readiness and drain, as values;
@@ -27,11 +27,11 @@ pub mod clock;
 pub mod health;
 pub mod lifecycle;
 pub mod metrics;
-pub mod pools;
+mod pools;
 pub mod preference;
 pub mod proxy;
 pub mod request_id;
-pub mod respond;
+mod respond;
 pub mod routing;
 pub mod state;
 pub mod tls;
