@@ -3,7 +3,7 @@
 //!
 //! - [`server`]: Pingora server wiring, signals, graceful shutdown and upgrades;
 //! - [`reload`]: hot reload (validate -> build -> swap), its guards and its triggers;
-//! - [`side_listeners`]: `/metrics` and the admin API on their own ports, plain or TLS;
+//! - `side_listeners`: `/metrics` and the admin API on their own ports, plain or TLS;
 //! - [`demo`]: the `demo` subcommand;
 //! - [`logging`]: the process's log format.
 
@@ -11,4 +11,4 @@ pub mod demo;
 pub mod logging;
 pub mod reload;
 pub mod server;
-pub mod side_listeners;
+mod side_listeners;
