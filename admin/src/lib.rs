@@ -889,7 +889,7 @@ fn desired_record(body: &TenantBody<'_>, state: &RouterState) -> Result<TenantRe
             ApiError::tenant(errors[0].clone()).with("problems", all)
         })?;
     if let Some(expiry) = record.replication.and_then(|r| r.expires_at) {
-        if expiry <= residency_dataplane::clock::unix_now() {
+        if expiry <= state.clock.unix_now() {
             return Err(ApiError::bad_request(
                 "expiry_in_past",
                 format!(
@@ -1036,7 +1036,7 @@ fn explain(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     })?;
     Ok(json_response(
         StatusCode::OK,
-        &explain::explain(&state, &request, residency_dataplane::clock::unix_now()),
+        &explain::explain(&state, &request, state.clock.unix_now()),
     ))
 }
 

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use regions::TenantId;
 use residency_config::{PublishError, Registry, RegistryStore, Snapshot, Staged, TenantChange};
+use residency_dataplane::clock::Clock;
 use residency_dataplane::health::{states_for, HealthStates};
 use residency_dataplane::lifecycle::Readiness;
 use residency_dataplane::metrics::Metrics;
@@ -56,7 +57,12 @@ impl RegistryLock for Held<'_> {
         let current = self.current();
         let mut snapshot = (*current.snapshot).clone();
         snapshot.registry = registry;
-        let mut next = RouterState::new(snapshot, &self.writer.health, &current.families);
+        let mut next = RouterState::new(
+            snapshot,
+            &self.writer.health,
+            &current.families,
+            &current.clock,
+        );
         next.generation = current.generation + 1;
         let generation = next.generation;
         self.writer.state.store(Arc::new(next));
@@ -133,7 +139,12 @@ fn fixture(fault: Fault, edited_on_disk: bool) -> Fixture {
     .unwrap();
     let snapshot = residency_config::load(&config).expect("the fixture config is valid");
     let health = states_for(&snapshot, None);
-    let shared = state::shared(snapshot.clone(), &health, &Metrics::standalone());
+    let shared = state::shared(
+        snapshot.clone(),
+        &health,
+        &Metrics::standalone(),
+        &Clock::start(),
+    );
     let settings = snapshot.admin.as_ref().unwrap().audit.clone();
     let store = Arc::new(FaultyStore {
         fault,

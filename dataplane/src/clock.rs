@@ -1,16 +1,17 @@
 //! A coarse clock for the request path: one atomic load instead of a `clock_gettime` call
-//! (about 30 ns here, several per request). A background thread ticks it every millisecond;
-//! health timestamps (ms) and replication expiry (s) need no finer.
+//! (about 30 ns here, several per request). A thread ticks it every millisecond; health
+//! timestamps (ms) and replication expiry (s) need no finer. Each router starts its own and
+//! hands it to what reads time; policies that depend on time take it as a parameter.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use regions::UnixTime;
 
 const TICK: Duration = Duration::from_millis(1);
 
-struct Clock {
+struct Ticks {
     started: Instant,
     /// Milliseconds since `started`.
     elapsed_ms: AtomicU64,
@@ -20,7 +21,7 @@ struct Clock {
     unix_ms: AtomicU64,
 }
 
-impl Clock {
+impl Ticks {
     fn update(&self) {
         self.elapsed_ms
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -34,46 +35,80 @@ impl Clock {
     }
 }
 
-/// The one process-wide value the data plane keeps, on purpose: it caches the operating
-/// system's clock, which is the process's anyway, and holds nothing of any router (two
-/// routers in one process read the same time). Policies that depend on time take it as a
-/// parameter (`now_ms`), so their tests choose it.
-fn clock() -> &'static Clock {
-    static CLOCK: OnceLock<&'static Clock> = OnceLock::new();
-    CLOCK.get_or_init(|| {
-        let clock: &'static Clock = Box::leak(Box::new(Clock {
+/// One router's clock; clones read the same ticks.
+#[derive(Clone)]
+pub struct Clock(Arc<Ticks>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({} ms)", self.now_ms())
+    }
+}
+
+impl Clock {
+    /// A clock ticked by a thread of its own, which ends once the last clone is dropped.
+    pub fn start() -> Clock {
+        let ticks = Arc::new(Ticks {
             started: Instant::now(),
             elapsed_ms: AtomicU64::new(0),
             unix_seconds: AtomicI64::new(0),
             unix_ms: AtomicU64::new(0),
-        }));
-        clock.update();
+        });
+        ticks.update();
+        let weak: Weak<Ticks> = Arc::downgrade(&ticks);
         let ticker = std::thread::Builder::new()
             .name("coarse-clock".into())
             .spawn(move || loop {
                 std::thread::sleep(TICK);
-                clock.update();
+                match weak.upgrade() {
+                    Some(ticks) => ticks.update(),
+                    None => return,
+                }
             });
         if let Err(e) = ticker {
             // Without the ticker the clock would stand still: health back-offs would never
             // end. That is a broken process, not bad input.
             panic!("cannot start the clock thread: {e}");
         }
-        clock
-    })
+        Clock(ticks)
+    }
+
+    /// Milliseconds since the clock started, to within a tick.
+    pub fn now_ms(&self) -> u64 {
+        self.0.elapsed_ms.load(Ordering::Relaxed)
+    }
+
+    /// The current Unix time in milliseconds, to within a tick.
+    pub fn unix_ms(&self) -> u64 {
+        self.0.unix_ms.load(Ordering::Relaxed)
+    }
+
+    /// The current Unix time in seconds, to within a tick.
+    pub fn unix_now(&self) -> UnixTime {
+        UnixTime(self.0.unix_seconds.load(Ordering::Relaxed))
+    }
 }
 
-/// Milliseconds since the process first asked, to within a tick.
-pub fn now_ms() -> u64 {
-    clock().elapsed_ms.load(Ordering::Relaxed)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The current Unix time in milliseconds, to within a tick.
-pub fn unix_ms() -> u64 {
-    clock().unix_ms.load(Ordering::Relaxed)
-}
-
-/// The current Unix time in seconds, to within a tick.
-pub fn unix_now() -> UnixTime {
-    UnixTime(clock().unix_seconds.load(Ordering::Relaxed))
+    #[test]
+    fn a_clock_ticks_and_tells_unix_time_to_within_a_tick() {
+        let clock = Clock::start();
+        let (before, at_start) = (clock.now_ms(), clock.unix_ms());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(clock.now_ms() >= before + 20, "{clock:?} did not tick");
+        let system = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let lag = system.as_millis() as i128 - i128::from(clock.unix_ms());
+        assert!((0..=20).contains(&lag), "unix time lags by {lag} ms");
+        assert!(clock.unix_ms() > at_start);
+        // Read one after the other: a tick may fall between them at a second's boundary.
+        let seconds = (clock.unix_ms() / 1000) as i64;
+        assert!((seconds - clock.unix_now().0).abs() <= 1);
+        let other = Clock::start();
+        assert!(other.now_ms() < clock.now_ms(), "each router's clock starts at 0");
+    }
 }

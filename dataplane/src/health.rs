@@ -27,7 +27,7 @@ use pingora::ErrorType;
 use residency_config::{ActiveCheck, HealthSettings, Snapshot};
 use tokio::sync::{oneshot, watch};
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::lifecycle::ReadyLatch;
 
 /// Live state of one backend, shared by the data plane and the health checks.
@@ -45,7 +45,7 @@ pub struct BackendHealth {
     consecutive_failures: AtomicU32,
     /// Passive ejections so far; each one doubles the next back-off.
     ejections: AtomicU32,
-    /// Ejected until this time (ms, see [`now_ms`]); 0 when never ejected.
+    /// Ejected until this time (ms, see [`Clock::now_ms`]); 0 when never ejected.
     ejected_until_ms: AtomicU64,
     /// Ejected and waiting for a passing active check before it may return.
     awaiting_check: AtomicBool,
@@ -208,6 +208,7 @@ pub fn states_for(snapshot: &Snapshot, previous: Option<&HealthStates>) -> Healt
 /// Wraps a Pingora check and records every result in [`BackendHealth`].
 struct RecordingCheck {
     inner: Box<dyn HealthCheck + Send + Sync>,
+    clock: Clock,
     states: HealthStates,
     healthy_threshold: u32,
     unhealthy_threshold: u32,
@@ -222,7 +223,7 @@ impl HealthCheck for RecordingCheck {
                 result.is_ok(),
                 self.healthy_threshold,
                 self.unhealthy_threshold,
-                now_ms(),
+                self.clock.now_ms(),
             );
         }
         result
@@ -333,16 +334,19 @@ pub struct HealthSupervisor {
     plans: watch::Receiver<Arc<CheckPlan>>,
     /// Released once every site has had its first round of checks (what `/readyz` waits for).
     ready: std::sync::Mutex<Option<ReadyLatch>>,
+    clock: Clock,
 }
 
 pub fn supervisor(
     initial: CheckPlan,
     ready: ReadyLatch,
+    clock: &Clock,
 ) -> (watch::Sender<Arc<CheckPlan>>, HealthSupervisor) {
     let (sender, plans) = watch::channel(Arc::new(initial));
     let supervisor = HealthSupervisor {
         plans,
         ready: std::sync::Mutex::new(Some(ready)),
+        clock: clock.clone(),
     };
     (sender, supervisor)
 }
@@ -385,7 +389,8 @@ impl HealthSupervisor {
                 if !running.contains_key(&site.name) {
                     let (done, first_round) = oneshot::channel();
                     first_rounds.push(first_round);
-                    let task = tokio::spawn(run_site_checks(site.clone(), done));
+                    let task =
+                        tokio::spawn(run_site_checks(site.clone(), self.clock.clone(), done));
                     running.insert(site.name.clone(), (site.clone(), task));
                 }
             }
@@ -413,7 +418,7 @@ impl HealthSupervisor {
     }
 }
 
-async fn run_site_checks(plan: SitePlan, first_round: oneshot::Sender<()>) {
+async fn run_site_checks(plan: SitePlan, clock: Clock, first_round: oneshot::Sender<()>) {
     let mut first_round = Some(first_round);
     let Some(check) = pingora_check(&plan.settings, plan.tls.as_ref()) else {
         return;
@@ -426,6 +431,7 @@ async fn run_site_checks(plan: SitePlan, first_round: oneshot::Sender<()>) {
     }));
     registry.set_health_check(Box::new(RecordingCheck {
         inner: check,
+        clock,
         states: plan.states.clone(),
         healthy_threshold: plan.settings.healthy_threshold,
         unhealthy_threshold: plan.settings.unhealthy_threshold,

@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use regions::{SiteHealth, SiteId};
 use residency_config::{ActiveCheck, Balance, OutlierSettings, SiteConfig, Snapshot};
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::health::{BackendHealth, HealthStates, InFlight};
 use crate::tls::PeerTls;
 use pingora::upstreams::peer::HttpPeer;
 
 pub struct Pools {
     sites: Vec<SitePool>,
+    clock: Clock,
 }
 
 struct SitePool {
@@ -229,13 +230,16 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 impl Pools {
-    pub fn new(snapshot: &Snapshot, states: &HealthStates) -> Self {
+    pub fn new(snapshot: &Snapshot, states: &HealthStates, clock: &Clock) -> Self {
         let sites = snapshot
             .sites
             .iter()
             .map(|site| SitePool::new(site, states))
             .collect();
-        Pools { sites }
+        Pools {
+            sites,
+            clock: clock.clone(),
+        }
     }
 
     fn site(&self, site: SiteId) -> &SitePool {
@@ -246,13 +250,13 @@ impl Pools {
     pub fn view(&self) -> HealthView<'_> {
         HealthView {
             pools: self,
-            now_ms: now_ms(),
+            now_ms: self.clock.now_ms(),
         }
     }
 
     /// Whether the backend may take traffic now (for the `residency_backend_up` gauge).
     pub fn available(&self, site: SiteId, backend: usize) -> bool {
-        self.site(site).available(backend, now_ms())
+        self.site(site).available(backend, self.clock.now_ms())
     }
 
     pub fn backend(&self, site: SiteId, backend: usize) -> &Arc<BackendHealth> {
@@ -282,7 +286,7 @@ impl Pools {
     /// An available backend of `site` that `skip` does not reject, by the site's balance.
     pub fn pick(&self, site: SiteId, skip: impl Fn(usize) -> bool) -> Option<usize> {
         let pool = self.site(site);
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let eligible = |i: usize| !skip(i) && pool.available(i, now);
         let start = pool.next.fetch_add(1, Ordering::Relaxed);
         match pool.balance {
@@ -308,13 +312,14 @@ impl Pools {
 
     /// Passive health: a request on this backend succeeded.
     pub fn record_success(&self, site: SiteId, backend: usize) {
-        self.site(site).record_success(backend, now_ms());
+        self.site(site).record_success(backend, self.clock.now_ms());
     }
 
     /// Passive health: a request on this backend failed (connect error, backend timeout or
     /// 5xx). Ejects it after enough failures in a row, unless the site's cap is reached.
     pub fn record_failure(&self, site: SiteId, backend: usize) {
-        self.site(site).record_failure(backend, now_ms);
+        self.site(site)
+            .record_failure(backend, || self.clock.now_ms());
     }
 }
 

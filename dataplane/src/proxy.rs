@@ -180,7 +180,7 @@ impl ResidencyProxy {
             &facts,
             |name| header_values(req, name),
             forwarded_for,
-            crate::clock::unix_now(),
+            ctx.state().clock.unix_now(),
         );
         if routed.client.is_some() && ctx.state().snapshot.geoip.is_some() {
             ctx.state().metrics.geoip(routed.geo.is_some());
@@ -233,7 +233,7 @@ impl ResidencyProxy {
         {
             return None;
         }
-        let now = crate::clock::unix_now();
+        let now = state.clock.unix_now();
         route
             .sites
             .iter()
@@ -618,7 +618,7 @@ impl ProxyHttp for ResidencyProxy {
         if let (Some(log), Some(state)) = (&self.access_log, &ctx.state) {
             let served = ctx.current_site().filter(|_| ctx.response_started);
             log.record(AccessRecord {
-                unix_ms: crate::clock::unix_ms(),
+                unix_ms: state.clock.unix_ms(),
                 state: Arc::clone(state),
                 request_id: ctx.request_id.clone(),
                 method: session.req_header().method.clone(),

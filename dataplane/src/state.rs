@@ -5,6 +5,7 @@ use http::HeaderValue;
 use regions::{RegionId, SiteId, Topology};
 use residency_config::Snapshot;
 
+use crate::clock::Clock;
 use crate::health::HealthStates;
 use crate::metrics::{Handles, Metrics};
 use crate::pools::Pools;
@@ -20,6 +21,8 @@ pub struct RouterState {
     pub metrics: Handles,
     /// The router's metric families, which every configuration it serves records into.
     pub families: Arc<Metrics>,
+    /// The router's clock, the same for every configuration.
+    pub clock: Clock,
     pub names: NameValues,
     /// 1 for the configuration the process started with, +1 per applied reload.
     pub generation: u64,
@@ -29,7 +32,12 @@ pub struct RouterState {
 }
 
 impl RouterState {
-    pub fn new(snapshot: Snapshot, health: &HealthStates, families: &Arc<Metrics>) -> Self {
+    pub fn new(
+        snapshot: Snapshot,
+        health: &HealthStates,
+        families: &Arc<Metrics>,
+        clock: &Clock,
+    ) -> Self {
         let retry_after_secs = snapshot
             .sites
             .iter()
@@ -38,10 +46,11 @@ impl RouterState {
             .unwrap_or(1)
             .max(1);
         RouterState {
-            pools: Pools::new(&snapshot, health),
+            pools: Pools::new(&snapshot, health, clock),
             rotation: SiteRotation::new(&snapshot),
             metrics: Handles::new(&snapshot, families),
             families: Arc::clone(families),
+            clock: clock.clone(),
             names: NameValues::new(&snapshot.topology),
             generation: 1,
             snapshot: Arc::new(snapshot),
@@ -80,8 +89,13 @@ impl NameValues {
 /// The swappable pointer to the current state. Reloads and admin changes store a new one.
 pub type SharedState = Arc<ArcSwap<RouterState>>;
 
-pub fn shared(snapshot: Snapshot, health: &HealthStates, families: &Arc<Metrics>) -> SharedState {
+pub fn shared(
+    snapshot: Snapshot,
+    health: &HealthStates,
+    families: &Arc<Metrics>,
+    clock: &Clock,
+) -> SharedState {
     Arc::new(ArcSwap::from_pointee(RouterState::new(
-        snapshot, health, families,
+        snapshot, health, families, clock,
     )))
 }

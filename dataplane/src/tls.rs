@@ -73,7 +73,7 @@ pub fn install_policy(min: TlsVersion) -> Result<(), String> {
 /// certificates (served, or the router's own for backends) that are not valid yet, expired or
 /// expire within 14 days. Such a certificate is still used: refusing it would fail every
 /// reload and restart after it.
-pub fn warn_about(snapshot: &residency_config::Snapshot) {
+pub fn warn_about(snapshot: &residency_config::Snapshot, now: regions::UnixTime) {
     for (id, site) in snapshot.topology.sites() {
         if snapshot
             .site(id)
@@ -89,7 +89,7 @@ pub fn warn_about(snapshot: &residency_config::Snapshot) {
         }
     }
     const SOON: i64 = 14 * 86_400;
-    let now = crate::clock::unix_now().0;
+    let now = now.0;
     for certificate in snapshot.tls.served() {
         if now + residency_config::CLOCK_SKEW_SECONDS < certificate.not_before {
             tracing::error!(

@@ -16,6 +16,7 @@ use regions::{
     HeaderValues, HostPattern, MethodClass, PathPattern, RegionId, TenantIdentifier, TenantSource,
     UnixTime,
 };
+use residency_dataplane::clock::Clock;
 use residency_dataplane::health::states_for;
 use residency_dataplane::metrics::Metrics;
 use residency_dataplane::routing::{decide_for, route, RequestFacts};
@@ -67,7 +68,7 @@ fn state_with(tenants: usize) -> (tempfile::TempDir, RouterState) {
     write_registry(&dir.path().join("tenants.json"), tenants);
     let snapshot = residency_config::load(&dir.path().join("router.toml")).unwrap();
     let health = states_for(&snapshot, None);
-    let state = RouterState::new(snapshot, &health, &Metrics::standalone());
+    let state = RouterState::new(snapshot, &health, &Metrics::standalone(), &Clock::start());
     (dir, state)
 }
 

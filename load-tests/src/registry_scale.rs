@@ -14,6 +14,7 @@ use clap::Parser;
 use load_tests::median;
 use load_tests::scale::{spread, tenant_id, write_registry, CONFIG};
 use regions::{HeaderValues, MethodClass, UnixTime};
+use residency_dataplane::clock::Clock;
 use residency_dataplane::health::states_for;
 use residency_dataplane::metrics::Metrics;
 use residency_dataplane::routing::{decide_for, route, RequestFacts};
@@ -49,7 +50,7 @@ fn main() {
     let state_from = |path: &Path| {
         let snapshot = residency_config::load(path).expect("the generated config is valid");
         let health = states_for(&snapshot, None);
-        RouterState::new(snapshot, &health, &Metrics::standalone())
+        RouterState::new(snapshot, &health, &Metrics::standalone(), &Clock::start())
     };
     let small_path = small_config(dir.path());
     let live = ArcSwap::from_pointee(state_from(&small_path));

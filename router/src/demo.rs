@@ -32,7 +32,10 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
         residency_admin::auth::token_hash(DEMO_OPERATOR_TOKEN),
         residency_admin::auth::token_hash(DEMO_ACME_ADMIN_TOKEN),
     );
-    let replica_ends = demo_replica_end(residency_dataplane::clock::unix_now());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let replica_ends = demo_replica_end(regions::UnixTime(now));
     let config_path = write_config(
         &dir,
         listen,

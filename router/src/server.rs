@@ -16,6 +16,7 @@ use residency_admin::{Admin, Api};
 use residency_config::{FileStore, Snapshot};
 use residency_dataplane::access_log::AccessLog;
 use residency_dataplane::client_limits::ClientLimited;
+use residency_dataplane::clock::Clock;
 use residency_dataplane::health;
 use residency_dataplane::lifecycle::{Drain, Readiness};
 use residency_dataplane::metrics::Metrics;
@@ -136,7 +137,8 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
 
     // Before Pingora builds its first TLS config (the upstream connector, in the proxy).
     tls::install_policy(snapshot.tls.min_version)?;
-    tls::warn_about(&snapshot);
+    let clock = Clock::start();
+    tls::warn_about(&snapshot, clock.unix_now());
     let h2 = snapshot.tls.h2;
 
     let conf = ServerConf {
@@ -175,7 +177,8 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     let ids = Arc::new(RequestIds::default());
 
     let health = health::states_for(&snapshot, None);
-    let (plans, supervisor) = health::supervisor(health::plan_for(&snapshot, &health), ready_latch);
+    let (plans, supervisor) =
+        health::supervisor(health::plan_for(&snapshot, &health), ready_latch, &clock);
     let health_checks = server.add_service(background_service("health checks", supervisor));
     let config_path = snapshot.config_path.clone();
     let (access_log, access_log_writer) = snapshot
@@ -189,7 +192,7 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
         .unzip();
     let control_socket = snapshot.server.control_socket.clone();
 
-    let shared = state::shared(snapshot, &health, &metrics);
+    let shared = state::shared(snapshot, &health, &metrics, &clock);
     if let Some(addr) = listen.metrics {
         server.add_service(background_service(
             "metrics",

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use regions::{HeaderValues, UnixTime};
+use residency_dataplane::clock::Clock;
 use residency_dataplane::health::states_for;
 use residency_dataplane::metrics::Metrics;
 use residency_dataplane::routing::{route, RequestFacts};
@@ -36,7 +37,7 @@ fn state_with_geoip() -> (tempfile::TempDir, RouterState) {
     let health = states_for(&snapshot, None);
     (
         dir,
-        RouterState::new(snapshot, &health, &Metrics::standalone()),
+        RouterState::new(snapshot, &health, &Metrics::standalone(), &Clock::start()),
     )
 }
 

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use residency_dataplane::health::{self, CheckPlan, HealthStates};
 use residency_dataplane::lifecycle::Drain;
 use residency_dataplane::state::{RouterState, SharedState};
-use residency_dataplane::{clock, tls};
+use residency_dataplane::tls;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RegionMove {
@@ -151,8 +151,9 @@ impl Reloader {
     /// applied reload or registry change adds one). Callers hold the reload lock.
     fn install(&self, snapshot: Snapshot, health: &HealthStates) -> u64 {
         let generation = self.current().generation + 1;
-        let families = Arc::clone(&self.current().families);
-        let mut state = RouterState::new(snapshot, health, &families);
+        let current = self.current();
+        let families = Arc::clone(&current.families);
+        let mut state = RouterState::new(snapshot, health, &families, &current.clock);
         state.generation = generation;
         self.shared.store(Arc::new(state));
         families.generation.set(generation as i64);
@@ -165,9 +166,9 @@ impl Reloader {
         health: HealthStates,
         plans: watch::Sender<Arc<CheckPlan>>,
     ) -> Self {
-        let metrics = Arc::clone(&shared.load().families);
-        metrics.generation.set(1);
-        metrics.last_success.set(clock::unix_now().0);
+        let state = shared.load_full();
+        state.families.generation.set(1);
+        state.families.last_success.set(state.clock.unix_now().0);
         let live_files = files_of(&shared.load().snapshot);
         Reloader {
             config_path,
@@ -205,9 +206,10 @@ impl Reloader {
         let result = self.reload_now(force);
         match &result {
             Ok(report) => {
-                let metrics = &self.current().families;
+                let state = self.current();
+                let metrics = &state.families;
                 metrics.reloads.with_label_values(&["success"]).inc();
-                metrics.last_success.set(clock::unix_now().0);
+                metrics.last_success.set(state.clock.unix_now().0);
                 let moves: Vec<String> = report
                     .moves
                     .iter()
@@ -226,7 +228,7 @@ impl Reloader {
                         moves.join(", ")
                     }
                 );
-                tls::warn_about(&self.current().snapshot);
+                tls::warn_about(&state.snapshot, state.clock.unix_now());
                 for setting in &report.restart_needed {
                     tracing::warn!(setting, "changed, but only takes effect after a restart");
                 }
@@ -262,7 +264,9 @@ impl Reloader {
             }
         })?;
 
-        let not_valid = new.tls.invalid_replacements(&old.tls, clock::unix_now().0);
+        let not_valid = new
+            .tls
+            .invalid_replacements(&old.tls, current.clock.unix_now().0);
         if !force && !not_valid.is_empty() {
             return Err(ReloadError::CertificateNotValid(not_valid));
         }
