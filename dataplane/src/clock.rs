@@ -109,6 +109,9 @@ mod tests {
         let seconds = (clock.unix_ms() / 1000) as i64;
         assert!((seconds - clock.unix_now().0).abs() <= 1);
         let other = Clock::start();
-        assert!(other.now_ms() < clock.now_ms(), "each router's clock starts at 0");
+        assert!(
+            other.now_ms() < clock.now_ms(),
+            "each router's clock starts at 0"
+        );
     }
 }
