@@ -4,8 +4,10 @@
 
 mod backend;
 mod config;
+mod etcd;
 mod ports;
 
 pub use backend::SiteBackend;
 pub use config::{write_config, DEMO_SITES, DEMO_TENANTS};
+pub use etcd::EtcdCluster;
 pub use ports::{HeldPort, PortRegistry};
