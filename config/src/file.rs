@@ -144,8 +144,85 @@ pub struct ListenFile {
 pub struct TenancyFile {
     pub sources: Vec<SourceFile>,
     pub unknown: UnknownFile,
-    /// Relative paths are resolved against the config file's directory.
-    pub registry: String,
+    /// A file (relative paths are resolved against the config file's directory), or
+    /// `{ etcd = { ... } }` for a fleet sharing one registry.
+    pub registry: RegistrySetting,
+}
+
+/// `registry = "tenants.json"` or `registry = { etcd = { ... } }`. Read by hand rather than
+/// as an untagged enum, so that a misspelt key inside the table is reported as itself.
+#[derive(Debug)]
+pub enum RegistrySetting {
+    File(String),
+    Etcd(Box<EtcdFile>),
+}
+
+impl<'de> Deserialize<'de> for RegistrySetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RegistrySetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a registry file name, or a table `{ etcd = { endpoints = [...], prefix = \"/residency\", cache = \"registry.cache\" } }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RegistrySetting::File(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut etcd = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "etcd" if etcd.is_none() => {
+                            etcd = Some(Box::new(map.next_value::<EtcdFile>()?))
+                        }
+                        "etcd" => return Err(serde::de::Error::duplicate_field("etcd")),
+                        other => return Err(serde::de::Error::unknown_field(other, &["etcd"])),
+                    }
+                }
+                etcd.map(RegistrySetting::Etcd)
+                    .ok_or_else(|| serde::de::Error::missing_field("etcd"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `[tenancy] registry = { etcd = { ... } }` (SPEC 10): the fleet's shared registry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdFile {
+    /// `http://host:port` or `https://host:port` client URLs of the cluster's members.
+    pub endpoints: Vec<String>,
+    /// Every router of a fleet uses the same prefix: `/residency`.
+    pub prefix: String,
+    /// The local copy a router starts from when etcd is down (relative to the config file).
+    pub cache: String,
+    pub max_staleness_s: Option<u64>,
+    pub cache_max_age_s: Option<u64>,
+    /// This router in `GET /v1/fleet`; the host name by default.
+    pub router_id: Option<String>,
+    /// Where this router runs (a region or PoP label), shown in `GET /v1/fleet`.
+    pub router_region: Option<String>,
+    pub username: Option<String>,
+    /// A file holding the password (kept out of the config, which is often in git).
+    pub password_file: Option<String>,
+    pub tls: Option<EtcdTlsFile>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTlsFile {
+    /// PEM CA bundle the members' certificates chain to.
+    pub ca: String,
+    /// Client certificate and key, for clusters that require them.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// The name the members' certificates carry, when it is not the endpoints' host.
+    pub domain: Option<String>,
 }
 
 /// One of `{ host = "..." }`, `{ header = "..." }`, `{ path = "...", strip = bool }`.

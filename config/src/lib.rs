@@ -57,15 +57,16 @@ pub use error::{ConfigError, ConfigErrors};
 pub use registry::Registry;
 pub use snapshot::{
     AccessLogSettings, ActiveCheck, AdminSettings, AdminToken, AuditSettings, Backend, Balance,
-    ClientLimits, GeoIpSettings, HealthSettings, HttpCheck, Listen, OutlierSettings, ProxySettings,
-    ReloadSettings, Role, ServerSettings, SiteConfig, Snapshot,
+    ClientLimits, EtcdSettings, EtcdTls, GeoIpSettings, HealthSettings, HttpCheck, Listen,
+    OutlierSettings, ProxySettings, RegistryStatus, ReloadSettings, Role, ServerSettings,
+    SiteConfig, Snapshot,
 };
 pub use store::{
     parent_dir, FileStore, PublishError, RegistryStore, Staged, StagedFile, TenantChange,
 };
 pub use tenant::{
-    mode_name, registry_json, rfc3339, tenant_id, tenant_record, write_registry_json, Chunked,
-    ReplicationView, TenantError, TenantView,
+    mode_name, registry_json, rfc3339, tenant_from_json, tenant_id, tenant_json, tenant_record,
+    write_registry_json, Chunked, ReplicationView, TenantError, TenantView,
 };
 pub use tls::{
     CertificateSet, ClientIdentity, ListenerTls, ServerCertificate, TlsSettings, TlsVersion,
@@ -83,4 +84,20 @@ pub fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
 /// database) is reused rather than read and verified again.
 pub fn reload(config_path: &Path, running: &Snapshot) -> Result<Snapshot, ConfigErrors> {
     validate::load(config_path, Some(running))
+}
+
+/// A registry document (`{"tenants": [...]}`) checked against `topology`, as a registry file
+/// is; `path` names it in the errors.
+pub fn registry_from_text(
+    path: &Path,
+    text: &str,
+    topology: &regions::Topology,
+) -> Result<Registry, ConfigErrors> {
+    let mut errors = Vec::new();
+    let registry = validate::registry_text(path, text, topology, &mut errors);
+    if errors.is_empty() {
+        Ok(registry)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }

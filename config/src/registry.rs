@@ -111,11 +111,26 @@ impl Registry {
     /// in the arena until the next full load: changes through the admin API are rare next
     /// to lookups, and this keeps a change to a copy of two flat arrays.
     pub fn with_change(&self, id: &TenantId, record: Option<TenantRecord>) -> Registry {
+        self.with_changes([(*id, record)])
+    }
+
+    /// [`Registry::with_change`] for several tenants, in order, with one copy.
+    pub fn with_changes(
+        &self,
+        changes: impl IntoIterator<Item = (TenantId, Option<TenantRecord>)>,
+    ) -> Registry {
         let mut next = self.clone();
+        for (id, record) in changes {
+            next.set(&id, record);
+        }
+        next
+    }
+
+    fn set(&mut self, id: &TenantId, record: Option<TenantRecord>) {
         let bytes = id.as_bytes();
-        let hash = next.hasher.hash_one(bytes);
-        let ids = &next.ids;
-        let found = next
+        let hash = self.hasher.hash_one(bytes);
+        let ids = &self.ids;
+        let found = self
             .index
             .find_entry(hash, |e| Self::id_of(ids, e) == bytes);
         match (found, record) {
@@ -123,7 +138,7 @@ impl Registry {
                 entry.remove();
             }
             (Ok(mut entry), Some(record)) => {
-                let replication = Self::replication_index(&mut next.replications, record);
+                let replication = Self::replication_index(&mut self.replications, record);
                 let entry = entry.get_mut();
                 entry.home = record.home;
                 entry.replication = replication;
@@ -131,19 +146,18 @@ impl Registry {
             (Err(_), None) => {}
             (Err(_), Some(record)) => {
                 let entry = Entry {
-                    start: next.ids.len() as u32,
-                    replication: Self::replication_index(&mut next.replications, record),
-                    order: next.index.len() as u32,
+                    start: self.ids.len() as u32,
+                    replication: Self::replication_index(&mut self.replications, record),
+                    order: self.index.len() as u32,
                     len: bytes.len() as u8,
                     home: record.home,
                 };
-                next.ids.extend_from_slice(bytes);
-                let (ids, hasher) = (&next.ids, &next.hasher);
-                next.index
+                self.ids.extend_from_slice(bytes);
+                let (ids, hasher) = (&self.ids, &self.hasher);
+                self.index
                     .insert_unique(hash, entry, |e| hasher.hash_one(Self::id_of(ids, e)));
             }
         }
-        next
     }
 
     fn replication_index(replications: &mut Vec<Replication>, record: TenantRecord) -> u32 {

@@ -13,7 +13,13 @@ use crate::Registry;
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub config_path: PathBuf,
+    /// The registry file; in fleet mode, the local cache of the etcd registry.
     pub registry_path: PathBuf,
+    /// `Some` in fleet mode: the registry lives in etcd, and `registry` is the last revision
+    /// this router applied.
+    pub etcd: Option<Arc<EtcdSettings>>,
+    /// Whether `registry` can be served, and with which privileges.
+    pub registry_status: RegistryStatus,
     pub listen: Listen,
     pub topology: Topology,
     pub identifier: TenantIdentifier,
@@ -29,6 +35,58 @@ pub struct Snapshot {
     /// `None` when `listen.admin` is not set.
     pub admin: Option<AdminSettings>,
     pub tls: TlsSettings,
+}
+
+/// What the data plane may do with the registry it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryStatus {
+    /// `false` only in fleet mode, before a registry came from etcd or a valid cache: every
+    /// tenant request is then refused (503), never sent to a default region.
+    pub loaded: bool,
+    /// Fleet mode, past `max_staleness_s` without etcd: replication exceptions are not used
+    /// (home regions are), since a revoked exception may not have reached this router.
+    pub replication_suspended: bool,
+}
+
+impl RegistryStatus {
+    pub const SERVING: RegistryStatus = RegistryStatus {
+        loaded: true,
+        replication_suspended: false,
+    };
+}
+
+/// `[tenancy] registry = { etcd = { ... } }`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    pub endpoints: Vec<String>,
+    /// Starts with `/`, no trailing `/`.
+    pub prefix: String,
+    pub cache: PathBuf,
+    pub max_staleness: Duration,
+    /// A cache older than this is not started from.
+    pub cache_max_age: Duration,
+    pub router_id: String,
+    pub router_region: Option<String>,
+    pub credentials: Option<(String, String)>,
+    pub tls: Option<EtcdTls>,
+    /// Each etcd request's deadline: a partitioned member must not hang a write or the sync.
+    pub timeout: Duration,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca_pem: Vec<u8>,
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    pub domain: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("client_identity", &self.identity_pem.is_some())
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 /// The admin API: who may call it, where changes are audited.

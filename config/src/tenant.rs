@@ -295,6 +295,36 @@ impl<F: FnMut(Vec<u8>) -> bool> Chunked<F> {
     }
 }
 
+/// One tenant's record as a registry store holds it: the JSON of a registry file's entry
+/// (`{"id": ..., "region": ..., "replication": ...}`), checked against `topology`. `id` is the
+/// id the store keeps it under; a record naming another id is refused.
+pub fn tenant_from_json(
+    id: &str,
+    json: &[u8],
+    topology: &Topology,
+) -> Result<(TenantId, TenantRecord), String> {
+    let file: crate::file::TenantFile<'_> =
+        serde_json::from_slice(json).map_err(|e| format!("not a tenant record: {e}"))?;
+    if file.id != id {
+        return Err(format!("the record names tenant `{}`, not `{id}`", file.id));
+    }
+    let id = tenant_id(id).map_err(|e| e.to_string())?;
+    let record =
+        tenant_record(&file.region, file.replication.as_ref(), topology).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {e}", e.field().trim_start_matches('.')))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+    Ok((id, record))
+}
+
+/// The JSON a registry store keeps for one tenant: [`tenant_from_json`] reads it back.
+pub fn tenant_json(id: &str, record: &TenantRecord, topology: &Topology) -> Vec<u8> {
+    serde_json::to_vec(&TenantView::new(id, record, topology)).expect("tenant views serialize")
+}
+
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;

@@ -61,6 +61,12 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition { name: "residency_client_connections", kind: Kind::Gauge, labels: &[], help: "Client connections open now, over every listener and protocol (bounded by `proxy.max_client_connections`)." },
     Definition { name: "residency_client_connections_refused_total", kind: Kind::Counter, labels: &[], help: "Client connections refused (503 `too_many_connections`, or closed for HTTP/2) because `proxy.max_client_connections` were open." },
     Definition { name: "residency_client_requests_refused_total", kind: Kind::Counter, labels: &["reason"], help: "HTTP/1 requests cut before their head was whole: `header_timeout` (408, slower than `proxy.client_header_timeout_ms`), `head_too_large` (431), `malformed_head` (400, a head no HTTP/1 parser reads)." },
+    Definition { name: "residency_registry_connected", kind: Kind::Gauge, labels: &[], help: "Fleet mode: 1 while this router follows the etcd registry (its last probe and watch answered), else 0. Always 0 with a registry file." },
+    Definition { name: "residency_registry_revision", kind: Kind::Gauge, labels: &[], help: "Fleet mode: the etcd revision of the registry this router serves." },
+    Definition { name: "residency_registry_staleness_seconds", kind: Kind::Gauge, labels: &[], help: "Fleet mode: seconds since this router last knew its registry was etcd's latest (0 while connected). Past `max_staleness_s`, replication exceptions are not used." },
+    Definition { name: "residency_registry_resyncs_total", kind: Kind::Counter, labels: &["reason"], help: "Fleet mode: full reads of the registry from etcd, by reason: `start`, `compacted` (the watch's revision was compacted away), `revision_backwards` (etcd restored from an older backup), `cluster_changed` (another etcd cluster answers)." },
+    Definition { name: "residency_registry_invalid_records_total", kind: Kind::Counter, labels: &[], help: "Fleet mode: tenant records in etcd this router could not use (unknown region, bad JSON); the tenant keeps its previous record, or is refused if it had none." },
+    Definition { name: "residency_registry_held_changes", kind: Kind::Gauge, labels: &[], help: "Fleet mode: 1 while a registry change from etcd is held by the mass-move guard (`reload.max_moved_percent`) until `residency-router reload --force`." },
     Definition { name: "residency_build_info", kind: Kind::Gauge, labels: &["version"], help: "Always 1; the label carries the router version." },
 ];
 
@@ -139,6 +145,12 @@ pub struct Metrics {
     client_connections_refused: IntCounter,
     /// [Cut::ALL index]
     client_requests_refused: Vec<IntCounter>,
+    pub registry_connected: IntGauge,
+    pub registry_revision: IntGauge,
+    pub registry_staleness: prometheus::Gauge,
+    pub registry_resyncs: IntCounterVec,
+    pub registry_invalid_records: IntCounter,
+    pub registry_held: IntGauge,
 }
 
 impl Metrics {
@@ -195,6 +207,19 @@ impl Metrics {
                     .map(|cut| family.with_label_values(&[cut.as_str()]))
                     .collect()
             },
+            registry_connected: gauge(&registry, "residency_registry_connected"),
+            registry_revision: gauge(&registry, "residency_registry_revision"),
+            registry_staleness: register(
+                &registry,
+                prometheus::Gauge::with_opts(opts("residency_registry_staleness_seconds"))
+                    .expect("valid definition"),
+            ),
+            registry_resyncs: counter_vec(&registry, "residency_registry_resyncs_total"),
+            registry_invalid_records: counter(
+                &registry,
+                "residency_registry_invalid_records_total",
+            ),
+            registry_held: gauge(&registry, "residency_registry_held_changes"),
             registry,
             rendering: Mutex::new(()),
         })

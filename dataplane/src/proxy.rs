@@ -96,8 +96,12 @@ impl RequestCtx {
     /// `Retry-After` for 503s: a client retrying before the next health check would only
     /// meet the same unavailable backends.
     fn retry_after(&self, code: ErrorCode) -> Option<u64> {
-        (code == ErrorCode::Block(BlockCode::RegionUnavailable))
-            .then(|| self.state().retry_after_secs)
+        match code {
+            ErrorCode::Block(BlockCode::RegionUnavailable) => Some(self.state().retry_after_secs),
+            // The registry store is retried with a backoff of about this.
+            ErrorCode::Block(BlockCode::RegistryUnavailable) => Some(1),
+            _ => None,
+        }
     }
 
     fn error_body(

@@ -143,7 +143,19 @@ pub fn decide_for(
     now: UnixTime,
 ) -> (Decision, bool) {
     let snapshot = &state.snapshot;
-    let record = tenant.and_then(|id| snapshot.registry.get(&id));
+    let status = snapshot.registry_status;
+    if tenant.is_some() && !status.loaded {
+        let block = regions::Block::new(regions::BlockCode::RegistryUnavailable);
+        return (Decision::Block(block), false);
+    }
+    let mut record = tenant.and_then(|id| snapshot.registry.get(&id));
+    if status.replication_suspended {
+        // Staleness only takes privileges away: a replication exception revoked while this
+        // router could not hear of it must not stay usable indefinitely; home regions stay.
+        if let Some(record) = &mut record {
+            record.replication = None;
+        }
+    }
     let lookup = match (tenant, &record) {
         (None, _) => TenantLookup::Absent,
         (Some(id), Some(record)) => TenantLookup::Known(id, record),

@@ -125,10 +125,13 @@ pub enum BlockCode {
     /// The request cannot be read one way only: a Host that is not `host[:port]`, two Hosts,
     /// a Host that disagrees with the target's authority, or broken framing.
     BadRequest,
+    /// Fleet mode: the router has no registry yet (etcd down at start and no valid cache).
+    /// Never routed to a default region instead.
+    RegistryUnavailable,
 }
 
 impl BlockCode {
-    pub const ALL: [BlockCode; 8] = [
+    pub const ALL: [BlockCode; 9] = [
         BlockCode::TenantRequired,
         BlockCode::UnknownTenant,
         BlockCode::AmbiguousTenant,
@@ -137,6 +140,7 @@ impl BlockCode {
         BlockCode::RegionUnavailable,
         BlockCode::MisdirectedRequest,
         BlockCode::BadRequest,
+        BlockCode::RegistryUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -149,6 +153,7 @@ impl BlockCode {
             BlockCode::RegionUnavailable => "region_unavailable",
             BlockCode::MisdirectedRequest => "misdirected_request",
             BlockCode::BadRequest => "bad_request",
+            BlockCode::RegistryUnavailable => "registry_unavailable",
         }
     }
 
@@ -160,7 +165,7 @@ impl BlockCode {
             | BlockCode::BadRequest => 400,
             BlockCode::UnknownTenant => 404,
             BlockCode::CrossRegionBlocked | BlockCode::MisdirectedRequest => 421,
-            BlockCode::RegionUnavailable => 503,
+            BlockCode::RegionUnavailable | BlockCode::RegistryUnavailable => 503,
         }
     }
 
@@ -185,6 +190,9 @@ impl BlockCode {
             }
             BlockCode::BadRequest => {
                 "the request is malformed: its framing, Host or target cannot be read one way only"
+            }
+            BlockCode::RegistryUnavailable => {
+                "this router has not loaded the tenant registry yet (its registry store is unreachable); retry later"
             }
         }
     }

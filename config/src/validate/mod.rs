@@ -12,9 +12,11 @@
 //! - `admin`: `[admin]` and its tokens;
 //! - `tls`: `[tls]` and each site's upstream `tls`;
 //! - `geoip`: `[geoip]`;
-//! - `registry`: the tenant registry file.
+//! - `registry`: the tenant registry file;
+//! - `fleet`: the etcd store a fleet's registry lives in instead.
 
 mod admin;
+mod fleet;
 mod geoip;
 mod health;
 mod identify;
@@ -30,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::code;
-use crate::file::ConfigFile;
-use crate::snapshot::HealthSettings;
+use crate::file::{ConfigFile, RegistrySetting};
+use crate::snapshot::{HealthSettings, RegistryStatus};
 use crate::{ConfigError, ConfigErrors, Registry, Snapshot};
 
 /// Accumulates problems for one file, each with the code of its kind of mistake (one of
@@ -66,7 +68,6 @@ pub(crate) fn load(
 ) -> Result<Snapshot, ConfigErrors> {
     let text = read(config_path).map_err(|e| ConfigErrors(vec![e]))?;
     let file: ConfigFile = crate::schema::from_toml(config_path, &text).map_err(ConfigErrors)?;
-    let registry_path = relative_to(config_path, &file.tenancy.registry);
 
     let mut errors = Vec::new();
     let mut problems = Problems {
@@ -97,18 +98,42 @@ pub(crate) fn load(
         .as_ref()
         .map(|log| server::access_log_settings(log, config_path, &mut problems));
 
-    // The registry is checked even when the config has problems, so one run reports both.
-    let registry = match read(&registry_path) {
-        Ok(text) => match crate::schema::registry_from_json(&registry_path, &text) {
-            Ok(file) => registry::registry(&file, &topology, &registry_path, &mut errors),
-            Err(found) => {
-                errors.extend(found);
-                Registry::default()
-            }
-        },
-        Err(e) => {
-            errors.push(e);
-            Registry::default()
+    let (registry_path, registry, etcd, registry_status) = match &file.tenancy.registry {
+        RegistrySetting::File(name) => {
+            let path = relative_to(config_path, name);
+            // Checked even when the config has problems, so one run reports both.
+            let registry = match read(&path) {
+                Ok(text) => registry_text(&path, &text, &topology, &mut errors),
+                Err(e) => {
+                    errors.push(e);
+                    Registry::default()
+                }
+            };
+            (path, registry, None, RegistryStatus::SERVING)
+        }
+        RegistrySetting::Etcd(etcd) => {
+            let settings = fleet::etcd_settings(etcd, config_path, &mut problems);
+            let cache = relative_to(config_path, &etcd.cache);
+            // The registry comes from etcd once the router runs. A reload keeps the one it
+            // serves, checked against the new regions (a region it names may be gone).
+            let running = previous.filter(|p| p.etcd.is_some());
+            let (registry, status) = match running {
+                Some(p) => {
+                    let text = crate::registry_json(&p.registry, &p.topology);
+                    let text = String::from_utf8(text).expect("registry JSON is UTF-8");
+                    let label = Path::new("(the registry from etcd)");
+                    let registry = registry_text(label, &text, &topology, &mut errors);
+                    (registry, p.registry_status)
+                }
+                None => (
+                    Registry::default(),
+                    RegistryStatus {
+                        loaded: false,
+                        replication_suspended: false,
+                    },
+                ),
+            };
+            (cache, registry, settings.map(std::sync::Arc::new), status)
         }
     };
 
@@ -118,6 +143,8 @@ pub(crate) fn load(
     Ok(Snapshot {
         config_path: config_path.to_owned(),
         registry_path,
+        etcd,
+        registry_status,
         listen: listen.expect("no listen errors were reported"),
         topology,
         identifier,
@@ -132,6 +159,22 @@ pub(crate) fn load(
         admin,
         tls,
     })
+}
+
+/// A registry document read and checked against `topology`; problems are added to `errors`.
+pub(crate) fn registry_text(
+    path: &Path,
+    text: &str,
+    topology: &regions::Topology,
+    errors: &mut Vec<ConfigError>,
+) -> Registry {
+    match crate::schema::registry_from_json(path, text) {
+        Ok(file) => registry::registry(&file, topology, path, errors),
+        Err(found) => {
+            errors.extend(found);
+            Registry::default()
+        }
+    }
 }
 
 /// A whole file as text; the error names the file.

@@ -359,6 +359,8 @@ fn codes_and_statuses_match_the_spec_table() {
             ("misdirected_request", 421),
             // Issue 14: a request whose Host or framing cannot be read one way only.
             ("bad_request", 400),
+            // Issue 16: fleet mode, no registry yet (etcd down at start, no valid cache).
+            ("registry_unavailable", 503),
         ]
     );
 }
