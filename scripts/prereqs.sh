@@ -22,9 +22,16 @@ ensure_rust_components() {
     done
 }
 
-# pingora's build compiles zlib-ng, which needs cmake.
+# pingora's build compiles zlib-ng, which needs cmake; etcd-client's build compiles etcd's
+# protocol definitions, which needs protoc.
 ensure_build_tools() {
-    ensure_packages cmake cmake
+    ensure_packages cmake cmake protoc protobuf-compiler
+}
+
+# etcd v3 (Debian's etcd-server 3.4) and etcdctl: the fleet tests and `demo --fleet` run a real
+# 3-member cluster on loopback.
+ensure_etcd() {
+    ensure_packages etcd etcd-server etcdctl etcd-client
 }
 
 # schemathesis (PyPI), pinned, in a virtualenv under target/ so it touches no system Python.

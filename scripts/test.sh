@@ -10,6 +10,8 @@ ensure_rust_components
 # checking the TLS 1.3 policy as an operator would (`openssl s_client -tls1_2`); strace, to
 # inject a failing fsync under the running router (router/tests/it/admin_storage_faults.rs).
 ensure_packages promtool prometheus openssl openssl strace strace
+# A real etcd cluster for fleet mode (router/tests/it/fleet.rs).
+ensure_etcd
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -56,6 +56,66 @@ pub struct Entry {
     pub prev: String,
 }
 
+/// Where audit entries are kept: the local [`AuditLog`], or in fleet mode the chain in etcd
+/// that every router of the fleet appends to.
+pub trait AuditTrail: Send + Sync {
+    /// Appends one entry, durably, continuing the chain. Blocking.
+    fn append(&self, entry: Entry) -> std::io::Result<Entry>;
+    /// Entries matching `filter`, oldest first, at most `limit`; and whether more follow.
+    fn query(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> std::io::Result<(Vec<serde_json::Value>, bool)>;
+    /// `(seq, hash)` of the chain's last entry.
+    fn head(&self) -> std::io::Result<(u64, String)>;
+    /// Where the trail is, for messages.
+    fn location(&self) -> String;
+    /// Makes this process a writer of the trail; `Ok(false)` while another process that must
+    /// finish first (a router being upgraded away) still writes it.
+    fn take_over(&self) -> Result<bool, String>;
+}
+
+/// `entry` as entry `seq` of a chain whose head is `prev`: its line (with `"hash"` last and a
+/// newline) and its hash.
+pub fn seal(mut entry: Entry, seq: u64, prev: &str) -> std::io::Result<(Entry, String, String)> {
+    entry.seq = seq;
+    entry.time = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .map_err(std::io::Error::other)?;
+    entry.prev = prev.to_owned();
+    let body = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let line = format!("{}{HASH_FIELD}{hash}\"}}\n", &body[..body.len() - 1]);
+    Ok((entry, line, hash))
+}
+
+impl AuditTrail for AuditLog {
+    fn append(&self, entry: Entry) -> std::io::Result<Entry> {
+        AuditLog::append(self, entry)
+    }
+
+    fn query(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> std::io::Result<(Vec<serde_json::Value>, bool)> {
+        AuditLog::query(self, filter, limit)
+    }
+
+    fn head(&self) -> std::io::Result<(u64, String)> {
+        Ok(AuditLog::head(self))
+    }
+
+    fn location(&self) -> String {
+        self.settings.path.display().to_string()
+    }
+
+    fn take_over(&self) -> Result<bool, String> {
+        AuditLog::take_over(self).map_err(|e| e.to_string())
+    }
+}
+
 pub struct AuditLog {
     settings: AuditSettings,
     inner: Mutex<Chain>,
@@ -191,21 +251,14 @@ impl AuditLog {
     }
 
     /// Appends one entry and fsyncs it. Blocking.
-    pub fn append(&self, mut entry: Entry) -> std::io::Result<Entry> {
+    pub fn append(&self, entry: Entry) -> std::io::Result<Entry> {
         let mut chain = self.lock();
         if chain.poisoned {
             return Err(std::io::Error::other(
                 "an earlier write could not be undone; restart the router to repair the log's end",
             ));
         }
-        entry.seq = chain.seq + 1;
-        entry.time = OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .map_err(std::io::Error::other)?;
-        entry.prev = chain.head.clone();
-        let body = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
-        let hash = hex::encode(Sha256::digest(body.as_bytes()));
-        let line = format!("{}{HASH_FIELD}{hash}\"}}\n", &body[..body.len() - 1]);
+        let (entry, line, hash) = seal(entry, chain.seq + 1, &chain.head)?;
         if chain.size > 0 && chain.size + line.len() as u64 > self.settings.max_file_bytes {
             self.rotate(&mut chain)?;
         }
@@ -325,7 +378,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, entry: &serde_json::Value) -> bool {
+    pub fn matches(&self, entry: &serde_json::Value) -> bool {
         let text = |field: &str| entry.get(field).and_then(|v| v.as_str());
         let time = text("time").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
         entry.get("seq").and_then(|s| s.as_u64()).unwrap_or(0) > self.after_seq

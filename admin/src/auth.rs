@@ -17,10 +17,12 @@ pub enum Action {
     Explain,
     ReadAudit,
     Export,
+    /// `GET /v1/fleet`.
+    ReadFleet,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::ListTenants,
         Action::ReadTenant,
         Action::ChangeTenant,
@@ -29,6 +31,7 @@ impl Action {
         Action::Explain,
         Action::ReadAudit,
         Action::Export,
+        Action::ReadFleet,
     ];
 
     /// As written to the audit log.
@@ -42,6 +45,7 @@ impl Action {
             Action::Explain => "explain",
             Action::ReadAudit => "audit.read",
             Action::Export => "export",
+            Action::ReadFleet => "fleet.read",
         }
     }
 }
@@ -55,9 +59,14 @@ pub fn allows(token: &AdminToken, action: Action, tenant: Option<&TenantId>) -> 
         Role::TenantAdmin => match action {
             ListTenants => true,
             ReadTenant | ChangeTenant => tenant.is_some_and(|t| owns(token, t)),
-            CreateTenant | DeleteTenant | Explain | ReadAudit | Export => false,
+            CreateTenant | DeleteTenant | Explain | ReadAudit | Export | ReadFleet => false,
         },
-        Role::Auditor => matches!(action, ListTenants | ReadTenant | ReadAudit | Export),
+        Role::Auditor => {
+            matches!(
+                action,
+                ListTenants | ReadTenant | ReadAudit | Export | ReadFleet
+            )
+        }
         Role::Viewer => matches!(action, ListTenants | ReadTenant | Explain),
     }
 }
@@ -139,8 +148,8 @@ mod tests {
             ),
             (
                 Role::Auditor,
-                &[ListTenants, ReadTenant, ReadAudit, Export],
-                &[ListTenants, ReadTenant, ReadAudit, Export],
+                &[ListTenants, ReadTenant, ReadAudit, Export, ReadFleet],
+                &[ListTenants, ReadTenant, ReadAudit, Export, ReadFleet],
             ),
             (
                 Role::Viewer,

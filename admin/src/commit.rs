@@ -11,7 +11,7 @@
 //! directory fsync failed did publish the registry (anyone reading the file sees it), so the
 //! live state follows the file, and the answer says the change may not survive a crash.
 
-use super::audit::{AuditLog, Entry};
+use super::audit::{AuditTrail, Entry};
 use residency_config::{PublishError, Staged};
 
 /// Where audit entries go (the [`AuditLog`]; an in-memory double in the tests).
@@ -19,9 +19,9 @@ pub(crate) trait AuditSink {
     fn append(&self, entry: Entry) -> std::io::Result<Entry>;
 }
 
-impl AuditSink for AuditLog {
+impl<T: AuditTrail + ?Sized> AuditSink for T {
     fn append(&self, entry: Entry) -> std::io::Result<Entry> {
-        AuditLog::append(self, entry)
+        AuditTrail::append(self, entry)
     }
 }
 
@@ -52,7 +52,7 @@ pub(crate) enum NotCommitted {
 /// Steps 1 to 3 of the module's order. `applied` is the entry recording the change.
 pub(crate) fn stage_audit_publish(
     stage: impl FnOnce() -> std::io::Result<Box<dyn Staged>>,
-    audit: &dyn AuditSink,
+    audit: &(impl AuditSink + ?Sized),
     applied: Entry,
 ) -> Result<Published, NotCommitted> {
     let staged = stage().map_err(NotCommitted::Stage)?;

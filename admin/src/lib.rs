@@ -30,12 +30,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use audit::{AuditLog, Entry, Filter};
+use audit::{AuditTrail, Entry, Filter};
 use auth::Action;
 use residency_dataplane::lifecycle::Readiness;
 use residency_dataplane::request_id::RequestIds;
 use residency_dataplane::state::{RouterState, SharedState};
-pub use writer::{RegistryLock, RegistryWriter};
+pub use writer::{
+    CommitError, Committed, FleetRegistry, FleetView, RegistryLock, RegistryWriter, RouterView,
+    StoredTenant, TenantWrite, Unavailable,
+};
 
 /// Everything the API works with.
 pub struct Admin {
@@ -43,9 +46,12 @@ pub struct Admin {
     pub state: SharedState,
     /// How changes become live, under the lock that keeps them from interleaving with reloads.
     pub writer: Arc<dyn RegistryWriter>,
-    /// Where changes are made durable.
+    /// Where changes are made durable (the registry file).
     pub store: Arc<dyn RegistryStore>,
-    pub audit: AuditLog,
+    pub audit: Arc<dyn AuditTrail>,
+    /// Fleet mode: changes go to the shared store, with compare-and-swap, instead of `store`;
+    /// they reach this router's state the way they reach every other router's.
+    pub fleet: Option<Arc<dyn FleetRegistry>>,
     /// `/readyz`: ready once the first round of health checks is in.
     pub readiness: Readiness,
     pub ids: Arc<RequestIds>,
@@ -62,6 +68,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/explain"),
     ("get", "/v1/audit"),
     ("get", "/v1/export"),
+    ("get", "/v1/fleet"),
 ];
 
 const MAX_PAGE: usize = 1000;
@@ -120,6 +127,7 @@ pub fn routes(api: Arc<Api>) -> axum::Router {
         .route("/v1/explain", post(handle(Action::Explain, explain)))
         .route("/v1/audit", get(handle(Action::ReadAudit, read_audit)))
         .route("/v1/export", get(handle(Action::Export, export)))
+        .route("/v1/fleet", get(handle(Action::ReadFleet, read_fleet)))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -296,6 +304,14 @@ async fn livez() -> Response {
 
 async fn readyz(State(admin): State<Arc<Api>>) -> Response {
     let state = admin.state.load();
+    if !state.snapshot.registry_status.loaded {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "no tenant registry yet: etcd is unreachable and there is no valid local cache",
+        )
+        .into_response();
+    }
     if admin.readiness.is_ready() {
         axum::Json(json!({
             "status": "ready",
@@ -606,7 +622,7 @@ impl Admin {
     /// Appends to the audit log; a log that cannot be written refuses the call.
     fn record(&self, request_id: &str, entry: Entry) -> Result<Entry, ApiError> {
         self.audit.append(entry).map_err(|e| {
-            tracing::error!(error = %e, path = %self.audit.path().display(), %request_id, "cannot write the audit log");
+            tracing::error!(error = %e, audit = %self.audit.location(), %request_id, "cannot write the audit log");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "the audit log cannot be written; nothing was changed")
         })
     }
@@ -622,6 +638,7 @@ fn describe(action: Action, tenant: Option<&TenantId>) -> String {
         Action::Explain => "explain decisions",
         Action::ReadAudit => "read the audit log",
         Action::Export => "export the registry",
+        Action::ReadFleet => "read the fleet's state",
     };
     match tenant {
         Some(t) => format!("{what} `{t}`"),
@@ -831,6 +848,18 @@ fn get_tenant(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let token = admin.authenticate(call, &state, Action::ReadTenant)?;
     let id = path_tenant(call)?;
     admin.permit(call, &token, Action::ReadTenant, Some(&id))?;
+    if let Some(fleet) = &admin.fleet {
+        // The store's copy, with its revision as the ETag: what a write's If-Match is
+        // compared with, on whichever router it arrives.
+        let stored = fleet.read_tenant(&id).map_err(registry_unavailable)?;
+        let stored = stored.ok_or_else(|| unknown(&id))?;
+        let view = stored_view(&id, &stored, &state)?;
+        return Ok(fleet_tenant_response(
+            StatusCode::OK,
+            &view,
+            stored.mod_revision,
+        ));
+    }
     let record = state
         .snapshot
         .registry
@@ -911,6 +940,237 @@ fn delete_tenant(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     change(admin, call, id, |_| Ok(None))
 }
 
+/// `?wait=applied` on a write: answer once every live router applies the change.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WriteQuery {
+    wait: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+/// How long `?wait=applied` waits by default, and at most.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const MAX_WAIT_MS: u64 = 60_000;
+/// How long a write waits for this router to apply it, so that the caller's next request
+/// here sees it (read-your-writes through one router).
+const LOCAL_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Writes retried after another router's concurrent audit entry moved the chain's head.
+const MAX_COMMIT_ATTEMPTS: usize = 8;
+
+fn registry_unavailable(e: Unavailable) -> ApiError {
+    tracing::warn!(error = %e, "registry store unavailable");
+    let mut error = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "registry_unavailable",
+        "the registry store (etcd) has no quorum or cannot be reached; nothing was changed, retry",
+    )
+    .with("retry_after_s", 1);
+    error.retry_after_s = Some(1);
+    error
+}
+
+/// A stored record as the API shows it; a record the store holds but this router cannot
+/// read (a region it does not know) is reported, not guessed at.
+fn stored_view(
+    id: &TenantId,
+    stored: &StoredTenant,
+    state: &RouterState,
+) -> Result<Value, ApiError> {
+    let topology = &state.snapshot.topology;
+    let (_, record) = residency_config::tenant_from_json(id.as_str(), &stored.json, topology)
+        .map_err(|problem| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_stored_record",
+                format!("the registry store holds a record for `{id}` this router cannot use ({problem}); write the tenant again"),
+            )
+            .with("tenant", id.as_str())
+        })?;
+    Ok(view_json(id.as_str(), &record, state))
+}
+
+fn fleet_etag(mod_revision: i64) -> String {
+    format!("\"{mod_revision}\"")
+}
+
+fn fleet_tenant_response(status: StatusCode, view: &Value, mod_revision: i64) -> Response {
+    let mut response = json_response(status, view);
+    if let Ok(value) = HeaderValue::from_str(&fleet_etag(mod_revision)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// `?wait=applied[&timeout_ms=N]`: how long to wait for every router, if at all.
+fn wait_for_fleet(call: &Call) -> Result<Option<std::time::Duration>, ApiError> {
+    let wait: WriteQuery = query(call)?;
+    match wait.wait.as_deref() {
+        None => Ok(None),
+        Some("applied") => match wait.timeout_ms {
+            None => Ok(Some(DEFAULT_WAIT)),
+            Some(ms) if (1..=MAX_WAIT_MS).contains(&ms) => {
+                Ok(Some(std::time::Duration::from_millis(ms)))
+            }
+            Some(ms) => Err(ApiError::bad_request(
+                "invalid_query",
+                format!("timeout_ms {ms} is out of range; use 1 to {MAX_WAIT_MS}"),
+            )
+            .with("field", "timeout_ms")),
+        },
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait `{other}` is not supported; use `wait=applied`"),
+        )
+        .with("field", "wait")),
+    }
+}
+
+/// The fleet-mode write path: read the tenant from the store, check the caller's If-Match
+/// against its revision, then write it and its audit entry in one compare-and-swap
+/// transaction. Another router's write in between fails the compare, and the loop reads
+/// again: with If-Match that is a 412, without it the change applies to the new record.
+fn fleet_change(
+    admin: &Api,
+    call: &Call,
+    fleet: &dyn FleetRegistry,
+    id: TenantId,
+    wait_all: Option<std::time::Duration>,
+    after: impl FnOnce(&RouterState) -> Result<Option<TenantRecord>, ApiError>,
+) -> Result<Response, ApiError> {
+    let state = admin.state.load_full();
+    let token = &admin.authenticate(call, &state, Action::ChangeTenant)?;
+    let after = after(&state)?;
+    let after_view = after.map(|r| view_json(id.as_str(), &r, &state));
+    for _ in 0..MAX_COMMIT_ATTEMPTS {
+        let stored = fleet.read_tenant(&id).map_err(registry_unavailable)?;
+        let before_view = match &stored {
+            Some(stored) => Some(stored_view(&id, stored, &state)?),
+            None => None,
+        };
+        let action = match (&before_view, after) {
+            (None, None) => return Err(unknown(&id)),
+            (None, Some(_)) => Action::CreateTenant,
+            (Some(_), Some(_)) => Action::ChangeTenant,
+            (Some(_), None) => Action::DeleteTenant,
+        };
+        let status = match action {
+            Action::CreateTenant => StatusCode::CREATED,
+            Action::DeleteTenant => StatusCode::NO_CONTENT,
+            _ => StatusCode::OK,
+        };
+        admin.permit(call, token, action, Some(&id))?;
+        let current_tag = stored.as_ref().map(|s| fleet_etag(s.mod_revision));
+        if if_match(call, current_tag.as_deref()) == Some(false) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the tenant changed since you read it (If-Match does not match its ETag); read it again",
+            )
+            .with("tenant", id.as_str()));
+        }
+        if before_view == after_view {
+            let (view, stored) = after_view.zip(stored).expect("an unchanged tenant exists");
+            return Ok(fleet_tenant_response(
+                StatusCode::OK,
+                &view,
+                stored.mod_revision,
+            ));
+        }
+        let entry = Entry {
+            actor: token.name.clone(),
+            role: Some(token.role.as_str().to_owned()),
+            action: action.as_str().to_owned(),
+            tenant: Some(id.as_str().to_owned()),
+            outcome: "applied".to_owned(),
+            status: status.as_u16(),
+            before: before_view,
+            after: after_view.clone(),
+            ..blank_entry(call)
+        };
+        let write = TenantWrite {
+            id,
+            expected_mod_revision: stored.as_ref().map_or(0, |s| s.mod_revision),
+            json: after
+                .map(|r| residency_config::tenant_json(id.as_str(), &r, &state.snapshot.topology)),
+            entry,
+        };
+        let committed = match fleet.commit(write) {
+            Ok(committed) => committed,
+            Err(CommitError::Conflict) => continue,
+            Err(CommitError::Unavailable(e)) => return Err(registry_unavailable(e)),
+        };
+        let revision = committed.revision;
+        tracing::info!(tenant = %id, actor = %token.name, action = action.as_str(), revision, "registry changed through the admin API");
+        if !fleet.wait_applied_here(revision, LOCAL_APPLY_WAIT) {
+            tracing::warn!(revision, "this router has not applied its own write yet");
+        }
+        let mut response = match (&after_view, wait_all) {
+            (_, Some(timeout)) => {
+                let lagging = fleet
+                    .wait_applied_everywhere(revision, timeout)
+                    .map_err(registry_unavailable)?;
+                if lagging.is_empty() {
+                    fleet_write_answer(status, after_view.as_ref(), revision, &id)
+                } else {
+                    json_response(
+                        StatusCode::ACCEPTED,
+                        &json!({
+                            "revision": revision,
+                            "applied": false,
+                            "pending_routers": lagging,
+                            "message": "the change is stored and audited; these live routers have not applied it yet",
+                        }),
+                    )
+                }
+            }
+            (_, None) => fleet_write_answer(status, after_view.as_ref(), revision, &id),
+        };
+        response
+            .headers_mut()
+            .insert("x-registry-revision", HeaderValue::from(revision));
+        return Ok(response);
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "concurrent_changes",
+        "other routers kept changing the registry while this change was retried; retry",
+    ))
+}
+
+fn fleet_write_answer(
+    status: StatusCode,
+    view: Option<&Value>,
+    revision: i64,
+    id: &TenantId,
+) -> Response {
+    match view {
+        None => status.into_response(),
+        Some(view) => {
+            let mut response = fleet_tenant_response(status, view, revision);
+            if status == StatusCode::CREATED {
+                if let Ok(location) = HeaderValue::from_str(&format!("/v1/tenants/{id}")) {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+            }
+            response
+        }
+    }
+}
+
+fn read_fleet(admin: &Api, call: &Call) -> Result<Response, ApiError> {
+    let state = admin.state.load_full();
+    admin.authorize(call, &state, Action::ReadFleet, None)?;
+    let Some(fleet) = &admin.fleet else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_a_fleet",
+            "this router's registry is a file, not a shared store; see tenancy.registry",
+        ));
+    };
+    let view = fleet.fleet().map_err(registry_unavailable)?;
+    Ok(json_response(StatusCode::OK, &view))
+}
+
 /// The write path: under the reload lock, against the state it applies to (a reload may
 /// have changed regions or tokens since the call arrived), check who asks and what for,
 /// then preconditions, audit, store, swap.
@@ -920,6 +1180,12 @@ fn change(
     id: TenantId,
     after: impl FnOnce(&RouterState) -> Result<Option<TenantRecord>, ApiError>,
 ) -> Result<Response, ApiError> {
+    // With a registry file this router is the whole fleet: a change is applied everywhere
+    // once it is live here.
+    let wait_all = wait_for_fleet(call)?;
+    if let Some(fleet) = &admin.fleet {
+        return fleet_change(admin, call, fleet.as_ref(), id, wait_all, after);
+    }
     let exclusive = admin.writer.lock();
     let state = exclusive.current();
     let token = &admin.authenticate(call, &state, Action::ChangeTenant)?;
@@ -974,7 +1240,7 @@ fn change(
     let change = TenantChange { id, after };
     let published = commit::stage_audit_publish(
         || admin.store.stage(&change, &registry, &state.snapshot),
-        &admin.audit,
+        &*admin.audit,
         entry,
     );
     let durable = match published {
@@ -984,7 +1250,7 @@ fn change(
             false
         }
         Err(e @ commit::NotCommitted::Audit(_)) => {
-            tracing::error!(error = %e, path = %admin.audit.path().display(), request_id = %call.request_id, "cannot write the audit log");
+            tracing::error!(error = %e, audit = %admin.audit.location(), request_id = %call.request_id, "cannot write the audit log");
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit_unavailable",
@@ -1100,7 +1366,13 @@ fn read_audit(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     let next = more
         .then(|| entries.last().and_then(|e| e["seq"].as_u64()))
         .flatten();
-    let (head_seq, head) = admin.audit.head();
+    let (head_seq, head) = admin.audit.head().map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!("the audit log cannot be read: {e}"),
+        )
+    })?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"entries": entries, "next_cursor": next, "head": {"seq": head_seq, "hash": head}}),

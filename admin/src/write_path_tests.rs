@@ -159,7 +159,8 @@ fn fixture(fault: Fault, edited_on_disk: bool) -> Fixture {
             edited_on_disk,
         }),
         store: Arc::clone(&store) as Arc<dyn RegistryStore>,
-        audit: audit::AuditLog::open(&settings).unwrap(),
+        audit: Arc::new(audit::AuditLog::open(&settings).unwrap()),
+        fleet: None,
         readiness: Readiness::new().0,
         ids: Arc::new(RequestIds::default()),
     };

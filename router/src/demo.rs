@@ -1,4 +1,5 @@
-//! `residency-router demo`: four site backends and the router in one process (SPEC 9).
+//! `residency-router demo`: four site backends and the router in one process (SPEC 9); with
+//! `--fleet`, a 3-member etcd cluster on loopback and two routers sharing its registry.
 
 use std::net::SocketAddr;
 
@@ -25,24 +26,14 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
 
     let dir = std::env::temp_dir().join(format!("residency-router-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let tables = format!(
-        "[admin]\naudit_log = \"audit.log\"\n\
-         [[admin.tokens]]\nname = \"demo-operator\"\nrole = \"operator\"\nsha256 = \"{}\"\n\
-         [[admin.tokens]]\nname = \"acme-admin\"\nrole = \"tenant-admin\"\ntenants = [\"acme\"]\nsha256 = \"{}\"\n",
-        residency_admin::auth::token_hash(DEMO_OPERATOR_TOKEN),
-        residency_admin::auth::token_hash(DEMO_ACME_ADMIN_TOKEN),
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let replica_ends = demo_replica_end(regions::UnixTime(now));
+    let replica_ends = demo_replica_end(unix_now());
     let config_path = write_config(
         &dir,
         listen,
         &[("admin", admin)],
         &addrs,
         &demo_tenants(replica_ends),
-        &tables,
+        &admin_tables(),
         &[""; 4],
     )?;
     let mut snapshot = residency_config::load(&config_path).map_err(|e| e.to_string())?;
@@ -68,6 +59,189 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
     let _ = std::fs::remove_dir_all(&dir);
     drop(runtime);
     Ok(())
+}
+
+fn unix_now() -> regions::UnixTime {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    regions::UnixTime(now)
+}
+
+/// The demo's `[admin]`: an operator token and acme's admin.
+fn admin_tables() -> String {
+    format!(
+        "[admin]\naudit_log = \"audit.log\"\n\
+         [[admin.tokens]]\nname = \"demo-operator\"\nrole = \"operator\"\nsha256 = \"{}\"\n\
+         [[admin.tokens]]\nname = \"acme-admin\"\nrole = \"tenant-admin\"\ntenants = [\"acme\"]\nsha256 = \"{}\"\n",
+        residency_admin::auth::token_hash(DEMO_OPERATOR_TOKEN),
+        residency_admin::auth::token_hash(DEMO_ACME_ADMIN_TOKEN),
+    )
+}
+
+/// One edge router of the fleet demo: where it listens and what it is called.
+struct Edge {
+    id: &'static str,
+    label: &'static str,
+    listen: SocketAddr,
+    admin: SocketAddr,
+}
+
+/// `demo --fleet`: a 3-member etcd cluster on loopback (the Debian `etcd` binary, data on
+/// tmpfs), the demo tenants imported into it, and two routers, a "us edge" and an "eu
+/// edge", sharing that registry over the same four site backends. Runs until interrupted.
+pub fn run_fleet(
+    us: (SocketAddr, SocketAddr),
+    eu: (SocketAddr, SocketAddr),
+) -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let backends: Vec<SiteBackend> = runtime.block_on(async {
+        let mut started = Vec::new();
+        for (region, site, _, _) in DEMO_SITES {
+            started.push(SiteBackend::start(site, region).await?);
+        }
+        Ok::<_, std::io::Error>(started)
+    })?;
+    let addrs: Vec<Vec<SocketAddr>> = backends.iter().map(|b| vec![b.addr()]).collect();
+    println!("starting a 3-member etcd cluster on loopback...");
+    let etcd = residency_testkit::EtcdCluster::start(3);
+    let endpoints: Vec<String> = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect();
+    let dir = std::env::temp_dir().join(format!(
+        "residency-router-fleet-demo-{}",
+        std::process::id()
+    ));
+    let edges = [
+        Edge {
+            id: "us-edge",
+            label: "us",
+            listen: us.0,
+            admin: us.1,
+        },
+        Edge {
+            id: "eu-edge",
+            label: "eu",
+            listen: eu.0,
+            admin: eu.1,
+        },
+    ];
+    let replica_ends = demo_replica_end(unix_now());
+    let mut snapshots = Vec::new();
+    for edge in &edges {
+        let edge_dir = dir.join(edge.id);
+        std::fs::create_dir_all(&edge_dir)?;
+        let config = write_config(
+            &edge_dir,
+            edge.listen,
+            &[("admin", edge.admin)],
+            &addrs,
+            &demo_tenants(replica_ends),
+            &admin_tables(),
+            &[""; 4],
+        )?;
+        let toml = std::fs::read_to_string(&config)?;
+        let registry = format!(
+            "registry = {{ etcd = {{ endpoints = [{}], prefix = \"/residency-demo\", cache = \"registry.cache\", router_id = \"{}\", router_region = \"{}\" }} }}",
+            endpoints.join(", "), edge.id, edge.label
+        );
+        std::fs::write(
+            &config,
+            toml.replacen("registry = \"tenants.json\"", &registry, 1),
+        )?;
+        let mut snapshot = residency_config::load(&config).map_err(|e| e.to_string())?;
+        snapshot.server.shutdown_grace = std::time::Duration::from_secs(1);
+        snapshots.push((snapshot, config));
+    }
+    // The registry file moves into etcd, as an operator would with `registry import`.
+    let (first, first_config) = &snapshots[0];
+    let etcd_settings = first
+        .etcd
+        .clone()
+        .ok_or("the fleet demo config has no etcd registry")?;
+    let registry = residency_config::registry_from_text(
+        first_config,
+        &demo_tenants(replica_ends),
+        &first.topology,
+    )
+    .map_err(|e| e.to_string())?;
+    let records: Vec<(String, Vec<u8>)> = registry
+        .sorted()
+        .iter()
+        .map(|(id, r)| {
+            (
+                id.to_string(),
+                residency_config::tenant_json(id, r, &first.topology),
+            )
+        })
+        .collect();
+    residency_fleet::import_registry(&etcd_settings, &records, "demo")?;
+
+    let (eu_snapshot, _) = snapshots.pop().expect("two edges");
+    let (us_snapshot, _) = snapshots.pop().expect("two edges");
+    let (stopper, stop) = crate::server::Stopper::new();
+    // Two routers in one process: work-stealing runtimes (see `Launch::per_thread_runtimes`).
+    let eu_router = std::thread::spawn(move || {
+        let launch = crate::server::Launch {
+            upgrade: false,
+            stop,
+            admin_listener: None,
+            metrics_listener: None,
+            per_thread_runtimes: false,
+        };
+        crate::server::run(eu_snapshot, launch)
+    });
+    print_fleet_commands(&edges, &etcd.endpoints());
+    let mut launch = crate::server::Launch::process(false);
+    launch.per_thread_runtimes = false;
+    let served = crate::server::run(us_snapshot, launch);
+    stopper.stop();
+    let _ = eu_router.join();
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(runtime);
+    Ok(served?)
+}
+
+fn print_fleet_commands(edges: &[Edge; 2], endpoints: &[String]) {
+    let (us, eu) = (&edges[0], &edges[1]);
+    let (us_base, eu_base) = (
+        format!("http://{}", us.listen),
+        format!("http://{}", eu.listen),
+    );
+    let (us_api, eu_api) = (
+        format!("http://{}", us.admin),
+        format!("http://{}", eu.admin),
+    );
+    let ops = DEMO_OPERATOR_TOKEN;
+    let acme = DEMO_ACME_ADMIN_TOKEN;
+    let endpoints = endpoints.join(",");
+    println!(
+        r#"
+residency-router fleet demo: etcd at {endpoints}
+  {us_id} on {us_base} (admin {us_api}) and {eu_id} on {eu_base} (admin {eu_api}) share one registry.
+
+Both edges route acme to us:
+  curl -s {us_base}/hello -H 'x-tenant-id: acme'
+  curl -s {eu_base}/hello -H 'x-tenant-id: acme'
+
+Move acme to eu through the us edge, and wait until every router serves the move:
+  curl -si -X PUT '{us_api}/v1/tenants/acme?wait=applied' -H 'Authorization: Bearer {acme}' -H 'Content-Type: application/json' -d '{{"region":"eu"}}'
+  curl -s {eu_base}/hello -H 'x-tenant-id: acme'                     # the eu edge serves it from eu
+
+The fleet, and the revision each router has applied; the etcd records themselves:
+  curl -s {eu_api}/v1/fleet -H 'Authorization: Bearer {ops}'
+  ETCDCTL_API=3 etcdctl --endpoints={endpoints} get --prefix /residency-demo/tenants/
+
+Press Ctrl-C to stop (the etcd cluster goes with the demo)."#,
+        us_id = us.id,
+        eu_id = eu.id,
+    );
 }
 
 /// How long the demo's initech replica lasts: computed from the demo's start, so that the

@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Fleet mode: move a registry file into the etcd store the config names, and back.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
     /// Admin API bearer tokens: the config stores only their SHA-256.
     Token {
         #[command(subcommand)]
@@ -74,6 +79,15 @@ enum Command {
         /// Where the demo's admin API listens.
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        /// Fleet mode: a 3-member etcd cluster on loopback and two routers sharing its
+        /// registry, the "us edge" on --listen / --admin and the "eu edge" on
+        /// --eu-listen / --eu-admin. Needs the `etcd` and `etcdctl` binaries.
+        #[arg(long)]
+        fleet: bool,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        eu_listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9902")]
+        eu_admin: SocketAddr,
     },
 }
 
@@ -81,9 +95,38 @@ enum Command {
 enum AuditCommand {
     /// Check the hash chain of audit log files and report the first broken entry; exit 0 or 1.
     /// Give rotated files oldest first, then the live one: `audit verify audit.log.* audit.log`.
+    /// With `--config` naming an etcd registry, checks the fleet's chain in etcd instead.
     Verify {
-        #[arg(required = true)]
+        /// Fleet mode: the config whose etcd holds the chain.
+        #[arg(long, conflicts_with = "files")]
+        config: Option<PathBuf>,
+        #[arg(required_unless_present = "config")]
         files: Vec<PathBuf>,
+    },
+    /// Fleet mode: write the fleet's audit chain from etcd to a file (`audit verify FILE`
+    /// checks it; keep it for as long as audits need it).
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Load a registry file (`{"tenants": [...]}`) into the store: every tenant is written
+    /// (created or replaced), in transactions under etcd's limits, each audited. Tenants the
+    /// store holds that the file does not list are left alone.
+    Import {
+        #[arg(long)]
+        config: PathBuf,
+        file: PathBuf,
+    },
+    /// Print the store's registry as a registry file, read at one revision.
+    Export {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -126,13 +169,20 @@ fn main() -> ExitCode {
         },
         Command::Validate { config } => match residency_config::load(&config) {
             Ok(snapshot) => {
+                let registry = match &snapshot.etcd {
+                    None => format!("{} tenants", snapshot.registry.len()),
+                    Some(etcd) => format!(
+                        "registry in etcd under {} ({} endpoints; not contacted)",
+                        etcd.prefix,
+                        etcd.endpoints.len()
+                    ),
+                };
                 println!(
-                    "{}: ok ({} regions, {} sites, {} backends, {} tenants)",
+                    "{}: ok ({} regions, {} sites, {} backends, {registry})",
                     config.display(),
                     snapshot.topology.regions().len(),
                     snapshot.topology.sites().len(),
                     snapshot.backend_count(),
-                    snapshot.registry.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -143,10 +193,35 @@ fn main() -> ExitCode {
         },
         Command::Reload { config, force } => reload(&config, force),
         Command::Audit {
-            command: AuditCommand::Verify { files },
+            command:
+                AuditCommand::Verify {
+                    config: None,
+                    files,
+                },
         } => audit_verify(&files),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config: Some(config),
+                    ..
+                },
+        } => fleet_audit(&config, None),
+        Command::Audit {
+            command: AuditCommand::Export { config, out },
+        } => fleet_audit(&config, Some(&out)),
+        Command::Registry { command } => registry(command),
         Command::Token { command } => token(command),
-        Command::Demo { listen, admin } => match residency_router::demo::run(listen, admin) {
+        Command::Demo {
+            listen,
+            admin,
+            fleet,
+            eu_listen,
+            eu_admin,
+        } => match if fleet {
+            residency_router::demo::run_fleet((listen, admin), (eu_listen, eu_admin))
+        } else {
+            residency_router::demo::run(listen, admin)
+        } {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo failed: {e}");
@@ -188,6 +263,138 @@ fn reload(config: &std::path::Path, force: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The etcd settings of a config, or why not.
+fn etcd_of(
+    config: &std::path::Path,
+) -> Result<
+    (
+        residency_config::Snapshot,
+        std::sync::Arc<residency_config::EtcdSettings>,
+    ),
+    String,
+> {
+    let snapshot = residency_config::load(config)
+        .map_err(|errors| format!("{}: {errors}", config.display()))?;
+    let etcd = snapshot.etcd.clone().ok_or_else(|| {
+        format!(
+            "{}: tenancy.registry is a file, not an etcd store; these commands are for fleet mode",
+            config.display()
+        )
+    })?;
+    Ok((snapshot, etcd))
+}
+
+fn registry(command: RegistryCommand) -> ExitCode {
+    let result: Result<(), String> = match command {
+        RegistryCommand::Import { config, file } => (|| {
+            let (snapshot, etcd) = etcd_of(&config)?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let registry = residency_config::registry_from_text(&file, &text, &snapshot.topology)
+                .map_err(|errors| format!("{}: {errors}", file.display()))?;
+            let tenants: Vec<(String, Vec<u8>)> = registry
+                .sorted()
+                .iter()
+                .map(|(id, record)| {
+                    (
+                        id.to_string(),
+                        residency_config::tenant_json(id, record, &snapshot.topology),
+                    )
+                })
+                .collect();
+            let actor = format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            );
+            let revision = residency_fleet::import_registry(&etcd, &tenants, &actor)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "imported {} tenants into {} (revision {revision})",
+                tenants.len(),
+                etcd.prefix
+            );
+            Ok(())
+        })(),
+        RegistryCommand::Export { config } => (|| {
+            let (snapshot, etcd) = etcd_of(&config)?;
+            let (revision, tenants) =
+                residency_fleet::export_registry(&etcd).map_err(|e| e.to_string())?;
+            let text = tenants
+                .iter()
+                .map(|(_, json)| String::from_utf8_lossy(json).into_owned())
+                .collect::<Vec<_>>()
+                .join(",\n  ");
+            // Checked as a registry file is, so what is printed can be imported again.
+            let document = format!("{{ \"tenants\": [\n  {text}\n] }}\n");
+            if let Err(errors) = residency_config::registry_from_text(
+                std::path::Path::new("(etcd)"),
+                &document,
+                &snapshot.topology,
+            ) {
+                eprintln!("warning: the store holds records this config cannot use: {errors}");
+            }
+            print!("{document}");
+            eprintln!(
+                "exported {} tenants from {} at revision {revision}",
+                tenants.len(),
+                etcd.prefix
+            );
+            Ok(())
+        })(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `audit verify --config` (out: `None`) or `audit export` of the fleet's chain in etcd.
+fn fleet_audit(config: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
+    let lines = match etcd_of(config)
+        .and_then(|(_, etcd)| residency_fleet::export_audit(&etcd).map_err(|e| e.to_string()))
+    {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut text = Vec::new();
+    for line in &lines {
+        text.extend_from_slice(line);
+        text.push(b'\n');
+    }
+    let temporary;
+    let path = match out {
+        Some(path) => path,
+        None => {
+            temporary =
+                std::env::temp_dir().join(format!("residency-audit-{}.jsonl", std::process::id()));
+            &temporary
+        }
+    };
+    if let Err(e) = std::fs::write(path, &text) {
+        eprintln!("{}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let code = if lines.is_empty() {
+        println!("ok: the fleet's audit chain is empty");
+        ExitCode::SUCCESS
+    } else {
+        audit_verify(&[path.to_owned()])
+    };
+    match out {
+        Some(path) => eprintln!("wrote {} entries to {}", lines.len(), path.display()),
+        None => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    code
 }
 
 fn audit_verify(files: &[PathBuf]) -> ExitCode {

@@ -127,12 +127,13 @@ impl ShutdownSignalWatch for DrainOnStop {
 /// binding them: start this process, then send SIGQUIT to the old one.
 pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     let listen = snapshot.listen.clone();
-    // Opened before anything listens: an admin API that cannot audit must not start.
-    let audit = match &snapshot.admin {
-        Some(admin) => Some(
+    // Opened before anything listens: an admin API that cannot audit must not start. In
+    // fleet mode the audit trail is the fleet's chain in etcd.
+    let audit = match (&snapshot.admin, &snapshot.etcd) {
+        (Some(admin), None) => Some(
             AuditLog::open(&admin.audit).map_err(|e| format!("cannot open the audit log: {e}"))?,
         ),
-        None => None,
+        _ => None,
     };
 
     // Before Pingora builds its first TLS config (the upstream connector, in the proxy).
@@ -210,6 +211,17 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
         health,
         plans,
     ));
+    // Fleet mode: the registry comes from etcd (or the cache) before the listeners open.
+    let fleet = match shared.load().snapshot.etcd.clone() {
+        Some(settings) => {
+            let sink = Arc::clone(&reloader) as Arc<dyn residency_fleet::RegistrySink>;
+            let fleet = residency_fleet::Fleet::start(settings, sink, Arc::clone(&metrics))
+                .map_err(|e| format!("cannot start fleet mode: {e}"))?;
+            let _ = reloader.fleet.set(fleet.clone());
+            Some(fleet)
+        }
+        None => None,
+    };
     server.add_service(background_service(
         "reload triggers",
         ReloadTriggers {
@@ -218,12 +230,20 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
         },
     ));
     let mut admin_api = None;
+    let audit: Option<Arc<dyn residency_admin::audit::AuditTrail>> = match (&fleet, audit) {
+        (Some(fleet), _) if listen.admin.is_some() => Some(Arc::new(fleet.clone())),
+        (_, Some(log)) => Some(Arc::new(log)),
+        _ => None,
+    };
     if let (Some(addr), Some(audit)) = (listen.admin, audit) {
         let admin = Admin {
             state: Arc::clone(&shared),
             writer: Arc::clone(&reloader) as Arc<dyn residency_admin::RegistryWriter>,
             store: Arc::new(FileStore),
             audit,
+            fleet: fleet
+                .clone()
+                .map(|f| Arc::new(f) as Arc<dyn residency_admin::FleetRegistry>),
             readiness,
             ids: Arc::clone(&ids),
         };
@@ -290,6 +310,9 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     // API still counts of refused calls is audited here, after them.
     if let Some(api) = admin_api {
         api.audit_due_refusals(true);
+    }
+    if let Some(fleet) = fleet {
+        fleet.stop();
     }
     tracing::info!("residency-router stopped");
     Ok(())

@@ -107,6 +107,8 @@ startup_settings! {
     // on or off is not.
     tls_admin: bool = "tls.admin",
     tls_metrics: bool = "tls.metrics",
+    // Which store the registry lives in, and how to reach it.
+    registry_store: Option<std::sync::Arc<residency_config::EtcdSettings>> = "tenancy.registry",
 }
 
 impl StartupSettings {
@@ -161,6 +163,7 @@ impl StartupSettings {
             tls_h2: *h2,
             tls_admin: tls_admin.is_some(),
             tls_metrics: tls_metrics.is_some(),
+            registry_store: snapshot.etcd.clone(),
         }
     }
 }
@@ -236,6 +239,7 @@ mod tests {
             tls_h2: true,
             tls_admin: false,
             tls_metrics: false,
+            registry_store: None,
         }
     }
 
@@ -272,6 +276,20 @@ mod tests {
             ("tls.h2", |s| s.tls_h2 = false),
             ("tls.admin", |s| s.tls_admin = true),
             ("tls.metrics", |s| s.tls_metrics = true),
+            ("tenancy.registry", |s| {
+                s.registry_store = Some(std::sync::Arc::new(residency_config::EtcdSettings {
+                    endpoints: vec!["http://127.0.0.1:2379".into()],
+                    prefix: "/residency".into(),
+                    cache: PathBuf::from("registry.cache"),
+                    max_staleness: Duration::from_secs(300),
+                    cache_max_age: Duration::from_secs(86_400),
+                    router_id: "r1".into(),
+                    router_region: None,
+                    credentials: None,
+                    tls: None,
+                    timeout: Duration::from_secs(2),
+                }))
+            }),
             ("access_log", |s| {
                 s.access_log = Some(AccessLogSettings {
                     file: None,

@@ -80,6 +80,8 @@ pub struct Reloader {
     /// watcher leaves alone what is already live, and a registry change through the admin API
     /// refuses to overwrite a file edited since.
     live_files: Mutex<Files>,
+    /// Fleet mode: where `reload --force` releases a registry change the guard held.
+    pub fleet: std::sync::OnceLock<residency_fleet::Fleet>,
 }
 
 /// The reload lock, held: nothing else reloads or changes the registry meanwhile.
@@ -177,6 +179,7 @@ impl Reloader {
             plans,
             serialised: Mutex::new(()),
             live_files: Mutex::new(live_files),
+            fleet: std::sync::OnceLock::new(),
         }
     }
 
@@ -202,6 +205,9 @@ impl Reloader {
     /// Loads, checks and applies the configuration on disk. Blocking: call it from a
     /// blocking thread, never from a request.
     pub fn reload(&self, force: bool) -> Result<ReloadReport, ReloadError> {
+        if let (true, Some(fleet)) = (force, self.fleet.get()) {
+            fleet.force_next();
+        }
         let _one_at_a_time = self.exclusive();
         let result = self.reload_now(force);
         match &result {
@@ -538,6 +544,55 @@ fn files_of(snapshot: &Snapshot) -> Files {
         config: std::iter::once(geoip::file_stamp(&snapshot.config_path))
             .chain(tls_files)
             .collect(),
-        registry: geoip::file_stamp(&snapshot.registry_path),
+        // In fleet mode the registry comes from etcd; its cache file is the router's own.
+        registry: match snapshot.etcd {
+            None => geoip::file_stamp(&snapshot.registry_path),
+            Some(_) => None,
+        },
+    }
+}
+
+/// Fleet mode: registry changes from etcd take the reload lock, and the mass-move guard
+/// judges them as it judges a reload.
+impl residency_fleet::RegistrySink for Reloader {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current().snapshot)
+    }
+
+    fn install(
+        &self,
+        build: &mut dyn FnMut(&Snapshot) -> residency_config::Registry,
+        status: residency_config::RegistryStatus,
+        force: bool,
+    ) -> Result<(), String> {
+        let _one_at_a_time = self.exclusive();
+        let current = self.current();
+        let old = &current.snapshot;
+        let mut new = (**old).clone();
+        new.registry = Arc::new(build(old));
+        new.registry_status = status;
+        // The first registry a router gets moves nothing: it had none.
+        if old.registry_status.loaded {
+            let moved: usize = guards::region_moves(old, &new).values().sum();
+            guards::judge_moves(moved, old.registry.len(), &old.reload, force).map_err(
+                |refused| {
+                    format!(
+                        "{} of {} tenants ({:.1}%) would change home region or be removed, above reload.max_moved_percent = {}%",
+                        refused.moved, refused.total, refused.percent, refused.limit
+                    )
+                },
+            )?;
+        }
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        self.install(new, &health);
+        Ok(())
+    }
+
+    fn set_status(&self, status: residency_config::RegistryStatus) {
+        let _one_at_a_time = self.exclusive();
+        let mut new = (*self.current().snapshot).clone();
+        new.registry_status = status;
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        self.install(new, &health);
     }
 }

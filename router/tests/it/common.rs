@@ -45,6 +45,8 @@ pub struct Options {
     /// Run the router binary as a child process instead of in this one: for what only a
     /// process has (its log file, signals, SIGKILL, a TLS version policy of its own).
     pub process: bool,
+    /// `tenancy.registry` as TOML (fleet mode: `{ etcd = { ... } }`); the registry file.
+    pub registry: Option<String>,
 }
 
 /// Bearer tokens of the test admin API, one per role. The tenant admin manages acme and initech.
@@ -146,6 +148,7 @@ impl Default for Options {
             backend_tls: Vec::new(),
             h2c: false,
             process: false,
+            registry: None,
         }
     }
 }
@@ -227,6 +230,15 @@ impl Cluster {
                 &options.site_lines,
             )
             .unwrap();
+            if let Some(registry) = &options.registry {
+                let toml = std::fs::read_to_string(&config).unwrap();
+                let setting = format!("registry = {registry}");
+                std::fs::write(
+                    &config,
+                    toml.replacen("registry = \"tenants.json\"", &setting, 1),
+                )
+                .unwrap();
+            }
             if options.h2c {
                 let toml = std::fs::read_to_string(&config).unwrap();
                 std::fs::write(

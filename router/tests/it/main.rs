@@ -18,6 +18,7 @@ mod admin_storage_faults;
 mod cli;
 mod client_limits;
 mod failover;
+mod fleet;
 mod geoip;
 mod hardening;
 mod health;

@@ -141,7 +141,12 @@ async fn every_documented_operation_is_answered_with_a_documented_status() {
             "{method} {path} answered {status}, which the document does not list: {}",
             response.text().await.unwrap()
         );
-        assert!(status.starts_with('2'), "{method} {path}: {status}");
+        // This router's registry is a file: it is not part of a fleet (fleet.rs covers the 200).
+        let not_a_fleet = path == "/v1/fleet" && status == "404";
+        assert!(
+            status.starts_with('2') || not_a_fleet,
+            "{method} {path}: {status}"
+        );
     }
 }
 
