@@ -35,6 +35,14 @@ use residency_dataplane::metrics::Metrics;
 use keys::{range_end, Keys};
 use store::Connection;
 
+/// A registry change from etcd, for the router to judge and serve.
+pub struct Proposed {
+    pub registry: Registry,
+    /// The tenants a watch batch changed, so the mass-move guard need not compare the whole
+    /// registry for every move; `None` after a full read.
+    pub changed: Option<Vec<TenantId>>,
+}
+
 /// What the fleet changes in the router it runs in.
 pub trait RegistrySink: Send + Sync + 'static {
     /// The configuration served now.
@@ -45,7 +53,7 @@ pub trait RegistrySink: Send + Sync + 'static {
     /// (`force` overrides the guard). Returns whether it was installed.
     fn install(
         &self,
-        build: &mut dyn FnMut(&Snapshot) -> Registry,
+        build: &mut dyn FnMut(&Snapshot) -> Proposed,
         status: RegistryStatus,
         force: bool,
     ) -> Result<(), String>;
@@ -56,8 +64,11 @@ pub trait RegistrySink: Send + Sync + 'static {
 
 /// How long a router's entry in `GET /v1/fleet` outlives its last renewal.
 const LEASE_TTL_S: i64 = 10;
-/// The cache is rewritten at most this often.
+/// The cache is rewritten at most this often, and at most 1/20 of the time: at a million
+/// tenants a rewrite takes about half a second of a core, which a stream of moves must not
+/// turn into a core's worth of cache writes.
 const CACHE_EVERY: Duration = Duration::from_secs(2);
+const CACHE_SHARE: u32 = 20;
 
 pub(crate) struct Inner {
     pub(crate) settings: Arc<EtcdSettings>,
@@ -125,7 +136,10 @@ impl Inner {
         let mut build_registry = |snapshot: &Snapshot| {
             let applied = build(snapshot);
             invalid = applied.invalid;
-            applied.registry
+            Proposed {
+                registry: applied.registry,
+                changed: applied.changed,
+            }
         };
         self.loaded.store(true, Ordering::Release);
         let status = self.status();
@@ -202,13 +216,21 @@ impl Fleet {
         };
         let first = fleet.block_on(async {
             let mut connection = Connection::new(Arc::clone(&inner.settings));
-            sync::relist(
-                &inner,
-                &mut connection,
-                &mut position,
-                policy::Resync::Start,
-            )
-            .await
+            // Each member once: one that is down must not send the router to its cache.
+            let mut tries = inner.settings.endpoints.len();
+            loop {
+                let result = sync::relist(
+                    &inner,
+                    &mut connection,
+                    &mut position,
+                    policy::Resync::Start,
+                )
+                .await;
+                tries -= 1;
+                if result.is_ok() || tries == 0 {
+                    break result;
+                }
+            }
         });
         let mut from_cache = 0;
         if let Err(e) = first {
@@ -280,12 +302,14 @@ impl Fleet {
                 Ok(registry) => policy::Applied {
                     registry,
                     invalid: Vec::new(),
+                    changed: None,
                 },
                 Err(e) => {
                     problems = Some(e);
                     policy::Applied {
                         registry: Registry::default(),
                         invalid: Vec::new(),
+                        changed: None,
                     }
                 }
             }
@@ -514,14 +538,17 @@ async fn publish_self(inner: Arc<Inner>) {
     }
 }
 
-/// Rewrites the cache after changes, at most every [`CACHE_EVERY`]. A registry that came
-/// from the cache is not written back: that would make an old copy look young.
+/// Rewrites the cache after changes, at most every [`CACHE_EVERY`] (or [`CACHE_SHARE`] times
+/// the last write). A registry that came from the cache is not written back: that would make
+/// an old copy look young.
 async fn write_cache(inner: Arc<Inner>, from_cache: i64) {
     let mut applied = inner.applied.subscribe();
     let mut written = from_cache;
+    let mut pause = CACHE_EVERY;
     loop {
         let revision = *applied.borrow_and_update();
         if revision != written && inner.loaded.load(Ordering::Acquire) {
+            let started = Instant::now();
             let task = Arc::clone(&inner);
             let wrote = tokio::task::spawn_blocking(move || {
                 let snapshot = task.sink.snapshot();
@@ -538,6 +565,7 @@ async fn write_cache(inner: Arc<Inner>, from_cache: i64) {
                 )
             })
             .await;
+            pause = CACHE_EVERY.max(started.elapsed() * CACHE_SHARE);
             match wrote {
                 Ok(Ok(())) => written = revision,
                 Ok(Err(e)) => {
@@ -549,7 +577,7 @@ async fn write_cache(inner: Arc<Inner>, from_cache: i64) {
         if applied.changed().await.is_err() {
             return;
         }
-        tokio::time::sleep(CACHE_EVERY).await;
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -92,6 +92,50 @@ pub(crate) struct Applied {
     /// `(tenant, why)` for every record that was not usable: the tenant keeps the record it
     /// had (or stays unknown, so it is refused, if it had none).
     pub(crate) invalid: Vec<(String, String)>,
+    /// The tenants a watch batch changed; `None` after a full read, where any may have.
+    pub(crate) changed: Option<Vec<TenantId>>,
+}
+
+/// One change read: the tenant and its new record (`None`: removed), or why it is unusable.
+fn decode(
+    id: &str,
+    json: Option<&[u8]>,
+    topology: &Topology,
+) -> Result<(TenantId, Option<TenantRecord>), String> {
+    match json {
+        Some(json) => {
+            residency_config::tenant_from_json(id, json, topology).map(|(id, r)| (id, Some(r)))
+        }
+        // A key no valid tenant can have: nothing to delete.
+        None => residency_config::tenant_id(id)
+            .map(|id| (id, None))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Decoded changes applied to `current`, in order; the unusable ones reported. `full`: a
+/// full read, where every tenant may have changed.
+fn apply<'a>(
+    current: &Registry,
+    changes: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+    capacity: usize,
+    full: bool,
+    topology: &Topology,
+) -> Applied {
+    let mut invalid = Vec::new();
+    let mut decoded = Vec::with_capacity(capacity);
+    for (id, json) in changes {
+        match decode(id, json, topology) {
+            Ok(change) => decoded.push(change),
+            Err(why) => invalid.push((id.to_owned(), why)),
+        }
+    }
+    let changed = (!full).then(|| decoded.iter().map(|(id, _)| *id).collect());
+    Applied {
+        registry: current.with_changes(decoded),
+        invalid,
+        changed,
+    }
 }
 
 /// `changes`, in revision order, applied to `current`.
@@ -100,50 +144,43 @@ pub(crate) fn apply_changes(
     changes: &[KeyChange],
     topology: &Topology,
 ) -> Applied {
-    let mut invalid = Vec::new();
-    let mut decoded: Vec<(TenantId, Option<TenantRecord>)> = Vec::with_capacity(changes.len());
-    for change in changes {
-        match change {
-            KeyChange::Put { id, json } => {
-                match residency_config::tenant_from_json(id, json, topology) {
-                    Ok((id, record)) => decoded.push((id, Some(record))),
-                    Err(why) => invalid.push((id.clone(), why)),
-                }
-            }
-            KeyChange::Delete { id } => match residency_config::tenant_id(id) {
-                Ok(id) => decoded.push((id, None)),
-                // A key no valid tenant can have: nothing to delete.
-                Err(e) => invalid.push((id.clone(), e.to_string())),
-            },
-        }
-    }
-    Applied {
-        registry: current.with_changes(decoded),
-        invalid,
-    }
+    let changes = changes.iter().map(|change| match change {
+        KeyChange::Put { id, json } => (id.as_str(), Some(json.as_slice())),
+        KeyChange::Delete { id } => (id.as_str(), None),
+    });
+    apply(current, changes, 0, false, topology)
 }
 
-/// The registry a full read (`listed`: every tenant key at one revision) gives, next to
-/// `current`: tenants not listed are deleted; a listed record that cannot be used keeps
-/// the tenant's current record.
+/// The registry a full read gives (`listed`: every tenant key at one revision, sorted by id,
+/// as etcd returns them), next to `current`: tenants not listed are deleted; a listed record
+/// that cannot be used keeps the tenant's current record.
 pub(crate) fn relist(
     current: &Registry,
     listed: &[(String, Vec<u8>)],
     topology: &Topology,
 ) -> Applied {
-    let mut changes: Vec<KeyChange> = Vec::with_capacity(listed.len() + 16);
-    let listed_ids: std::collections::HashSet<&str> =
-        listed.iter().map(|(id, _)| id.as_str()).collect();
-    for (id, _) in current.iter() {
-        if !listed_ids.contains(id) {
-            changes.push(KeyChange::Delete { id: id.to_owned() });
-        }
-    }
-    changes.extend(listed.iter().map(|(id, json)| KeyChange::Put {
-        id: id.clone(),
-        json: json.clone(),
-    }));
-    apply_changes(current, &changes, topology)
+    let is_listed = |id: &str| {
+        listed
+            .binary_search_by(|(listed, _)| listed.as_str().cmp(id))
+            .is_ok()
+    };
+    let deleted: Vec<&str> = current
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| !is_listed(id))
+        .collect();
+    let changes = deleted.iter().map(|id| (*id, None)).chain(
+        listed
+            .iter()
+            .map(|(id, json)| (id.as_str(), Some(json.as_slice()))),
+    );
+    apply(
+        current,
+        changes,
+        deleted.len() + listed.len(),
+        true,
+        topology,
+    )
 }
 
 #[cfg(test)]

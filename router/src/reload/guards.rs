@@ -32,6 +32,21 @@ pub(crate) fn region_moves(old: &Snapshot, new: &Snapshot) -> BTreeMap<(String, 
     moves
 }
 
+/// [`region_moves`]' count when only `changed` may differ: a watch batch, without walking a
+/// registry of millions for each move.
+pub(crate) fn moved_among(old: &Snapshot, new: &Snapshot, changed: &[TenantId]) -> usize {
+    fn home<'s>(s: &'s Snapshot, id: &TenantId) -> Option<&'s str> {
+        let record = s.registry.get(id)?;
+        Some(s.topology.region(record.home).name.as_str())
+    }
+    let mut seen = std::collections::HashSet::new();
+    changed
+        .iter()
+        .filter(|id| seen.insert(**id))
+        .filter(|id| home(old, id).is_some_and(|from| home(new, id) != Some(from)))
+        .count()
+}
+
 /// Too many tenants would change home region at once: what the guard refuses unless forced.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MassMove {
@@ -181,6 +196,43 @@ pub(crate) fn restart_needed(old: &Snapshot, new: &Snapshot) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moves_counted_in_a_batch_agree_with_the_whole_registry_compare() {
+        let dir = tempfile::tempdir().unwrap();
+        let backends: Vec<Vec<std::net::SocketAddr>> = (1..=4)
+            .map(|port| vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+            .collect();
+        let tenants = r#"{"tenants":[{"id":"a","region":"us"},{"id":"b","region":"us"},{"id":"c","region":"eu"}]}"#;
+        let listen = "127.0.0.1:2".parse().unwrap();
+        let path = residency_testkit::write_config(
+            dir.path(),
+            listen,
+            &[],
+            &backends,
+            tenants,
+            "",
+            &[""; 4],
+        )
+        .unwrap();
+        let old = residency_config::load(&path).unwrap();
+        let id = |s: &str| TenantId::parse(s.as_bytes()).unwrap();
+        let region = |name: &str| regions::TenantRecord {
+            home: old.topology.region_by_name(name).unwrap(),
+            replication: None,
+        };
+        let mut new = old.clone();
+        // a moves, b is removed, c is written unchanged, d is new.
+        new.registry = std::sync::Arc::new(old.registry.with_changes([
+            (id("a"), Some(region("eu"))),
+            (id("b"), None),
+            (id("c"), Some(region("eu"))),
+            (id("d"), Some(region("us"))),
+        ]));
+        let whole: usize = region_moves(&old, &new).values().sum();
+        let batch = [id("a"), id("b"), id("c"), id("d"), id("a")];
+        assert_eq!((moved_among(&old, &new, &batch), whole), (2, 2));
+    }
 
     fn guard(max_moved_percent: u32, always_allowed_moves: u32) -> ReloadSettings {
         ReloadSettings {

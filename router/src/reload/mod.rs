@@ -561,7 +561,7 @@ impl residency_fleet::RegistrySink for Reloader {
 
     fn install(
         &self,
-        build: &mut dyn FnMut(&Snapshot) -> residency_config::Registry,
+        build: &mut dyn FnMut(&Snapshot) -> residency_fleet::Proposed,
         status: residency_config::RegistryStatus,
         force: bool,
     ) -> Result<(), String> {
@@ -569,11 +569,15 @@ impl residency_fleet::RegistrySink for Reloader {
         let current = self.current();
         let old = &current.snapshot;
         let mut new = (**old).clone();
-        new.registry = Arc::new(build(old));
+        let proposed = build(old);
+        new.registry = Arc::new(proposed.registry);
         new.registry_status = status;
         // The first registry a router gets moves nothing: it had none.
         if old.registry_status.loaded {
-            let moved: usize = guards::region_moves(old, &new).values().sum();
+            let moved = match &proposed.changed {
+                Some(changed) => guards::moved_among(old, &new, changed),
+                None => guards::region_moves(old, &new).values().sum(),
+            };
             guards::judge_moves(moved, old.registry.len(), &old.reload, force).map_err(
                 |refused| {
                     format!(
