@@ -1104,26 +1104,18 @@ fn fleet_change(
         if !fleet.wait_applied_here(revision, LOCAL_APPLY_WAIT) {
             tracing::warn!(revision, "this router has not applied its own write yet");
         }
-        let mut response = match (&after_view, wait_all) {
-            (_, Some(timeout)) => {
-                let lagging = fleet
-                    .wait_applied_everywhere(revision, timeout)
-                    .map_err(registry_unavailable)?;
-                if lagging.is_empty() {
-                    fleet_write_answer(status, after_view.as_ref(), revision, &id)
-                } else {
-                    json_response(
-                        StatusCode::ACCEPTED,
-                        &json!({
-                            "revision": revision,
-                            "applied": false,
-                            "pending_routers": lagging,
-                            "message": "the change is stored and audited; these live routers have not applied it yet",
-                        }),
-                    )
-                }
-            }
-            (_, None) => fleet_write_answer(status, after_view.as_ref(), revision, &id),
+        let pending = |routers: Vec<String>, message: &str| {
+            json_response(
+                StatusCode::ACCEPTED,
+                &json!({"revision": revision, "applied": false, "pending_routers": routers, "message": message}),
+            )
+        };
+        let mut response = match wait_all.map(|timeout| fleet.wait_applied_everywhere(revision, timeout)) {
+            None => fleet_write_answer(status, after_view.as_ref(), revision, &id),
+            Some(Ok(lagging)) if lagging.is_empty() => fleet_write_answer(status, after_view.as_ref(), revision, &id),
+            Some(Ok(lagging)) => pending(lagging, "the change is stored and audited; these live routers have not applied it yet"),
+            // Committed: never answered as if nothing had changed.
+            Some(Err(e)) => pending(Vec::new(), &format!("the change is stored and audited, but which routers applied it cannot be read now ({e}); see GET /v1/fleet")),
         };
         response
             .headers_mut()

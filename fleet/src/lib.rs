@@ -290,38 +290,35 @@ impl Fleet {
             }
         };
         let header = cached.header.clone();
-        let Ok(text) = String::from_utf8(cached.body) else {
-            return;
+        // Checked against this configuration's regions before anything is served from it.
+        let topology = inner.sink.snapshot().topology.clone();
+        let registry = String::from_utf8(cached.body)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                residency_config::registry_from_text(&settings.cache, &text, &topology)
+                    .map_err(|e| e.to_string())
+            });
+        let mut registry = match registry {
+            Ok(registry) => Some(registry),
+            Err(problems) => {
+                tracing::error!(%problems, "the cache does not fit this configuration; no registry until etcd answers, every tenant request is refused (503 registry_unavailable)");
+                return;
+            }
         };
         let age = Duration::from_secs(now.saturating_sub(header.written_at_unix));
-        *inner.fresh.lock().unwrap_or_else(|p| p.into_inner()) =
-            Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-        let mut problems = None;
-        let installed = inner.install(header.revision, &mut |snapshot| {
-            match residency_config::registry_from_text(&settings.cache, &text, &snapshot.topology) {
-                Ok(registry) => policy::Applied {
-                    registry,
-                    invalid: Vec::new(),
-                    changed: None,
-                },
-                Err(e) => {
-                    problems = Some(e);
-                    policy::Applied {
-                        registry: Registry::default(),
-                        invalid: Vec::new(),
-                        changed: None,
-                    }
-                }
-            }
+        // Older than this process's clock can say: as stale as can be.
+        let fresh = Instant::now()
+            .checked_sub(age)
+            .or_else(|| Instant::now().checked_sub(settings.max_staleness + Duration::from_secs(1)))
+            .unwrap_or_else(Instant::now);
+        *inner.fresh.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let installed = inner.install(header.revision, &mut |_| policy::Applied {
+            registry: registry.take().unwrap_or_default(),
+            invalid: Vec::new(),
+            changed: None,
         });
         if let Err(e) = installed {
             tracing::error!(error = %e.0, "cannot start from the cache");
-            return;
-        }
-        if let Some(problems) = problems {
-            tracing::error!(%problems, "the cache does not fit this configuration's regions; no registry until etcd answers");
-            inner.loaded.store(false, Ordering::Release);
-            inner.sink.set_status(inner.status());
             return;
         }
         position.applied = header.revision;
@@ -334,20 +331,17 @@ impl Fleet {
         );
     }
 
-    /// The next registry change held by the mass-move guard is applied (`reload --force`).
+    /// `reload --force`: the registry change the mass-move guard holds now, if any, is
+    /// applied. Nothing is armed for a later change when none is held.
     pub fn force_next(&self) {
-        self.inner.force.store(true, Ordering::Release);
+        if self.inner.metrics.registry_held.get() == 1 {
+            self.inner.force.store(true, Ordering::Release);
+        }
     }
 
-    /// The revision this router serves.
-    pub fn applied_revision(&self) -> i64 {
-        *self.inner.applied.borrow()
-    }
-
-    /// Runs an admin call on the fleet's runtime. A member that does not answer is left for
-    /// the next one: every write is a compare-and-swap, so retrying one that was applied
-    /// before its answer was lost finds the compare failed, never writes twice.
-    fn admin<T>(
+    /// A read for the admin API on the fleet's runtime; a member that does not answer is
+    /// left for the next one.
+    fn read<T>(
         &self,
         op: impl AsyncFn(&mut Connection, &Keys) -> Result<T, Unavailable>,
     ) -> Result<T, Unavailable> {
@@ -355,6 +349,20 @@ impl Fleet {
         self.block_on(async {
             let mut connection = inner.admin.lock().await;
             retry_members(&inner.settings, &mut connection, &inner.keys, op).await
+        })
+    }
+
+    /// A write, tried once: one whose answer was lost may have been applied, and retrying it
+    /// would report the caller's own change as a conflict (or audit it twice). The caller
+    /// gets `503`, reads again, and sees.
+    fn write<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut Connection, &Keys) -> Result<T, Unavailable>,
+    ) -> Result<T, Unavailable> {
+        let inner = &self.inner;
+        self.block_on(async {
+            let mut connection = inner.admin.lock().await;
+            op(&mut connection, &inner.keys).await
         })
     }
 }
@@ -416,6 +424,9 @@ pub fn export_audit(settings: &Arc<EtcdSettings>) -> Result<Vec<Vec<u8>>, Unavai
     })
 }
 
+/// Audit entries per page of `GET /v1/audit` (filters may skip most of them).
+const AUDIT_PAGE: i64 = 1_000;
+
 /// Operations per transaction: etcd's default `--max-txn-ops` is 128, and one goes to the
 /// audit entry and one to the chain's head.
 const IMPORT_CHUNK: usize = 120;
@@ -428,7 +439,16 @@ pub fn import_registry(
     tenants: &[(String, Vec<u8>)],
     actor: &str,
 ) -> Result<i64, Unavailable> {
-    with_store(settings, async |c, keys| {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Unavailable(e.to_string()))?;
+    let keys = &Keys::new(&settings.prefix);
+    // Each transaction tried once (a retry after a lost answer would audit a chunk twice); a
+    // failed import says how far it got, and running it again writes the same records.
+    let mut written = 0;
+    let imported = runtime.block_on(async {
+        let c = &mut Connection::new(Arc::clone(settings));
         let mut revision = 0;
         for chunk in tenants.chunks(IMPORT_CHUNK) {
             loop {
@@ -452,11 +472,19 @@ pub fn import_registry(
                 let head = c.head(keys).await?;
                 if let Some((r, _)) = c.append(keys, entry, head, Vec::new(), ops).await? {
                     revision = r;
+                    written += chunk.len();
                     break;
                 }
             }
         }
         Ok(revision)
+    });
+    imported.map_err(|e: Unavailable| {
+        Unavailable(format!(
+            "{}; {written} of {} tenants were imported, run the import again",
+            e.0,
+            tenants.len()
+        ))
     })
 }
 
@@ -584,13 +612,13 @@ async fn write_cache(inner: Arc<Inner>, from_cache: i64) {
 impl FleetRegistry for Fleet {
     fn read_tenant(&self, id: &TenantId) -> Result<Option<StoredTenant>, Unavailable> {
         let key = self.inner.keys.tenant(id.as_str());
-        let found = self.admin(async |c, _| c.get(key.clone()).await)?;
+        let found = self.read(async |c, _| c.get(key.clone()).await)?;
         Ok(found.map(|(json, mod_revision)| StoredTenant { json, mod_revision }))
     }
 
     fn commit(&self, write: TenantWrite) -> Result<Committed, CommitError> {
         let key = self.inner.keys.tenant(write.id.as_str());
-        let committed = self.admin(async |c, keys| {
+        let committed = self.write(async |c, keys| {
             let head = c.head(keys).await?;
             let when = vec![Compare::mod_revision(
                 key.clone(),
@@ -641,7 +669,7 @@ impl FleetRegistry for Fleet {
     }
 
     fn fleet(&self) -> Result<FleetView, Unavailable> {
-        let (revision, _, kvs) = self.admin(async |c, keys| c.list(&keys.routers()).await)?;
+        let (revision, _, kvs) = self.read(async |c, keys| c.list(&keys.routers()).await)?;
         let routers = kvs
             .iter()
             .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
@@ -654,7 +682,7 @@ impl AuditTrail for Fleet {
     fn append(&self, entry: Entry) -> std::io::Result<Entry> {
         for _ in 0..8 {
             let appended = self
-                .admin(async |c, keys| {
+                .write(async |c, keys| {
                     let head = c.head(keys).await?;
                     c.append(keys, entry.clone(), head, Vec::new(), Vec::new())
                         .await
@@ -682,12 +710,13 @@ impl AuditTrail for Fleet {
         let end = range_end(&self.inner.keys.audit());
         let mut found = Vec::new();
         loop {
+            // Small pages: entries are ~400 bytes, and the answer stays under 4 MB.
             let options = GetOptions::new()
                 .with_range(end.clone())
-                .with_limit(store::PAGE);
+                .with_limit(AUDIT_PAGE);
             let from = start.clone();
             let mut page = self
-                .admin(async |c, _| {
+                .read(async |c, _| {
                     let (from, options) = (from.clone(), options.clone());
                     c.run(|mut client| async move { client.get(from, Some(options)).await })
                         .await
@@ -718,7 +747,7 @@ impl AuditTrail for Fleet {
 
     fn head(&self) -> std::io::Result<(u64, String)> {
         let (head, _) = self
-            .admin(async |c, keys| c.head(keys).await)
+            .read(async |c, keys| c.head(keys).await)
             .map_err(|e| std::io::Error::other(e.0))?;
         Ok((head.seq, head.hash))
     }

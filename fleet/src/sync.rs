@@ -33,13 +33,14 @@ pub(crate) async fn follow_forever(inner: Arc<Inner>, mut position: Position) {
         let started = Instant::now();
         let error = follow(&inner, &mut connection, &mut position).await;
         inner.metrics().registry_connected.set(0);
+        // A no-op when the failing request already moved on to the next member.
+        connection.failed();
         if started.elapsed() > Duration::from_secs(10) {
             attempt = 0;
         }
         let wait = policy::backoff(attempt, jitter());
         attempt = attempt.saturating_add(1);
-        tracing::warn!(error = %error.0, endpoint = connection.endpoint(), retry_in_ms = wait.as_millis() as u64, applied_revision = position.applied, "lost the etcd registry; serving the last applied one");
-        connection.failed();
+        tracing::warn!(error = %error.0, next_endpoint = connection.endpoint(), retry_in_ms = wait.as_millis() as u64, applied_revision = position.applied, "lost the etcd registry; serving the last applied one");
         tokio::time::sleep(wait).await;
     }
 }
@@ -78,17 +79,25 @@ async fn follow(
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(position.applied + 1)
-        .with_progress_notify();
+        .with_progress_notify()
+        // One revision may delete a million keys: etcd splits its events instead of failing.
+        .with_fragment();
     let prefix = keys.tenants();
     let mut stream = match connection
-        .run(|mut c| async move { c.watch(prefix, Some(options)).await })
+        .run(|c| async move {
+            let mut watch = c
+                .watch_client()
+                .max_decoding_message_size(crate::store::MAX_PAGE_BYTES);
+            watch.watch(prefix, Some(options)).await
+        })
         .await
     {
         Ok(stream) => stream,
         Err(e) => return e,
     };
+    // Connected, but not current until the watch has caught up with a probe (below): a
+    // reconnect after a long partition must not count as fresh before its backlog is in.
     inner.metrics().registry_connected.set(1);
-    inner.mark_fresh();
     let mut probe = tokio::time::interval(PROBE_EVERY);
     // (revision the probe saw, when it was sent): current once the watch has reached it.
     let mut awaiting: Option<(i64, Instant)> = None;
@@ -116,16 +125,13 @@ async fn follow(
                         EventType::Delete => KeyChange::Delete { id },
                     })
                 }).collect();
-                if response.created() && changes.is_empty() {
-                    // The creation's header is the store's revision *now*, not how far the
-                    // events sent so far reach: taking it as progress would skip them.
-                    continue;
-                }
-                if changes.is_empty() {
-                    // A progress notice: every change up to `header_revision` has been sent.
-                    position.applied = position.applied.max(header_revision);
-                    inner.set_applied(position.applied);
-                    if let Some((seen, _)) = awaiting {
+                if response.events().is_empty() {
+                    // Creation, or a progress notice: every change up to the header revision
+                    // has been sent. Only freshness follows from it: the applied revision is
+                    // that of the last tenant change, so that publishing it (itself a write)
+                    // does not feed the next notice. A creation's header is etcd's revision
+                    // *now*, not how far the events reach, so it proves nothing.
+                    if let (Some((seen, _)), false) = (awaiting, response.created()) {
                         if header_revision >= seen {
                             inner.mark_fresh();
                             awaiting = None;
@@ -134,10 +140,14 @@ async fn follow(
                     continue;
                 }
                 let last = response.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max().unwrap_or(header_revision);
-                if let Err(e) = apply(inner, changes, last).await {
-                    return e;
+                if !changes.is_empty() {
+                    if let Err(e) = apply(inner, changes, last).await {
+                        return e;
+                    }
                 }
-                position.applied = last;
+                // etcd 3.4 may send a progress notice behind an event already sent
+                // (etcd-io/etcd#15220): the position only moves forward.
+                position.applied = position.applied.max(last);
             }
             _ = probe.tick() => {
                 if let Some((_, sent)) = awaiting {
