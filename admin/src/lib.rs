@@ -1137,16 +1137,18 @@ fn fleet_write_answer(
 ) -> Response {
     match view {
         None => status.into_response(),
-        Some(view) => {
-            let mut response = fleet_tenant_response(status, view, revision);
-            if status == StatusCode::CREATED {
-                if let Ok(location) = HeaderValue::from_str(&format!("/v1/tenants/{id}")) {
-                    response.headers_mut().insert(header::LOCATION, location);
-                }
-            }
-            response
+        Some(view) => with_location(fleet_tenant_response(status, view, revision), status, id),
+    }
+}
+
+/// A created tenant's answer says where it lives.
+fn with_location(mut response: Response, status: StatusCode, id: &TenantId) -> Response {
+    if status == StatusCode::CREATED {
+        if let Ok(location) = HeaderValue::from_str(&format!("/v1/tenants/{id}")) {
+            response.headers_mut().insert(header::LOCATION, location);
         }
     }
+    response
 }
 
 fn read_fleet(admin: &Api, call: &Call) -> Result<Response, ApiError> {
@@ -1273,15 +1275,7 @@ fn change(
     }
     Ok(match after_view {
         None => status.into_response(),
-        Some(view) => {
-            let mut response = tenant_response(status, &view);
-            if status == StatusCode::CREATED {
-                if let Ok(location) = HeaderValue::from_str(&format!("/v1/tenants/{id}")) {
-                    response.headers_mut().insert(header::LOCATION, location);
-                }
-            }
-            response
-        }
+        Some(view) => with_location(tenant_response(status, &view), status, &id),
     })
 }
 

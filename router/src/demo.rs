@@ -11,17 +11,7 @@ pub const DEMO_ACME_ADMIN_TOKEN: &str = "demo-acme-admin-token";
 
 /// Runs the demo until interrupted.
 pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let backends: Vec<SiteBackend> = runtime.block_on(async {
-        let mut started = Vec::new();
-        for (region, site, _, _) in DEMO_SITES {
-            started.push(SiteBackend::start(site, region).await?);
-        }
-        Ok::<_, std::io::Error>(started)
-    })?;
+    let (runtime, backends) = start_backends()?;
     let addrs: Vec<Vec<SocketAddr>> = backends.iter().map(|b| vec![b.addr()]).collect();
 
     let dir = std::env::temp_dir().join(format!("residency-router-demo-{}", std::process::id()));
@@ -61,6 +51,22 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
     Ok(())
 }
 
+/// One backend per demo site, on a runtime of their own (kept as long as they serve).
+fn start_backends() -> std::io::Result<(tokio::runtime::Runtime, Vec<SiteBackend>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let backends = runtime.block_on(async {
+        let mut started = Vec::new();
+        for (region, site, _, _) in DEMO_SITES {
+            started.push(SiteBackend::start(site, region).await?);
+        }
+        Ok::<_, std::io::Error>(started)
+    })?;
+    Ok((runtime, backends))
+}
+
 fn unix_now() -> regions::UnixTime {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -94,17 +100,7 @@ pub fn run_fleet(
     us: (SocketAddr, SocketAddr),
     eu: (SocketAddr, SocketAddr),
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let backends: Vec<SiteBackend> = runtime.block_on(async {
-        let mut started = Vec::new();
-        for (region, site, _, _) in DEMO_SITES {
-            started.push(SiteBackend::start(site, region).await?);
-        }
-        Ok::<_, std::io::Error>(started)
-    })?;
+    let (runtime, backends) = start_backends()?;
     let addrs: Vec<Vec<SocketAddr>> = backends.iter().map(|b| vec![b.addr()]).collect();
     println!("starting a 3-member etcd cluster on loopback...");
     let etcd = residency_testkit::EtcdCluster::start(3);
