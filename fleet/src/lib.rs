@@ -417,10 +417,28 @@ pub fn export_registry(settings: &Arc<EtcdSettings>) -> Result<(i64, Records), U
 }
 
 /// Every audit entry, oldest first: the lines `audit verify` checks.
-pub fn export_audit(settings: &Arc<EtcdSettings>) -> Result<Vec<Vec<u8>>, Unavailable> {
+/// Also returns the chain's head, `(seq, hash)`, read at the same revision as the entries: a
+/// chain cut at its end verifies on its own, but no longer ends at the head.
+pub fn export_audit(
+    settings: &Arc<EtcdSettings>,
+) -> Result<(Vec<Vec<u8>>, (u64, String)), Unavailable> {
     with_store(settings, async |c, keys| {
-        let (_, _, kvs) = c.list(&keys.audit()).await?;
-        Ok(kvs.into_iter().map(|kv| kv.value().to_vec()).collect())
+        // `P/audit/...` and `P/audit-head` share the prefix `P/audit`: one read, one revision.
+        let entries = keys.audit();
+        let (_, _, kvs) = c.list(entries.trim_end_matches('/')).await?;
+        let mut head = (0, residency_admin::audit::GENESIS.to_owned());
+        let mut lines = Vec::new();
+        for kv in kvs {
+            if kv.key() == keys.audit_head().as_bytes() {
+                let parsed: store::Head = serde_json::from_slice(kv.value()).map_err(|e| {
+                    Unavailable(format!("the audit head in etcd is unreadable: {e}"))
+                })?;
+                head = (parsed.seq, parsed.hash);
+            } else if kv.key().starts_with(entries.as_bytes()) {
+                lines.push(kv.value().to_vec());
+            }
+        }
+        Ok((lines, head))
     })
 }
 

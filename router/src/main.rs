@@ -355,10 +355,10 @@ fn registry(command: RegistryCommand) -> ExitCode {
 
 /// `audit verify --config` (out: `None`) or `audit export` of the fleet's chain in etcd.
 fn fleet_audit(config: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
-    let lines = match etcd_of(config)
+    let (lines, (head_seq, head_hash)) = match etcd_of(config)
         .and_then(|(_, etcd)| residency_fleet::export_audit(&etcd).map_err(|e| e.to_string()))
     {
-        Ok(lines) => lines,
+        Ok(exported) => exported,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
@@ -369,32 +369,40 @@ fn fleet_audit(config: &std::path::Path, out: Option<&std::path::Path>) -> ExitC
         text.extend_from_slice(line);
         text.push(b'\n');
     }
-    let temporary;
-    let path = match out {
-        Some(path) => path,
-        None => {
-            temporary =
-                std::env::temp_dir().join(format!("residency-audit-{}.jsonl", std::process::id()));
-            &temporary
-        }
+    // Verified from a file, as `audit verify FILE` does: the very same checks.
+    let temporary = match out {
+        Some(_) => None,
+        None => match tempfile::NamedTempFile::new() {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!("cannot make a temporary file: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
+    let path = out.unwrap_or_else(|| temporary.as_ref().expect("made above").path());
     if let Err(e) = std::fs::write(path, &text) {
         eprintln!("{}: {e}", path.display());
         return ExitCode::FAILURE;
     }
-    let code = if lines.is_empty() {
-        println!("ok: the fleet's audit chain is empty");
-        ExitCode::SUCCESS
-    } else {
-        audit_verify(&[path.to_owned()])
-    };
-    match out {
-        Some(path) => eprintln!("wrote {} entries to {}", lines.len(), path.display()),
-        None => {
-            let _ = std::fs::remove_file(path);
-        }
+    if let Some(path) = out {
+        eprintln!("wrote {} entries to {}", lines.len(), path.display());
     }
-    code
+    match residency_admin::audit::verify(&[path.to_owned()]) {
+        Ok(_) if lines.is_empty() && head_seq == 0 => {
+            println!("ok: the fleet's audit chain is empty");
+            ExitCode::SUCCESS
+        }
+        Ok(v) if v.last_seq == head_seq && v.head == head_hash => audit_verify(&[path.to_owned()]),
+        Ok(v) => {
+            eprintln!(
+                "broken: the chain in etcd ends at seq {} ({}), but its head says seq {head_seq} ({head_hash}): entries are missing from its end",
+                v.last_seq, v.head
+            );
+            ExitCode::FAILURE
+        }
+        Err(_) => audit_verify(&[path.to_owned()]),
+    }
 }
 
 fn audit_verify(files: &[PathBuf]) -> ExitCode {

@@ -307,6 +307,27 @@ async fn a_move_through_one_router_is_served_by_the_other_within_a_second_and_co
     let exported: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
     assert_eq!(exported["tenants"].as_array().unwrap().len(), 4);
     assert_eq!(a.metric("residency_registry_connected", &[]).await, 1.0);
+
+    // A chain cut at its end still verifies link by link; it no longer ends at its head.
+    let keys = etcd.etcdctl(&["get", "--prefix", "--keys-only", "/move/audit/"]);
+    let last = keys
+        .lines()
+        .filter(|l| !l.is_empty())
+        .last()
+        .unwrap()
+        .to_owned();
+    etcd.etcdctl(&["del", &last]);
+    let cut = router_command()
+        .args(["audit", "verify", "--config"])
+        .arg(a.config_path())
+        .output()
+        .unwrap();
+    assert!(!cut.status.success());
+    assert!(
+        String::from_utf8_lossy(&cut.stderr).contains("missing from its end"),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
