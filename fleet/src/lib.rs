@@ -416,12 +416,17 @@ pub fn export_registry(settings: &Arc<EtcdSettings>) -> Result<(i64, Records), U
     })
 }
 
-/// Every audit entry, oldest first: the lines `audit verify` checks.
-/// Also returns the chain's head, `(seq, hash)`, read at the same revision as the entries: a
-/// chain cut at its end verifies on its own, but no longer ends at the head.
-pub fn export_audit(
-    settings: &Arc<EtcdSettings>,
-) -> Result<(Vec<Vec<u8>>, (u64, String)), Unavailable> {
+/// The fleet's audit chain as etcd holds it at one revision.
+pub struct ExportedAudit {
+    /// The entries, oldest first.
+    pub lines: Vec<Vec<u8>>,
+    /// `(seq, hash)` of `P/audit-head`: a chain cut at its end verifies link by link, but no
+    /// longer ends here.
+    pub head: (u64, String),
+}
+
+/// Every audit entry, with the chain's head read at the same revision.
+pub fn export_audit(settings: &Arc<EtcdSettings>) -> Result<ExportedAudit, Unavailable> {
     with_store(settings, async |c, keys| {
         // `P/audit/...` and `P/audit-head` share the prefix `P/audit`: one read, one revision.
         let entries = keys.audit();
@@ -438,7 +443,7 @@ pub fn export_audit(
                 lines.push(kv.value().to_vec());
             }
         }
-        Ok((lines, head))
+        Ok(ExportedAudit { lines, head })
     })
 }
 

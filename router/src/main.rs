@@ -355,7 +355,10 @@ fn registry(command: RegistryCommand) -> ExitCode {
 
 /// `audit verify --config` (out: `None`) or `audit export` of the fleet's chain in etcd.
 fn fleet_audit(config: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
-    let (lines, (head_seq, head_hash)) = match etcd_of(config)
+    let residency_fleet::ExportedAudit {
+        lines,
+        head: (head_seq, head_hash),
+    } = match etcd_of(config)
         .and_then(|(_, etcd)| residency_fleet::export_audit(&etcd).map_err(|e| e.to_string()))
     {
         Ok(exported) => exported,

@@ -310,12 +310,7 @@ async fn a_move_through_one_router_is_served_by_the_other_within_a_second_and_co
 
     // A chain cut at its end still verifies link by link; it no longer ends at its head.
     let keys = etcd.etcdctl(&["get", "--prefix", "--keys-only", "/move/audit/"]);
-    let last = keys
-        .lines()
-        .filter(|l| !l.is_empty())
-        .last()
-        .unwrap()
-        .to_owned();
+    let last = keys.lines().rfind(|l| !l.is_empty()).unwrap().to_owned();
     etcd.etcdctl(&["del", &last]);
     let cut = router_command()
         .args(["audit", "verify", "--config"])
