@@ -734,6 +734,19 @@ fn if_match(call: &Call, current: Option<&str>) -> Option<bool> {
     }))
 }
 
+/// `412` when `If-Match` is sent and `current` (the tenant's `ETag`, if it exists) is not in it.
+fn check_if_match(call: &Call, id: &TenantId, current: Option<&str>) -> Result<(), ApiError> {
+    if if_match(call, current) == Some(false) {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "the tenant changed since you read it (If-Match does not match its ETag); read it again",
+        )
+        .with("tenant", id.as_str()));
+    }
+    Ok(())
+}
+
 /// A tenant's settings with their `ETag`.
 fn tenant_response(status: StatusCode, view: &Value) -> Response {
     let mut response = json_response(status, view);
@@ -940,6 +953,21 @@ fn delete_tenant(admin: &Api, call: &Call) -> Result<Response, ApiError> {
     change(admin, call, id, |_| Ok(None))
 }
 
+/// What a write does to a tenant that `existed` and will or will not exist, and the status
+/// that answers it.
+fn change_kind(
+    id: &TenantId,
+    existed: bool,
+    exists: bool,
+) -> Result<(Action, StatusCode), ApiError> {
+    match (existed, exists) {
+        (false, false) => Err(unknown(id)),
+        (false, true) => Ok((Action::CreateTenant, StatusCode::CREATED)),
+        (true, true) => Ok((Action::ChangeTenant, StatusCode::OK)),
+        (true, false) => Ok((Action::DeleteTenant, StatusCode::NO_CONTENT)),
+    }
+}
+
 /// `?wait=applied` on a write: answer once every live router applies the change.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -1047,27 +1075,10 @@ fn fleet_change(
             Some(stored) => Some(stored_view(&id, stored, &state)?),
             None => None,
         };
-        let action = match (&before_view, after) {
-            (None, None) => return Err(unknown(&id)),
-            (None, Some(_)) => Action::CreateTenant,
-            (Some(_), Some(_)) => Action::ChangeTenant,
-            (Some(_), None) => Action::DeleteTenant,
-        };
-        let status = match action {
-            Action::CreateTenant => StatusCode::CREATED,
-            Action::DeleteTenant => StatusCode::NO_CONTENT,
-            _ => StatusCode::OK,
-        };
+        let (action, status) = change_kind(&id, before_view.is_some(), after.is_some())?;
         admin.permit(call, token, action, Some(&id))?;
         let current_tag = stored.as_ref().map(|s| fleet_etag(s.mod_revision));
-        if if_match(call, current_tag.as_deref()) == Some(false) {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "the tenant changed since you read it (If-Match does not match its ETag); read it again",
-            )
-            .with("tenant", id.as_str()));
-        }
+        check_if_match(call, &id, current_tag.as_deref())?;
         if before_view == after_view {
             let (view, stored) = after_view.zip(stored).expect("an unchanged tenant exists");
             return Ok(fleet_tenant_response(
@@ -1186,27 +1197,10 @@ fn change(
     let after = after(&state)?;
     let before = state.snapshot.registry.get(&id);
     let before_view = before.map(|r| view_json(id.as_str(), &r, &state));
-    let action = match (before, after) {
-        (None, None) => return Err(unknown(&id)),
-        (None, Some(_)) => Action::CreateTenant,
-        (Some(_), Some(_)) => Action::ChangeTenant,
-        (Some(_), None) => Action::DeleteTenant,
-    };
-    let status = match action {
-        Action::CreateTenant => StatusCode::CREATED,
-        Action::DeleteTenant => StatusCode::NO_CONTENT,
-        _ => StatusCode::OK,
-    };
+    let (action, status) = change_kind(&id, before.is_some(), after.is_some())?;
     // Re-checked now that existence is settled: a tenant-admin changes, never creates.
     admin.permit(call, token, action, Some(&id))?;
-    if if_match(call, before_view.as_ref().map(etag).as_deref()) == Some(false) {
-        return Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition_failed",
-            "the tenant changed since you read it (If-Match does not match its ETag); read it again",
-        )
-        .with("tenant", id.as_str()));
-    }
+    check_if_match(call, &id, before_view.as_ref().map(etag).as_deref())?;
     let after_view = after.map(|r| view_json(id.as_str(), &r, &state));
     if before == after {
         let view = after_view.expect("an unchanged tenant exists");
