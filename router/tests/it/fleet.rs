@@ -10,6 +10,10 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// One etcd cluster at a time: eight tests' 24 members at once, on two cores shared with every
+/// other test, made the health tests' 100 ms checks time out.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `tenancy.registry` for a router of the fleet under `prefix`.
 fn etcd_registry(
     endpoints: &[String],
@@ -163,6 +167,7 @@ fn verify_fleet_audit(cluster: &Cluster) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_move_through_one_router_is_served_by_the_other_within_a_second_and_confirmed_fleet_wide()
 {
+    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let a = Router::new(&etcd, "/move", "edge-a", dir.path())
@@ -327,6 +332,7 @@ async fn a_move_through_one_router_is_served_by_the_other_within_a_second_and_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_with_one_etag_on_two_routers_get_exactly_one_success() {
+    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let a = Router::new(&etcd, "/cas", "edge-a", dir.path())
@@ -356,6 +362,7 @@ async fn writers_with_one_etag_on_two_routers_get_exactly_one_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_quorum_routing_goes_on_writes_get_503_replicas_drop_past_max_staleness_and_all_recovers(
 ) {
+    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let mut router = Router::new(&etcd, "/quorum", "edge-a", dir.path());
@@ -432,6 +439,7 @@ async fn without_quorum_routing_goes_on_writes_get_503_replicas_drop_past_max_st
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn started_with_etcd_down_a_router_serves_a_valid_cache_and_refuses_a_corrupt_or_foreign_one()
 {
+    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut etcd = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let writer = Router::new(&etcd, "/cache", "edge-a", dir.path());
@@ -512,6 +520,7 @@ async fn started_with_etcd_down_a_router_serves_a_valid_cache_and_refuses_a_corr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compaction_while_a_router_is_cut_off_is_followed_by_a_relist_that_sees_deletions() {
+    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     // This router talks to member 0 only: stopping that member cuts it off while the other
@@ -569,6 +578,7 @@ async fn compaction_while_a_router_is_cut_off_is_followed_by_a_relist_that_sees_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wait_applied_waits_for_a_stopped_router_and_names_it() {
+    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let mut slow = Router::new(&etcd, "/wait", "edge-slow", dir.path());
@@ -614,6 +624,7 @@ async fn wait_applied_waits_for_a_stopped_router_and_names_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_etcd_leader_during_writes_loses_no_acknowledged_write_and_the_chain_verifies()
 {
+    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut etcd = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let a = Router::new(&etcd, "/leader", "edge-a", dir.path())
@@ -676,6 +687,7 @@ async fn killing_the_etcd_leader_during_writes_loses_no_acknowledged_write_and_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mass_deletion_in_etcd_is_held_by_the_guard_until_forced() {
+    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let mut router = Router::new(&etcd, "/held", "edge-a", dir.path());
