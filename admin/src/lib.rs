@@ -655,6 +655,29 @@ fn blank_entry(call: &Call) -> Entry {
     }
 }
 
+/// The audit entry of a change about to be made, `before` and `after` as the API shows them.
+fn applied_entry(
+    call: &Call,
+    token: &AdminToken,
+    action: Action,
+    id: &TenantId,
+    status: StatusCode,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> Entry {
+    Entry {
+        actor: token.name.clone(),
+        role: Some(token.role.as_str().to_owned()),
+        action: action.as_str().to_owned(),
+        tenant: Some(id.as_str().to_owned()),
+        outcome: "applied".to_owned(),
+        status: status.as_u16(),
+        before,
+        after,
+        ..blank_entry(call)
+    }
+}
+
 fn path_tenant(call: &Call) -> Result<TenantId, ApiError> {
     let raw = call.id.as_deref().unwrap_or_default();
     residency_config::tenant_id(raw).map_err(ApiError::tenant)
@@ -1087,17 +1110,15 @@ fn fleet_change(
                 stored.mod_revision,
             ));
         }
-        let entry = Entry {
-            actor: token.name.clone(),
-            role: Some(token.role.as_str().to_owned()),
-            action: action.as_str().to_owned(),
-            tenant: Some(id.as_str().to_owned()),
-            outcome: "applied".to_owned(),
-            status: status.as_u16(),
-            before: before_view,
-            after: after_view.clone(),
-            ..blank_entry(call)
-        };
+        let entry = applied_entry(
+            call,
+            token,
+            action,
+            &id,
+            status,
+            before_view,
+            after_view.clone(),
+        );
         let write = TenantWrite {
             id,
             expected_mod_revision: stored.as_ref().map_or(0, |s| s.mod_revision),
@@ -1213,17 +1234,15 @@ fn change(
             "the registry file was edited and that edit is not live yet; reload (SIGHUP or `residency-router reload`), then retry",
         ));
     }
-    let entry = Entry {
-        actor: token.name.clone(),
-        role: Some(token.role.as_str().to_owned()),
-        action: action.as_str().to_owned(),
-        tenant: Some(id.as_str().to_owned()),
-        outcome: "applied".to_owned(),
-        status: status.as_u16(),
-        before: before_view,
-        after: after_view.clone(),
-        ..blank_entry(call)
-    };
+    let entry = applied_entry(
+        call,
+        token,
+        action,
+        &id,
+        status,
+        before_view,
+        after_view.clone(),
+    );
     let registry = Arc::new(state.snapshot.registry.with_change(&id, after));
     let change = TenantChange { id, after };
     let published = commit::stage_audit_publish(

@@ -332,12 +332,7 @@ mod tests {
     use super::*;
 
     fn topology() -> Topology {
-        let no_hosts: [&str; 0] = [];
-        Topology::new([
-            ("us", no_hosts, vec![("virginia".to_owned(), 0.0, 0.0)]),
-            ("eu", no_hosts, vec![("frankfurt".to_owned(), 0.0, 0.0)]),
-        ])
-        .unwrap()
+        crate::testing::two_regions()
     }
 
     fn replication<'a>(regions: &[&'a str], expires_at: Option<&'a str>) -> ReplicationFile<'a> {

@@ -1,5 +1,6 @@
-//! Real certificates for tests, issued on the spot with rcgen: a CA and leaves it signs, as
-//! PEM files and as rustls configs for test servers and clients.
+//! Test support for the crates that read configurations: real certificates issued on the
+//! spot with rcgen (a CA and leaves it signs, as PEM files and as rustls configs for test
+//! servers and clients), and the smallest two-region topology.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -218,4 +219,15 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Regions `us` (site virginia) and `eu` (site frankfurt), no hosts: for tests of registry
+/// records, which only need region names.
+pub fn two_regions() -> regions::Topology {
+    let no_hosts: [&str; 0] = [];
+    regions::Topology::new([
+        ("us", no_hosts, vec![("virginia".to_owned(), 0.0, 0.0)]),
+        ("eu", no_hosts, vec![("frankfurt".to_owned(), 0.0, 0.0)]),
+    ])
+    .expect("a valid topology")
 }

@@ -189,12 +189,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn topology() -> Topology {
-        let no_hosts: [&str; 0] = [];
-        Topology::new([
-            ("us", no_hosts, vec![("virginia".to_owned(), 0.0, 0.0)]),
-            ("eu", no_hosts, vec![("frankfurt".to_owned(), 0.0, 0.0)]),
-        ])
-        .unwrap()
+        residency_config::testing::two_regions()
     }
 
     fn put(id: &str, region: &str) -> KeyChange {
