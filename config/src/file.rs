@@ -337,6 +337,7 @@ pub struct ProxyFile {
     pub read_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub upstream_keepalive_pool: Option<usize>,
     pub max_attempts: Option<u32>,
     /// CIDRs (or addresses) of proxies in front of the router whose `x-forwarded-for` is believed.
     pub trusted_proxies: Option<Vec<String>>,

@@ -297,6 +297,10 @@ pub struct ProxySettings {
     pub write_timeout: Duration,
     /// How long an idle upstream keep-alive connection is kept in the pool.
     pub idle_timeout: Duration,
+    /// Idle upstream keep-alive connections kept per worker thread, over every backend (the
+    /// least recently used is closed above it). Smaller than the client concurrency, most
+    /// requests would open a new connection to their backend.
+    pub upstream_keepalive_pool: usize,
     /// Upper bound of backends tried for one request (first attempt included).
     pub max_attempts: u32,
     /// Proxies whose `x-forwarded-for` entries are believed when finding the client address.
@@ -349,6 +353,8 @@ impl Default for ProxySettings {
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            // As many as the router holds client connections: every one can keep its own.
+            upstream_keepalive_pool: ClientLimits::default().max_connections,
             max_attempts: 4,
             trusted_proxies: Vec::new(),
             client: ClientLimits::default(),

@@ -366,20 +366,48 @@ fn zero_counts_and_durations_are_rejected() {
     let router = example_router()
         .replace("max_attempts = 4", "max_attempts = 0")
         .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 0")
+        .replace("upstream_keepalive_pool = 10000", "upstream_keepalive_pool = 0")
         .replace("# threads = 2", "threads = 0");
     let errors = problems(&router, &example_tenants());
     for field in [
         "proxy.max_attempts",
         "proxy.connect_timeout_ms",
+        "proxy.upstream_keepalive_pool",
         "server.threads",
     ] {
         assert_found(&errors, "out_of_range", field);
     }
-    assert_eq!(errors.len(), 3, "{}", describe(&errors));
+    assert_eq!(errors.len(), 4, "{}", describe(&errors));
     // Each setting's fix says what its smallest value means.
     assert_reports(
         &error_lines(&router, &example_tenants()),
         "proxy.max_attempts: must be greater than 0; fix: 1 means no retry",
+    );
+}
+
+#[test]
+fn upstream_keepalive_pool_is_bounded() {
+    let router = |pool: &str| {
+        example_router().replace(
+            "upstream_keepalive_pool = 10000",
+            &format!("upstream_keepalive_pool = {pool}"),
+        )
+    };
+    let (_dir, path) = write(&router("512"), &example_tenants());
+    assert_eq!(load(&path).unwrap().proxy.upstream_keepalive_pool, 512);
+    let (_dir, path) = write(
+        &example_router().replace("upstream_keepalive_pool = 10000\n", ""),
+        &example_tenants(),
+    );
+    // The default keeps as many as the router holds client connections.
+    let snapshot = load(&path).unwrap();
+    assert_eq!(
+        snapshot.proxy.upstream_keepalive_pool,
+        snapshot.proxy.client.max_connections
+    );
+    assert_reports(
+        &error_lines(&router("100001"), &example_tenants()),
+        "proxy.upstream_keepalive_pool: 100001 is not between 1 and 100000",
     );
 }
 

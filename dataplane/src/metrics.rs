@@ -47,6 +47,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition { name: "residency_cross_region_served_total", kind: Kind::Counter, labels: &["tenant_region", "served_region", "cause"], help: "Requests served outside the tenant's home region under its replication, by cause: `hint` (the request named the replica region) or `failover` (every home site had failed). `replica_read` and `replica_active` are reserved for a policy that serves reads from a nearer replica; the replication mode of each tenant is in `residency_replications`." },
     Definition { name: "residency_upstream_errors_total", kind: Kind::Counter, labels: &["region", "site", "kind"], help: "Failed attempts on a backend: kind `connect`, `timeout`, `reset`, `status_5xx` or `tls` (handshake failed: untrusted or wrong-name certificate, no common TLS version)." },
     Definition { name: "residency_retries_total", kind: Kind::Counter, labels: &["region", "site"], help: "Attempts on a backend of this site that followed a failed attempt of the same request." },
+    Definition { name: "residency_upstream_connections_opened_total", kind: Kind::Counter, labels: &["region", "site"], help: "New connections to a backend of this site (every other attempt reused one from the keep-alive pool). Rising with the request rate means the pool (`proxy.upstream_keepalive_pool`) is smaller than the concurrency, or backends close idle connections sooner than `proxy.idle_timeout_ms`." },
     Definition { name: "residency_backend_up", kind: Kind::Gauge, labels: &["region", "site", "backend"], help: "1 when the backend may take traffic (active checks up, not ejected), else 0." },
     Definition { name: "residency_site_healthy_backends", kind: Kind::Gauge, labels: &["region", "site"], help: "Backends of the site that may take traffic." },
     Definition { name: "residency_tenants", kind: Kind::Gauge, labels: &["region"], help: "Tenants whose home is the region." },
@@ -130,6 +131,7 @@ pub struct Metrics {
     cross_region: IntCounterVec,
     upstream_errors: IntCounterVec,
     retries: IntCounterVec,
+    connections_opened: IntCounterVec,
     backend_up: IntGaugeVec,
     site_healthy: IntGaugeVec,
     tenants: IntGaugeVec,
@@ -181,6 +183,7 @@ impl Metrics {
             cross_region: counter_vec(&registry, "residency_cross_region_served_total"),
             upstream_errors: counter_vec(&registry, "residency_upstream_errors_total"),
             retries: counter_vec(&registry, "residency_retries_total"),
+            connections_opened: counter_vec(&registry, "residency_upstream_connections_opened_total"),
             backend_up: gauge_vec(&registry, "residency_backend_up"),
             site_healthy: gauge_vec(&registry, "residency_site_healthy_backends"),
             tenants: gauge_vec(&registry, "residency_tenants"),
@@ -275,6 +278,8 @@ pub struct Handles {
     upstream_errors: Vec<IntCounter>,
     /// [site]
     retries: Vec<IntCounter>,
+    /// [site]
+    connections_opened: Vec<IntCounter>,
     geoip_located: IntCounter,
     geoip_unknown: IntCounter,
     /// Tenants per home region, and replications per (from, to, mode): derived from the
@@ -381,6 +386,13 @@ impl Handles {
                 .iter()
                 .map(|(site, region)| m.retries.with_label_values(&[region_names[*region], site]))
                 .collect(),
+            connections_opened: sites
+                .iter()
+                .map(|(site, region)| {
+                    m.connections_opened
+                        .with_label_values(&[region_names[*region], site])
+                })
+                .collect(),
             geoip_located: m.geoip_lookups.with_label_values(&["located"]),
             geoip_unknown: m.geoip_lookups.with_label_values(&["unknown"]),
         }
@@ -450,6 +462,14 @@ impl Handles {
             return;
         }
         self.retries[usize::from(site.0)].inc();
+    }
+
+    /// An attempt on a backend of `site` opened a new connection instead of reusing one.
+    pub fn upstream_connection_opened(&self, site: SiteId) {
+        if !self.enabled {
+            return;
+        }
+        self.connections_opened[usize::from(site.0)].inc();
     }
 
     pub fn geoip(&self, located: bool) {

@@ -391,6 +391,24 @@ impl ProxyHttp for ResidencyProxy {
         Ok(Box::new(peer))
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !reused {
+            if let Some(site) = ctx.current_site() {
+                ctx.state().metrics.upstream_connection_opened(site.site);
+            }
+        }
+        Ok(())
+    }
+
     fn fail_to_connect(
         &self,
         session: &mut Session,

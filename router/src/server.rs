@@ -156,6 +156,9 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
         // connections do not count against it, so Pingora's backstop leaves room for them.
         max_retries: snapshot.proxy.max_attempts as usize * 2 + 1,
         upgrade_sock: snapshot.server.upgrade_socket.display().to_string(),
+        // Per worker thread. Pingora's default (128) is below the client concurrency of a busy
+        // router, and past it most requests open a new backend connection (docs/performance.md).
+        upstream_keepalive_pool_size: snapshot.proxy.upstream_keepalive_pool,
         ..ServerConf::default()
     };
     let opt = Opt {

@@ -37,6 +37,7 @@ pub(super) fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> P
             &at("idle_timeout_ms"),
             problems,
         ),
+        upstream_keepalive_pool: upstream_keepalive_pool(file.upstream_keepalive_pool, problems),
         trusted_proxies: trusted_proxies(
             file.trusted_proxies.as_deref().unwrap_or_default(),
             problems,
@@ -49,6 +50,30 @@ pub(super) fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> P
             problems,
         ),
         client: client_limits(file, problems),
+    }
+}
+
+/// Pingora sizes its pool's index for the whole bound at start, so a typo's worth of
+/// connections would be memory taken up front.
+pub const MAX_UPSTREAM_KEEPALIVE_POOL: usize = 100_000;
+
+fn upstream_keepalive_pool(value: Option<usize>, problems: &mut Problems<'_>) -> usize {
+    let at = "proxy.upstream_keepalive_pool";
+    let default = ProxySettings::default().upstream_keepalive_pool;
+    let fix = "use the idle backend connections to keep per worker thread: at least the client \
+               connections one worker serves at once";
+    match value {
+        Some(n) if n == 0 || n > MAX_UPSTREAM_KEEPALIVE_POOL => {
+            problems.add(
+                code::OUT_OF_RANGE,
+                at,
+                format!("{n} is not between 1 and {MAX_UPSTREAM_KEEPALIVE_POOL}"),
+                fix,
+            );
+            default
+        }
+        Some(n) => n,
+        None => default,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use regions::TenantId;
 use residency_config::{
-    AccessLogSettings, AuditSettings, ClientLimits, Listen, ReloadSettings, ServerSettings,
+    AccessLogSettings, AuditSettings, ClientLimits, Listen, ProxySettings, ReloadSettings, ServerSettings,
     Snapshot, TlsSettings, TlsVersion,
 };
 
@@ -109,6 +109,7 @@ startup_settings! {
     listen_metrics: Option<std::net::SocketAddr> = "listen.metrics",
     listen_h2c: bool = "listen.h2c",
     h2_idle_timeout: Duration = "proxy.client_h2_idle_timeout_ms",
+    upstream_keepalive_pool: usize = "proxy.upstream_keepalive_pool",
     threads: usize = "server.threads",
     shutdown_grace: Duration = "server.shutdown_grace_seconds",
     upgrade_socket: PathBuf = "server.upgrade_socket",
@@ -144,6 +145,18 @@ impl StartupSettings {
             control_socket,
             upgrade_socket,
         } = &snapshot.server;
+        let ProxySettings {
+            upstream_keepalive_pool,
+            // Read for every request: live.
+            expose_decision: _,
+            connect_timeout: _,
+            read_timeout: _,
+            write_timeout: _,
+            idle_timeout: _,
+            max_attempts: _,
+            trusted_proxies: _,
+            client,
+        } = &snapshot.proxy;
         let ClientLimits {
             h2_idle_timeout,
             // Read for every connection or request: live.
@@ -152,7 +165,7 @@ impl StartupSettings {
             max_head_bytes: _,
             max_requests_per_connection: _,
             max_connections: _,
-        } = &snapshot.proxy.client;
+        } = client;
         let TlsSettings {
             min_version,
             h2,
@@ -167,6 +180,7 @@ impl StartupSettings {
             listen_metrics: *metrics,
             listen_h2c: *h2c,
             h2_idle_timeout: *h2_idle_timeout,
+            upstream_keepalive_pool: *upstream_keepalive_pool,
             threads: *threads,
             shutdown_grace: *shutdown_grace,
             upgrade_socket: upgrade_socket.clone(),

@@ -219,3 +219,44 @@ async fn requests_move_exactly_their_series() {
         1.0
     );
 }
+
+/// New backend connections are counted, and `proxy.upstream_keepalive_pool` bounds how many
+/// idle ones are kept: four backends taking turns (the two `us` sites alternate, and each
+/// balances over its two backends) reuse theirs with the default pool, and open a new one for
+/// every request when the pool holds fewer than four.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_opened_follow_the_keepalive_pool() {
+    const REQUESTS: usize = 12;
+    async fn opened_for(proxy: &'static str) -> f64 {
+        let cluster = Cluster::start_with(Options {
+            metrics: true,
+            backends_per_site: [2, 2, 1, 1],
+            proxy,
+            ..Options::default()
+        })
+        .await;
+        let opened = |site| [("region", "us"), ("site", site)];
+        let count = async || {
+            cluster
+                .metric("residency_upstream_connections_opened_total", &opened("virginia"))
+                .await
+                + cluster
+                    .metric("residency_upstream_connections_opened_total", &opened("oregon"))
+                    .await
+        };
+        let before = count().await;
+        for _ in 0..REQUESTS {
+            let (status, _, body) = json(cluster.get("/", "acme").send().await.unwrap()).await;
+            assert_eq!((status, body["region"].as_str()), (200, Some("us")));
+        }
+        count().await - before
+    }
+    // The default pool: one connection per backend, reused from then on.
+    assert_eq!(opened_for("").await, 4.0);
+    // One idle connection per worker thread (two in the test router) for four backends in
+    // turn: the one the next request needs was always the least recently used, and closed.
+    assert_eq!(
+        opened_for("upstream_keepalive_pool = 1\n").await,
+        REQUESTS as f64
+    );
+}
