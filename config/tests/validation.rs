@@ -366,7 +366,10 @@ fn zero_counts_and_durations_are_rejected() {
     let router = example_router()
         .replace("max_attempts = 4", "max_attempts = 0")
         .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 0")
-        .replace("upstream_keepalive_pool = 10000", "upstream_keepalive_pool = 0")
+        .replace(
+            "upstream_keepalive_pool = 10000",
+            "upstream_keepalive_pool = 0",
+        )
         .replace("# threads = 2", "threads = 0");
     let errors = problems(&router, &example_tenants());
     for field in [

@@ -183,7 +183,10 @@ impl Metrics {
             cross_region: counter_vec(&registry, "residency_cross_region_served_total"),
             upstream_errors: counter_vec(&registry, "residency_upstream_errors_total"),
             retries: counter_vec(&registry, "residency_retries_total"),
-            connections_opened: counter_vec(&registry, "residency_upstream_connections_opened_total"),
+            connections_opened: counter_vec(
+                &registry,
+                "residency_upstream_connections_opened_total",
+            ),
             backend_up: gauge_vec(&registry, "residency_backend_up"),
             site_healthy: gauge_vec(&registry, "residency_site_healthy_backends"),
             tenants: gauge_vec(&registry, "residency_tenants"),

@@ -62,9 +62,9 @@ impl Drop for Running {
     }
 }
 
-/// `program` pinned to one core with `taskset`.
-pub fn pinned(core: u32, program: &Path) -> Command {
+/// `program` pinned to `cores` (a `taskset` list: `0`, `0-1`) with `taskset`.
+pub fn pinned(cores: &str, program: &Path) -> Command {
     let mut command = Command::new("taskset");
-    command.args(["-c", &core.to_string()]).arg(program);
+    command.args(["-c", cores]).arg(program);
     command
 }

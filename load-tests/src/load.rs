@@ -175,3 +175,17 @@ pub fn status_of(target: SocketAddr, path: &str, headers: &[&str]) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// The sum of every series of the counter `name` on a Prometheus endpoint.
+pub fn scrape_counter(metrics: SocketAddr, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics).expect("connect to /metrics");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}

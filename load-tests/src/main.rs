@@ -1,8 +1,11 @@
-//! `load-harness`: the router side by side with nginx and HAProxy doing the same job, and a
-//! bare Pingora forwarder as the framework's ceiling, measured in one run.
+//! `load-harness`: the router side by side with nginx and HAProxy doing the same job, a bare
+//! Pingora forwarder as the framework's ceiling and a bare hyper forwarder as what a lean Rust
+//! proxy does, measured in one run.
 //!
 //! Every proxy runs on core 0 with one worker; the load generator (wrk, or h2load for h2) and
-//! the site backends run on core 1 (`load-tests/run.sh` pins this process there). The router
+//! the site backends run on core 1 (`load-tests/run.sh` pins this process there). With
+//! `--workers 2` every proxy gets two workers and both cores, which it then shares with the
+//! load generator and the backends. The router
 //! has its full residency logic, metrics and access log on; nginx and HAProxy map the tenant
 //! header to a region and the region to a pool of site backends, reject unknown tenants,
 //! block a region host of another region, add the same headers and write an access log, all
@@ -15,7 +18,7 @@ use std::process::Stdio;
 
 use clap::Parser;
 use load_tests::backend;
-use load_tests::load::{h2load, status_of, wrk, Load, Sample};
+use load_tests::load::{h2load, scrape_counter, status_of, wrk, Load, Sample};
 use load_tests::peers::{haproxy_config, nginx_config, Site};
 use load_tests::report::{chart, markdown, ratio, Row};
 use load_tests::scale::registry_json;
@@ -41,13 +44,31 @@ struct Args {
     router: PathBuf,
     #[arg(long, default_value = "target/release/bare-pingora")]
     bare_pingora: PathBuf,
+    #[arg(long, default_value = "target/release/bare-hyper")]
+    bare_hyper: PathBuf,
+    /// Worker threads (processes for nginx) of every proxy. Above 1 the proxies are not pinned
+    /// to core 0, and share the machine with the load generator.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Another proxy to measure on the routed scenarios, as `NAME=COMMAND`: the harness runs
+    /// `sh -c COMMAND` beside the other proxies, with `{listen}` replaced by the address it
+    /// must serve and `{backend}` by the one site backend it forwards to.
+    #[arg(long)]
+    external: Option<String>,
+    /// The request path the external proxy routes by (its tenant is in the path).
+    #[arg(long, default_value = "/")]
+    external_path: String,
     /// Results go to a new folder under this one.
     #[arg(long, default_value = "load-tests/results")]
     results: PathBuf,
 }
 
-/// The proxies run on this core, everything else on the other.
-const PROXY_CORE: u32 = 0;
+/// With one worker the proxies run on this core, everything else on the other.
+const PROXY_CORE: &str = "0";
+/// With more, the proxies may run on every core.
+const ALL_CORES: &str = "0-1";
+/// The counter of new backend connections the router keeps (and reports per run).
+const OPENED: &str = "residency_upstream_connections_opened_total";
 const SMALL_REGISTRY: usize = 1_000;
 /// A tenant homed in `us` (even ids are) that does not replicate (ids divisible by 10 do), in
 /// the middle of the small registry.
@@ -118,21 +139,43 @@ const SCENARIOS: &[Scenario] = &[
 
 /// One target and its processes. `None` where it does not apply.
 struct Target {
-    name: &'static str,
+    name: String,
     /// HTTP/1.1, small registry.
     http: SocketAddr,
     /// HTTP/2 with prior knowledge, small registry.
     h2c: Option<SocketAddr>,
     /// HTTP/1.1, large registry.
     large: Option<SocketAddr>,
-    /// The bare forwarder and the backend know no tenants: routed scenarios only.
+    /// The bare forwarders and the backend know no tenants: routed scenarios only.
     knows_tenants: bool,
+    /// Requests carry the tenant in this path instead of the scenario's: small responses only.
+    path: Option<String>,
+    /// Where the router counts its new upstream connections: (HTTP/1.1 and h2c, large).
+    metrics: Option<(SocketAddr, SocketAddr)>,
     _processes: Vec<Running>,
 }
 
 impl Target {
+    fn path<'a>(&'a self, scenario: &'a Scenario) -> &'a str {
+        self.path.as_deref().unwrap_or(scenario.path)
+    }
+
+    /// New upstream connections so far, where the target counts them.
+    fn opened(&self, scenario: &Scenario) -> Option<f64> {
+        let (small, large) = self.metrics?;
+        let metrics = if scenario.large_registry {
+            large
+        } else {
+            small
+        };
+        Some(scrape_counter(metrics, OPENED))
+    }
+
     fn address(&self, scenario: &Scenario) -> Option<SocketAddr> {
         if !self.knows_tenants && scenario.expected_status != 200 {
+            return None;
+        }
+        if self.path.is_some() && scenario.path != ROUTED.path {
             return None;
         }
         match (scenario.protocol, scenario.large_registry) {
@@ -143,19 +186,37 @@ impl Target {
     }
 }
 
-fn start_router(args: &Args, dir: &Path, sites: &[Site], tenants: usize) -> (SocketAddr, Running) {
+/// Where proxies run: core 0 alone with one worker each, every core with more.
+fn proxy_cores(args: &Args) -> &'static str {
+    if args.workers == 1 {
+        PROXY_CORE
+    } else {
+        ALL_CORES
+    }
+}
+
+/// The router; returns its proxy and metrics addresses.
+fn start_router(
+    args: &Args,
+    dir: &Path,
+    sites: &[Site],
+    tenants: usize,
+) -> (SocketAddr, SocketAddr, Running) {
     let addr = free_port();
     let metrics = free_port();
     std::fs::create_dir_all(dir).unwrap();
     let backends: Vec<Vec<SocketAddr>> = sites.iter().map(|s| vec![s.addr]).collect();
-    let extra = "\n[server]\nthreads = 1\n\n[access_log]\npath = \"access.log\"\n";
+    let extra = format!(
+        "\n[server]\nthreads = {}\n\n[access_log]\npath = \"access.log\"\n",
+        args.workers
+    );
     let config = write_config(
         dir,
         addr,
         &[("metrics", metrics)],
         &backends,
         &registry_json(tenants),
-        extra,
+        &extra,
         &[""; 4],
     )
     .unwrap();
@@ -171,17 +232,18 @@ fn start_router(args: &Args, dir: &Path, sites: &[Site], tenants: usize) -> (Soc
         .replacen("[listen]\n", "[listen]\nh2c = true\n", 1);
     std::fs::write(&config, text).unwrap();
     let child = run_router(
-        pinned(PROXY_CORE, &args.router),
+        pinned(proxy_cores(args), &args.router),
         &config,
         &dir.join("router.log"),
         addr,
     );
-    (addr, Running(child))
+    (addr, metrics, Running(child))
 }
 
 /// nginx or HAProxy, started from its generated config; returns the HTTP/1.1 and h2c
 /// addresses.
 fn start_peer(
+    args: &Args,
     name: &str,
     dir: &Path,
     sites: &[Site],
@@ -190,13 +252,13 @@ fn start_peer(
     std::fs::create_dir_all(dir).unwrap();
     let (http, h2c) = (free_port(), free_port());
     let mut command = if name == "nginx" {
-        let conf = nginx_config(dir, tenants, sites, http, h2c).unwrap();
-        let mut command = pinned(PROXY_CORE, Path::new("nginx"));
+        let conf = nginx_config(dir, tenants, sites, http, h2c, args.workers).unwrap();
+        let mut command = pinned(proxy_cores(args), Path::new("nginx"));
         command.arg("-c").arg(conf).arg("-p").arg(dir);
         command
     } else {
-        let conf = haproxy_config(dir, tenants, sites, http, h2c).unwrap();
-        let mut command = pinned(PROXY_CORE, Path::new("haproxy"));
+        let conf = haproxy_config(dir, tenants, sites, http, h2c, args.workers).unwrap();
+        let mut command = pinned(proxy_cores(args), Path::new("haproxy"));
         command.arg("-f").arg(conf);
         command
     };
@@ -242,74 +304,125 @@ fn main() {
         })
         .collect();
 
-    eprintln!("starting the router, nginx and HAProxy with {SMALL_REGISTRY} and {} tenants, and bare Pingora", args.large);
+    eprintln!(
+        "starting the router, nginx and HAProxy with {SMALL_REGISTRY} and {} tenants, and the bare forwarders ({} worker(s) each)",
+        args.large, args.workers
+    );
     let mut targets = Vec::new();
-    let (small, small_router) = start_router(
+    let (small, small_metrics, small_router) = start_router(
         &args,
         &work.path().join("router-1k"),
         &sites,
         SMALL_REGISTRY,
     );
-    let (large, large_router) =
+    let (large, large_metrics, large_router) =
         start_router(&args, &work.path().join("router-large"), &sites, args.large);
     targets.push(Target {
-        name: "router",
+        name: "router".into(),
         http: small,
         h2c: Some(small),
         large: Some(large),
         knows_tenants: true,
+        path: None,
+        metrics: Some((small_metrics, large_metrics)),
         _processes: vec![small_router, large_router],
     });
     for name in ["nginx", "haproxy"] {
         let (http, h2c, small) = start_peer(
+            &args,
             name,
             &work.path().join(format!("{name}-1k")),
             &sites,
             SMALL_REGISTRY,
         );
         let (large, _, large_running) = start_peer(
+            &args,
             name,
             &work.path().join(format!("{name}-large")),
             &sites,
             args.large,
         );
         targets.push(Target {
-            name,
+            name: name.into(),
             http,
             h2c: Some(h2c),
             large: Some(large),
             knows_tenants: true,
+            path: None,
+            metrics: None,
             _processes: vec![small, large_running],
         });
     }
-    let bare = free_port();
-    let child = pinned(PROXY_CORE, &args.bare_pingora)
-        .args([
-            "--listen",
-            &bare.to_string(),
-            "--backend",
-            &sites[0].addr.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bare-pingora (load-tests/run.sh builds it)");
-    let bare_running = Running(child);
-    wait_for(bare, "bare-pingora");
+    let backend = sites[0].addr.to_string();
+    for (name, binary) in [
+        ("bare pingora", &args.bare_pingora),
+        ("bare hyper", &args.bare_hyper),
+    ] {
+        let listen = free_port();
+        let child = pinned(proxy_cores(&args), binary)
+            .args(["--listen", &listen.to_string(), "--backend", &backend])
+            .args(["--threads", &args.workers.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {} (load-tests/run.sh builds it): {e}",
+                    binary.display()
+                )
+            });
+        let running = Running(child);
+        wait_for(listen, name);
+        targets.push(Target {
+            name: name.into(),
+            http: listen,
+            h2c: Some(listen),
+            large: None,
+            knows_tenants: false,
+            path: None,
+            metrics: None,
+            _processes: vec![running],
+        });
+    }
+    if let Some(external) = &args.external {
+        let (name, command) = external
+            .split_once('=')
+            .expect("--external is NAME=COMMAND");
+        let listen = free_port();
+        let command = command
+            .replace("{listen}", &listen.to_string())
+            .replace("{backend}", &backend);
+        let dir = work.path().join("external");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("output.log")).unwrap();
+        let child = pinned(proxy_cores(&args), Path::new("sh"))
+            .args(["-c", &format!("exec {command}")])
+            .current_dir(&dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let running = Running(child);
+        wait_for(listen, name);
+        targets.push(Target {
+            name: name.to_owned(),
+            http: listen,
+            h2c: Some(listen),
+            large: None,
+            knows_tenants: false,
+            path: Some(args.external_path.clone()),
+            metrics: None,
+            _processes: vec![running],
+        });
+    }
     targets.push(Target {
-        name: "bare pingora",
-        http: bare,
-        h2c: Some(bare),
-        large: None,
-        knows_tenants: false,
-        _processes: vec![bare_running],
-    });
-    targets.push(Target {
-        name: "backend alone",
+        name: "backend alone".into(),
         http: sites[0].addr,
         h2c: None,
         large: None,
         knows_tenants: false,
+        path: None,
+        metrics: None,
         _processes: Vec::new(),
     });
 
@@ -329,14 +442,14 @@ fn main() {
                 continue;
             };
             if scenario.protocol == Protocol::Http1 {
-                let status = status_of(addr, scenario.path, scenario.headers);
+                let status = status_of(addr, target.path(scenario), scenario.headers);
                 assert_eq!(
                     status, scenario.expected_status,
                     "{} answers {status} in scenario {:?}",
                     target.name, scenario.name
                 );
             }
-            plan.push((*scenario, target.name, addr));
+            plan.push((*scenario, target, addr));
         }
     }
 
@@ -344,8 +457,9 @@ fn main() {
         .iter()
         .map(|(scenario, target, _)| Row {
             scenario: scenario.name.to_owned(),
-            target,
+            target: target.name.clone(),
             runs: Vec::new(),
+            opened: Vec::new(),
         })
         .collect();
     eprintln!(
@@ -358,39 +472,62 @@ fn main() {
         for (i, (scenario, target, addr)) in plan.iter().enumerate() {
             let load = Load {
                 target: *addr,
-                path: scenario.path,
+                path: target.path(scenario),
                 headers: scenario.headers,
                 connections: scenario.connections,
                 seconds: args.duration,
                 expected: scenario.expected_status,
             };
+            let opened_before = target.opened(scenario);
             let sample: Sample = match scenario.protocol {
                 Protocol::Http1 => wrk(&load, work.path()),
                 Protocol::H2 => h2load(&load, 10, work.path()),
             };
+            let opened = opened_before
+                .zip(target.opened(scenario))
+                .map(|(a, b)| b - a);
             eprintln!(
-                "round {} {:38} {:14} {:>9.0} req/s  p99 {:>7.2} ms  unexpected {}",
+                "round {} {:38} {:14} {:>9.0} req/s  p99 {:>7.2} ms  unexpected {}{}",
                 round + 1,
                 scenario.name,
-                target,
+                target.name,
                 sample.rps,
                 sample.p99_us / 1000.0,
-                sample.unexpected
+                sample.unexpected,
+                opened.map_or(String::new(), |n| format!("  new upstream connections {n}"))
             );
             rows[i].runs.push(sample);
+            rows[i].opened.extend(opened);
         }
     }
 
+    let placement = if args.workers == 1 {
+        format!(
+            "Proxies on core {PROXY_CORE} with one worker each; load generator and backends on the \
+             other core."
+        )
+    } else {
+        format!(
+            "Proxies with {} workers each on every core, shared with the load generator and the \
+             backends.",
+            args.workers
+        )
+    };
     let mut report = format!(
-        "Proxies on core {PROXY_CORE} with one worker each; load generator and backends on the \
-         other core. {} rounds of {} s per target and scenario, medians; `unexpected` counts \
-         answers other than the scenario's expected status, summed over the rounds.\n\n",
+        "{placement} {} rounds of {} s per target and scenario, medians; `unexpected` counts \
+         answers other than the scenario's expected status, summed over the rounds; new \
+         upstream connections are the router's `{OPENED}` over each run (median).\n\n",
         args.rounds, args.duration
     );
     report.push_str(&markdown(&rows));
     report.push_str("\nRatios (the performance goals are stated in these):\n\n");
+    let peers: Vec<&str> = targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|name| !["router", "backend alone"].contains(name))
+        .collect();
     for scenario in &scenarios {
-        for peer in ["nginx", "haproxy", "bare pingora"] {
+        for peer in &peers {
             if let Some(r) = ratio(&rows, (scenario.name, "router"), (scenario.name, peer)) {
                 report.push_str(&format!("- {}: router / {peer} = {r:.2}\n", scenario.name));
             }
@@ -409,13 +546,7 @@ fn main() {
     }
     println!("{report}");
     std::fs::write(out.join("results.md"), &report).unwrap();
-    let names = [
-        "router",
-        "nginx",
-        "haproxy",
-        "bare pingora",
-        "backend alone",
-    ];
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
     match chart(&rows, &names, &out) {
         Ok(()) => eprintln!("written: {0}/results.md, {0}/results.png", out.display()),
         Err(e) => eprintln!("written: {}/results.md; no chart: {e}", out.display()),

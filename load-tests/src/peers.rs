@@ -42,6 +42,7 @@ pub fn nginx_config(
     sites: &[Site],
     http: SocketAddr,
     h2c: SocketAddr,
+    workers: usize,
 ) -> std::io::Result<std::path::PathBuf> {
     write_tenant_map(&dir.join("tenants.nginx"), count, ";")?;
     let mut upstreams = String::new();
@@ -51,13 +52,15 @@ pub fn nginx_config(
         for site in sites.iter().filter(|s| s.region == region) {
             let _ = writeln!(upstreams, "    server {};", site.addr);
         }
-        upstreams.push_str("    keepalive 128;\n  }\n");
+        // Idle connections kept per worker, as `proxy.upstream_keepalive_pool` for the router:
+        // above the harness's largest client concurrency.
+        upstreams.push_str("    keepalive 1024;\n  }\n");
         let _ = writeln!(hints, "    {region}.api.example.com {region};");
     }
     let path = dir.join("nginx.conf");
     let dir = dir.display();
     let conf = format!(
-        r#"worker_processes 1;
+        r#"worker_processes {workers};
 daemon off;
 pid {dir}/nginx.pid;
 error_log {dir}/nginx-error.log warn;
@@ -123,6 +126,7 @@ pub fn haproxy_config(
     sites: &[Site],
     http: SocketAddr,
     h2c: SocketAddr,
+    workers: usize,
 ) -> std::io::Result<std::path::PathBuf> {
     write_tenant_map(&dir.join("tenants.map"), count, "")?;
     let mut backends = String::new();
@@ -139,7 +143,7 @@ pub fn haproxy_config(
     let dir = dir.display();
     let conf = format!(
         r#"global
-  nbthread 1
+  nbthread {workers}
   maxconn 8000
   log stdout format raw local0
 

@@ -11,8 +11,10 @@ use crate::median;
 /// The rounds of one target in one scenario.
 pub struct Row {
     pub scenario: String,
-    pub target: &'static str,
+    pub target: String,
     pub runs: Vec<Sample>,
+    /// New upstream connections the target opened in each run, where it counts them.
+    pub opened: Vec<f64>,
 }
 
 impl Row {
@@ -45,16 +47,21 @@ fn ms(micros: f64) -> String {
 
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | target | requests/s | p50 ms | p99 ms | p99.9 ms | vs nginx | unexpected |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | target | requests/s | p50 ms | p99 ms | p99.9 ms | vs nginx | unexpected | new upstream connections per run |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let s = row.summary();
-        let vs = ratio(rows, (&row.scenario, row.target), (&row.scenario, "nginx"))
+        let vs = ratio(rows, (&row.scenario, &row.target), (&row.scenario, "nginx"))
             .map_or("-".to_owned(), |r| format!("{r:.2}"));
+        let opened = if row.opened.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.0}", median(&mut row.opened.clone()))
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {vs} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {vs} | {} | {opened} |",
             row.scenario,
             row.target,
             s.rps,

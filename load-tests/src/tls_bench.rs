@@ -63,7 +63,7 @@ fn start_router(args: &Args, dir: &Path, backends: &[Vec<SocketAddr>]) -> Target
     )
     .unwrap();
     let child = run_router(
-        pinned(0, &args.router),
+        pinned("0", &args.router),
         &config,
         &dir.join("router.log"),
         https,
@@ -91,7 +91,7 @@ fn start_nginx(dir: &Path, pool: &[SocketAddr]) -> Target {
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
-    let child = pinned(0, Path::new("nginx"))
+    let child = pinned("0", Path::new("nginx"))
         .arg("-c")
         .arg(&path)
         .arg("-p")
@@ -116,7 +116,7 @@ struct Sample {
 /// Runs h2load and reads `finished in ..., N req/s`, the mean request time and the requests
 /// not answered 2xx.
 fn h2load(target: SocketAddr, scenario: &str, args: &Args) -> Sample {
-    let mut command = pinned(1, Path::new("h2load"));
+    let mut command = pinned("1", Path::new("h2load"));
     command.args(["-t", "1", "-H", "x-tenant-id: acme"]);
     match scenario {
         "handshakes" => command.args([

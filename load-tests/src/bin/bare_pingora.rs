@@ -1,6 +1,7 @@
 //! `bare-pingora`: the smallest Pingora 0.9 forwarder, every request to one backend over a
-//! keep-alive pool, with Pingora's default settings but for the thread count. It is the
-//! framework's ceiling in the load harness: whatever the router costs beyond it is ours.
+//! keep-alive pool, with Pingora's default settings but for those the router sets too (threads,
+//! one runtime per thread, the keep-alive pool's size). It is the framework's ceiling in the
+//! load harness: whatever the router costs beyond it is ours.
 
 use std::net::SocketAddr;
 
@@ -20,6 +21,10 @@ struct Args {
     backend: SocketAddr,
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Idle upstream connections kept per thread: the router's default
+    /// (`proxy.upstream_keepalive_pool`). Pingora's own default is 128.
+    #[arg(long, default_value_t = 10_000)]
+    keepalive_pool: usize,
 }
 
 /// The router's allocator, so the ceiling differs from the router by the residency logic only.
@@ -44,6 +49,7 @@ fn main() {
     let conf = ServerConf {
         threads: args.threads,
         work_stealing: false,
+        upstream_keepalive_pool_size: args.keepalive_pool,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

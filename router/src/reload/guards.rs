@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use regions::TenantId;
 use residency_config::{
-    AccessLogSettings, AuditSettings, ClientLimits, Listen, ProxySettings, ReloadSettings, ServerSettings,
-    Snapshot, TlsSettings, TlsVersion,
+    AccessLogSettings, AuditSettings, ClientLimits, Listen, ProxySettings, ReloadSettings,
+    ServerSettings, Snapshot, TlsSettings, TlsVersion,
 };
 
 /// Tenants whose home region changes: moved to another region, or removed from the registry

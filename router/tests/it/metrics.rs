@@ -238,10 +238,16 @@ async fn upstream_connections_opened_follow_the_keepalive_pool() {
         let opened = |site| [("region", "us"), ("site", site)];
         let count = async || {
             cluster
-                .metric("residency_upstream_connections_opened_total", &opened("virginia"))
+                .metric(
+                    "residency_upstream_connections_opened_total",
+                    &opened("virginia"),
+                )
                 .await
                 + cluster
-                    .metric("residency_upstream_connections_opened_total", &opened("oregon"))
+                    .metric(
+                        "residency_upstream_connections_opened_total",
+                        &opened("oregon"),
+                    )
                     .await
         };
         let before = count().await;
