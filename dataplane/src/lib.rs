@@ -18,9 +18,11 @@
 //! - [`request_id`]: `x-request-id`, kept or generated;
 //! - [`tls`]: the TLS version policy, certificates by SNI, upstream peers;
 //! - [`lifecycle`]: readiness and drain, as values;
-//! - [`clock`]: a cheap monotonic clock for the request path.
+//! - [`clock`]: a cheap monotonic clock for the request path;
+//! - `addr_text`: addresses as text without `fmt`.
 
 pub mod access_log;
+mod addr_text;
 mod attempt;
 pub mod client_limits;
 pub mod clock;

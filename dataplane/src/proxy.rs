@@ -487,8 +487,8 @@ impl ProxyHttp for ResidencyProxy {
         }
         // Only a trusted proxy's list is continued; anyone else's is replaced by the peer.
         if let Some(ip) = peer {
-            let mut text = [0u8; 45];
-            let ip = ip_text(ip, &mut text);
+            let mut text = [0u8; 64];
+            let ip = crate::addr_text::ip_text(ip, &mut text).as_bytes();
             if trusted_peer {
                 append_list_header(upstream, "x-forwarded-for", ip)?;
             } else {
@@ -782,13 +782,4 @@ fn append_list_header(req: &mut RequestHeader, name: &'static str, value: &[u8])
     let value = http::HeaderValue::from_bytes(&combined)
         .or_err(ErrorType::InvalidHTTPHeader, "invalid list header value")?;
     req.insert_header(name, value)
-}
-
-/// `ip` as text in `buf`, without allocating (45 bytes hold any IPv6 address).
-fn ip_text(ip: IpAddr, buf: &mut [u8; 45]) -> &[u8] {
-    use std::io::Write as _;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    write!(cursor, "{ip}").expect("45 bytes hold any IP address");
-    let len = cursor.position() as usize;
-    &buf[..len]
 }
