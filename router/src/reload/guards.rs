@@ -294,6 +294,7 @@ mod tests {
             listen_metrics: None,
             listen_h2c: false,
             h2_idle_timeout: Duration::from_secs(60),
+            upstream_keepalive_pool: 10_000,
             threads: 2,
             shutdown_grace: Duration::from_secs(5),
             upgrade_socket: PathBuf::from("/tmp/upgrade.sock"),
@@ -324,6 +325,9 @@ mod tests {
             ("listen.h2c", |s| s.listen_h2c = true),
             ("proxy.client_h2_idle_timeout_ms", |s| {
                 s.h2_idle_timeout = Duration::ZERO
+            }),
+            ("proxy.upstream_keepalive_pool", |s| {
+                s.upstream_keepalive_pool = 128
             }),
             ("server.threads", |s| s.threads = 8),
             ("server.shutdown_grace_seconds", |s| {
