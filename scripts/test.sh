@@ -13,6 +13,8 @@ ensure_packages promtool prometheus openssl openssl strace strace
 # A real etcd cluster for fleet mode (router/tests/it/fleet.rs).
 ensure_etcd
 
+echo "== third_party: each vendored crate is its release plus its reviewed diff"
+scripts/check-third-party.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
