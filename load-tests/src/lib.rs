@@ -21,9 +21,9 @@ pub fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-/// Waits (up to 10 s) until something accepts connections on `addr`.
+/// Waits (up to 60 s: a process may run under valgrind) until something accepts connections on `addr`.
 pub fn wait_for(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(Duration::from_millis(50));

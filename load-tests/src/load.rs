@@ -189,3 +189,22 @@ pub fn scrape_counter(metrics: SocketAddr, name: &str) -> f64 {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
 }
+
+/// Sends exactly `requests` keep-alive HTTP/1.1 requests over 16 connections with h2load, and
+/// returns how many were answered 2xx.
+pub fn h2load_exactly(target: SocketAddr, path: &str, headers: &[&str], requests: u64) -> u64 {
+    let mut command = Command::new("h2load");
+    command.args(["--h1", "-t", "1", "-c", "16", "-n", &requests.to_string()]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command
+        .arg(format!("http://{target}{path}"))
+        .output()
+        .expect("h2load is installed (load-tests/run.sh installs nghttp2-client)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("status codes: "))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected h2load output:\n{text}"))
+}

@@ -14,11 +14,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use clap::Parser;
 use load_tests::backend;
-use load_tests::load::{h2load, scrape_counter, status_of, wrk, Load, Sample};
+use load_tests::load::{h2load, h2load_exactly, scrape_counter, status_of, wrk, Load, Sample};
 use load_tests::peers::{haproxy_config, nginx_config, Site};
 use load_tests::report::{chart, markdown, ratio, Row};
 use load_tests::scale::registry_json;
@@ -50,14 +50,22 @@ struct Args {
     /// to core 0, and share the machine with the load generator.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Another proxy to measure on the routed scenarios, as `NAME=COMMAND`: the harness runs
-    /// `sh -c COMMAND` beside the other proxies, with `{listen}` replaced by the address it
-    /// must serve and `{backend}` by the one site backend it forwards to.
+    /// Another proxy to measure on the routed scenarios with small responses, as
+    /// `NAME=COMMAND` (repeatable): the harness runs `sh -c COMMAND` beside the other proxies,
+    /// with `{listen}` replaced by the address it must serve and `{backend}` by the one site
+    /// backend it forwards to.
     #[arg(long)]
-    external: Option<String>,
-    /// The request path the external proxy routes by (its tenant is in the path).
-    #[arg(long, default_value = "/")]
-    external_path: String,
+    external: Vec<String>,
+    /// `NAME=PATH`: the request path the external proxy NAME routes by, when its tenant is in
+    /// the path (default `/`).
+    #[arg(long)]
+    external_path: Vec<String>,
+    /// Instead of the load rounds: run the router and the forwarders under callgrind and count
+    /// the instructions each executes per request over this many keep-alive requests
+    /// (`h2load --h1`, 16 connections; start-up excluded). Exact and repeatable, unlike
+    /// timings on a shared VM.
+    #[arg(long)]
+    callgrind: Option<u64>,
     /// Results go to a new folder under this one.
     #[arg(long, default_value = "load-tests/results")]
     results: PathBuf,
@@ -195,6 +203,55 @@ fn proxy_cores(args: &Args) -> &'static str {
     }
 }
 
+/// How a Rust proxy of this project is started: pinned, or under callgrind.
+fn launch(args: &Args, program: &Path) -> Command {
+    if args.callgrind.is_none() {
+        return pinned(proxy_cores(args), program);
+    }
+    let mut command = Command::new("valgrind");
+    command
+        .args(["--tool=callgrind", "--callgrind-out-file=callgrind.out.%p"])
+        .current_dir(std::env::temp_dir())
+        .arg(program.canonicalize().expect("the binary exists"));
+    command
+}
+
+/// Instructions per request of the process `pid` (started by [`launch`] under callgrind):
+/// counters zeroed, `requests` routed requests sent to `target`, counters dumped.
+fn instructions_per_request(pid: u32, target: &Target, requests: u64) -> f64 {
+    let control = |flag: &str| {
+        let status = Command::new("callgrind_control")
+            .args([flag, &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("callgrind_control (valgrind) is installed");
+        assert!(status.success(), "callgrind_control {flag} {pid}");
+    };
+    control("--zero");
+    let answered = h2load_exactly(target.http, target.path(&ROUTED), ROUTED.headers, requests);
+    assert_eq!(
+        answered, requests,
+        "{} answered every request 2xx",
+        target.name
+    );
+    control("--dump");
+    // The newest dump of this process holds the counts since the zeroing.
+    let prefix = format!("callgrind.out.{pid}.");
+    let dump = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .expect("callgrind wrote a dump");
+    let text = std::fs::read_to_string(dump.path()).unwrap();
+    let total: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("a summary line");
+    total / requests as f64
+}
+
 /// The router; returns its proxy and metrics addresses.
 fn start_router(
     args: &Args,
@@ -232,7 +289,7 @@ fn start_router(
         .replacen("[listen]\n", "[listen]\nh2c = true\n", 1);
     std::fs::write(&config, text).unwrap();
     let child = run_router(
-        pinned(proxy_cores(args), &args.router),
+        launch(args, &args.router),
         &config,
         &dir.join("router.log"),
         addr,
@@ -359,7 +416,7 @@ fn main() {
         ("bare hyper", &args.bare_hyper),
     ] {
         let listen = free_port();
-        let child = pinned(proxy_cores(&args), binary)
+        let child = launch(&args, binary)
             .args(["--listen", &listen.to_string(), "--backend", &backend])
             .args(["--threads", &args.workers.to_string()])
             .stdout(Stdio::null())
@@ -384,15 +441,21 @@ fn main() {
             _processes: vec![running],
         });
     }
-    if let Some(external) = &args.external {
+    for (i, external) in args.external.iter().enumerate() {
         let (name, command) = external
             .split_once('=')
             .expect("--external is NAME=COMMAND");
+        let path = args
+            .external_path
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .find(|(of, _)| *of == name)
+            .map_or("/", |(_, path)| path);
         let listen = free_port();
         let command = command
             .replace("{listen}", &listen.to_string())
             .replace("{backend}", &backend);
-        let dir = work.path().join("external");
+        let dir = work.path().join(format!("external-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("output.log")).unwrap();
         let child = pinned(proxy_cores(&args), Path::new("sh"))
@@ -410,7 +473,7 @@ fn main() {
             h2c: Some(listen),
             large: None,
             knows_tenants: false,
-            path: Some(args.external_path.clone()),
+            path: Some(path.to_owned()),
             metrics: None,
             _processes: vec![running],
         });
@@ -425,6 +488,30 @@ fn main() {
         metrics: None,
         _processes: Vec::new(),
     });
+
+    if let Some(requests) = args.callgrind {
+        let mut report = format!(
+            "Instructions per routed request (callgrind, {requests} keep-alive HTTP/1.1 requests \
+             over 16 connections, start-up excluded):\n\n| target | instructions per request |\n|---|---:|\n"
+        );
+        for target in targets
+            .iter()
+            .filter(|t| t.metrics.is_some() || t.name.starts_with("bare"))
+        {
+            let pid = target._processes[0].0.id();
+            // One request first: connections to backends and lazy set-up are not counted.
+            h2load_exactly(target.http, target.path(&ROUTED), ROUTED.headers, 100);
+            let per_request = instructions_per_request(pid, target, requests);
+            eprintln!(
+                "{:14} {per_request:>9.0} instructions per request",
+                target.name
+            );
+            report.push_str(&format!("| {} | {per_request:.0} |\n", target.name));
+        }
+        println!("{report}");
+        std::fs::write(out.join("instructions.md"), &report).unwrap();
+        return;
+    }
 
     let scenarios: Vec<&Scenario> = SCENARIOS
         .iter()
