@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
 ensure_build_tools
 ensure_packages wrk wrk h2load nghttp2-client nginx nginx haproxy haproxy \
-    gnuplot gnuplot-nox taskset util-linux
+    gnuplot gnuplot-nox taskset util-linux valgrind valgrind
 cargo build --release --locked --quiet -p residency-router -p load-tests
 cores=1
 for ((i = 1; i <= $#; i++)); do

@@ -42,6 +42,10 @@ struct Args {
     only: Option<String>,
     #[arg(long, default_value = "target/release/residency-router")]
     router: PathBuf,
+    /// Another build of the router (an earlier commit's), measured in every scenario as
+    /// `baseline router` with the same configuration: before/after in one run.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     #[arg(long, default_value = "target/release/bare-pingora")]
     bare_pingora: PathBuf,
     #[arg(long, default_value = "target/release/bare-hyper")]
@@ -50,7 +54,7 @@ struct Args {
     /// to core 0, and share the machine with the load generator.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Another proxy to measure on the routed scenarios with small responses, as
+    /// Another proxy to measure on the routed HTTP/1.1 scenarios with small responses, as
     /// `NAME=COMMAND` (repeatable): the harness runs `sh -c COMMAND` beside the other proxies,
     /// with `{listen}` replaced by the address it must serve and `{backend}` by the one site
     /// backend it forwards to.
@@ -156,7 +160,8 @@ struct Target {
     large: Option<SocketAddr>,
     /// The bare forwarders and the backend know no tenants: routed scenarios only.
     knows_tenants: bool,
-    /// Requests carry the tenant in this path instead of the scenario's: small responses only.
+    /// Requests carry the tenant in this path instead of the scenario's: HTTP/1.1 with small
+    /// responses only.
     path: Option<String>,
     /// Where the router counts its new upstream connections: (HTTP/1.1 and h2c, large).
     metrics: Option<(SocketAddr, SocketAddr)>,
@@ -183,7 +188,11 @@ impl Target {
         if !self.knows_tenants && scenario.expected_status != 200 {
             return None;
         }
-        if self.path.is_some() && scenario.path != ROUTED.path {
+        // External proxies: HTTP/1.1 with small responses (Synapse answers h2c prior
+        // knowledge, but not with its routes).
+        if self.path.is_some()
+            && (scenario.path != ROUTED.path || scenario.protocol == Protocol::H2)
+        {
             return None;
         }
         match (scenario.protocol, scenario.large_registry) {
@@ -255,6 +264,7 @@ fn instructions_per_request(pid: u32, target: &Target, requests: u64) -> f64 {
 /// The router; returns its proxy and metrics addresses.
 fn start_router(
     args: &Args,
+    binary: &Path,
     dir: &Path,
     sites: &[Site],
     tenants: usize,
@@ -288,12 +298,7 @@ fn start_router(
         .replace("expose_decision = true\n", "expose_decision = false\n")
         .replacen("[listen]\n", "[listen]\nh2c = true\n", 1);
     std::fs::write(&config, text).unwrap();
-    let child = run_router(
-        launch(args, &args.router),
-        &config,
-        &dir.join("router.log"),
-        addr,
-    );
+    let child = run_router(launch(args, binary), &config, &dir.join("router.log"), addr);
     (addr, metrics, Running(child))
 }
 
@@ -366,24 +371,29 @@ fn main() {
         args.large, args.workers
     );
     let mut targets = Vec::new();
-    let (small, small_metrics, small_router) = start_router(
-        &args,
-        &work.path().join("router-1k"),
-        &sites,
-        SMALL_REGISTRY,
-    );
-    let (large, large_metrics, large_router) =
-        start_router(&args, &work.path().join("router-large"), &sites, args.large);
-    targets.push(Target {
-        name: "router".into(),
-        http: small,
-        h2c: Some(small),
-        large: Some(large),
-        knows_tenants: true,
-        path: None,
-        metrics: Some((small_metrics, large_metrics)),
-        _processes: vec![small_router, large_router],
-    });
+    let routers = std::iter::once(("router", &args.router))
+        .chain(args.baseline.iter().map(|b| ("baseline router", b)));
+    for (name, binary) in routers {
+        let dir = |size: &str| {
+            work.path()
+                .join(format!("{}-{size}", name.replace(' ', "-")))
+        };
+        let (small, small_metrics, small_router) =
+            start_router(&args, binary, &dir("1k"), &sites, SMALL_REGISTRY);
+        let (large, large_metrics, large_router) =
+            start_router(&args, binary, &dir("large"), &sites, args.large);
+        targets.push(Target {
+            name: name.into(),
+            http: small,
+            h2c: Some(small),
+            large: Some(large),
+            knows_tenants: true,
+            path: None,
+            // An earlier build may not count its upstream connections.
+            metrics: (name == "router").then_some((small_metrics, large_metrics)),
+            _processes: vec![small_router, large_router],
+        });
+    }
     for name in ["nginx", "haproxy"] {
         let (http, h2c, small) = start_peer(
             &args,
@@ -496,7 +506,7 @@ fn main() {
         );
         for target in targets
             .iter()
-            .filter(|t| t.metrics.is_some() || t.name.starts_with("bare"))
+            .filter(|t| t.name.ends_with("router") || t.name.starts_with("bare"))
         {
             let pid = target._processes[0].0.id();
             // One request first: connections to backends and lazy set-up are not counted.
