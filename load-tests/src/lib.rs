@@ -14,6 +14,20 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// What the bare forwarders (`bare-pingora`, `bare-hyper`) take.
+#[derive(clap::Parser)]
+pub struct ForwarderArgs {
+    /// Where to listen (HTTP/1.1 and h2c with prior knowledge).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The one backend.
+    #[arg(long)]
+    pub backend: SocketAddr,
+    /// Worker threads (1: one current-thread runtime, as one Pingora worker).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
 pub fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -232,6 +232,7 @@ fn instructions_per_request(pid: u32, target: &Target, requests: u64) -> f64 {
         let status = Command::new("callgrind_control")
             .args([flag, &pid.to_string()])
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .expect("callgrind_control (valgrind) is installed");
         assert!(status.success(), "callgrind_control {flag} {pid}");

@@ -4,7 +4,6 @@
 //! `bare-pingora` in the load harness. Like Synapse it drops hop-by-hop headers both ways.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
 use clap::Parser;
 use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
@@ -16,19 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
-
-#[derive(Parser)]
-struct Args {
-    /// Where to listen (HTTP/1.1 and h2c with prior knowledge).
-    #[arg(long)]
-    listen: SocketAddr,
-    /// The one backend.
-    #[arg(long)]
-    backend: SocketAddr,
-    /// Tokio worker threads (1: a current-thread runtime, as one Pingora worker).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-}
+use load_tests::ForwarderArgs;
 
 /// The router's allocator, as for `bare-pingora`.
 #[global_allocator]
@@ -74,7 +61,7 @@ async fn forward(
     }
 }
 
-async fn serve(args: Args) {
+async fn serve(args: ForwarderArgs) {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .expect("bind the listen address");
@@ -99,7 +86,7 @@ async fn serve(args: Args) {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args = ForwarderArgs::parse();
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

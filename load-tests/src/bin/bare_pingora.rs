@@ -7,20 +7,15 @@ use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use clap::Parser;
+use load_tests::ForwarderArgs;
 use pingora::apps::HttpServerOptions;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 
 #[derive(Parser)]
 struct Args {
-    /// Where to listen (HTTP/1.1 and h2c with prior knowledge).
-    #[arg(long)]
-    listen: SocketAddr,
-    /// The one backend.
-    #[arg(long)]
-    backend: SocketAddr,
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    #[command(flatten)]
+    forwarder: ForwarderArgs,
     /// Idle upstream connections kept per thread: the router's default
     /// (`proxy.upstream_keepalive_pool`). Pingora's own default is 128.
     #[arg(long, default_value_t = 10_000)]
@@ -47,20 +42,20 @@ impl ProxyHttp for Forwarder {
 fn main() {
     let args = Args::parse();
     let conf = ServerConf {
-        threads: args.threads,
+        threads: args.forwarder.threads,
         work_stealing: false,
         upstream_keepalive_pool_size: args.keepalive_pool,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, Forwarder(args.backend));
+    let mut proxy = http_proxy_service(&server.configuration, Forwarder(args.forwarder.backend));
     if let Some(app) = proxy.app_logic_mut() {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
         app.server_options = Some(options);
     }
-    proxy.add_tcp(&args.listen.to_string());
+    proxy.add_tcp(&args.forwarder.listen.to_string());
     server.add_service(proxy);
     server.run_forever();
 }
