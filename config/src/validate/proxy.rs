@@ -55,7 +55,7 @@ pub(super) fn proxy_settings(file: &ProxyFile, problems: &mut Problems<'_>) -> P
 
 /// Pingora sizes its pool's index for the whole bound at start, so a typo's worth of
 /// connections would be memory taken up front.
-pub const MAX_UPSTREAM_KEEPALIVE_POOL: usize = 100_000;
+const MAX_UPSTREAM_KEEPALIVE_POOL: usize = 100_000;
 
 fn upstream_keepalive_pool(value: Option<usize>, problems: &mut Problems<'_>) -> usize {
     let at = "proxy.upstream_keepalive_pool";
