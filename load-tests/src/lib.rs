@@ -70,7 +70,20 @@ pub fn median(values: &mut [f64]) -> f64 {
 pub struct Running(pub Child);
 
 impl Drop for Running {
+    /// SIGTERM first, so a master process (nginx, HAProxy) stops its workers; SIGKILL after
+    /// 2 s. Killed outright, nginx's master left its workers running, holding their ports.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
