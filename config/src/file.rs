@@ -94,6 +94,17 @@ pub struct AdminFile {
     pub max_body_bytes: Option<usize>,
     #[serde(default)]
     pub tokens: Vec<TokenFile>,
+    /// A TOML file of more `[[tokens]]` (relative to the config file): the callers kept apart
+    /// from the config, e.g. in a Kubernetes Secret, and watched with it.
+    pub tokens_file: Option<String>,
+}
+
+/// The file `admin.tokens_file` names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensFile {
+    #[serde(default)]
+    pub tokens: Vec<TokenFile>,
 }
 
 /// `[[admin.tokens]]`: who may call the admin API. Only the token's SHA-256 is stored.

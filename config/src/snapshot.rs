@@ -93,6 +93,8 @@ impl std::fmt::Debug for EtcdTls {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     pub tokens: Vec<AdminToken>,
+    /// `admin.tokens_file`, watched with the config.
+    pub tokens_file: Option<PathBuf>,
     pub audit: AuditSettings,
     pub max_body_bytes: usize,
 }

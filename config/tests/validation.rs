@@ -592,6 +592,47 @@ fn admin_tokens_are_checked_and_every_problem_reported() {
 }
 
 #[test]
+fn a_tokens_file_adds_callers_checked_as_the_config_s_and_reported_in_that_file() {
+    let router = example_router().replace("[admin]\n", "[admin]\ntokens_file = \"tokens.toml\"\n");
+    let (dir, path) = write(&router, &example_tenants());
+    let tokens_file = dir.path().join("tokens.toml");
+    assert_found_at(&rejection(&path), "unreadable_file", "tokens.toml", None);
+
+    let auditor = "[[tokens]]\nname = \"soc\"\nrole = \"auditor\"\nsha256 = \"a3ff5b0bcb8c1d9a78e4ddc6d1e5c0f4f80a0b3f6e0d3a4e4c1d1f0b2a3c4d5e\"\n";
+    std::fs::write(&tokens_file, auditor).unwrap();
+    let admin = load(&path).unwrap().admin.unwrap();
+    assert_eq!(admin.tokens.len(), 3, "the config's two and the file's one");
+    assert_eq!(admin.tokens[2].name, "soc");
+    assert_eq!(admin.tokens[2].role, residency_config::Role::Auditor);
+    assert_eq!(admin.tokens_file.as_deref(), Some(tokens_file.as_path()));
+
+    // Shape errors carry the file's own lines.
+    let stray = format!("{auditor}scope = \"all\"\n");
+    std::fs::write(&tokens_file, &stray).unwrap();
+    let line = line_of(&stray, "scope");
+    assert_found_at(
+        &rejection(&path),
+        "unknown_field",
+        "tokens.toml",
+        Some(line),
+    );
+
+    // A caller of the file that repeats one of the config: the same checks, over both lists.
+    let repeated = "[[tokens]]\nname = \"platform-ops\"\nrole = \"viewer\"\nsha256 = \"cadaee6d96cfc6f48b78f8783c9493f48be29ff3e90ac85c219f014cb73b1eae\"\n";
+    std::fs::write(&tokens_file, repeated).unwrap();
+    let errors = rejection(&path);
+    assert_found(&errors, "duplicate_name", "tokens[0].name");
+    assert_found(&errors, "duplicate_entry", "tokens[0].sha256");
+    assert_eq!(errors.len(), 2, "{}", describe(&errors));
+    for e in &errors {
+        assert!(
+            matches!(e, ConfigError::Invalid { file, .. } if file == &tokens_file),
+            "reported against the tokens file: {e}"
+        );
+    }
+}
+
+#[test]
 fn names_and_replica_lists_are_checked() {
     let router = example_router()
         .replace("name = \"dublin\"", "name = \"Dublin\"")

@@ -45,7 +45,7 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::err
         &residency_config::rfc3339(replica_ends)[..10],
     );
 
-    crate::server::run(snapshot, crate::server::Launch::process(false))?;
+    crate::server::run(snapshot, crate::server::Launch::demo())?;
     let _ = std::fs::remove_dir_all(&dir);
     drop(runtime);
     Ok(())
@@ -193,7 +193,7 @@ pub fn run_fleet(
         crate::server::run(eu_snapshot, launch)
     });
     print_fleet_commands(&edges, &etcd.endpoints());
-    let mut launch = crate::server::Launch::process(false);
+    let mut launch = crate::server::Launch::demo();
     launch.per_thread_runtimes = false;
     let served = crate::server::run(us_snapshot, launch);
     stopper.stop();

@@ -9,6 +9,8 @@
 
 pub mod demo;
 pub mod logging;
+mod notify;
 pub mod reload;
 pub mod server;
 mod side_listeners;
+mod successor;

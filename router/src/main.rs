@@ -152,16 +152,17 @@ fn main() -> ExitCode {
     logging::init(cli.log_format, &cli.log_level);
     match cli.command {
         Command::Run { config, upgrade } => match residency_config::load(&config) {
-            Ok(snapshot) => match residency_router::server::run(
-                snapshot,
-                residency_router::server::Launch::process(upgrade),
-            ) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{}: {e}", config.display());
-                    ExitCode::FAILURE
+            Ok(snapshot) => {
+                let upgrade_socket = snapshot.server.upgrade_socket.clone();
+                let launch = residency_router::server::Launch::process(upgrade, upgrade_socket);
+                match residency_router::server::run(snapshot, launch) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("{}: {e}", config.display());
+                        ExitCode::FAILURE
+                    }
                 }
-            },
+            }
             Err(errors) => {
                 eprintln!("{}: {errors}", config.display());
                 ExitCode::FAILURE

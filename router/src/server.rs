@@ -2,6 +2,7 @@
 //! shutdown. Everything a router owns (metrics registry, readiness, drain, request ids) is
 //! made here and handed to the parts that use it: two routers in one process share nothing.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::reload::{self, ReloadTriggers, Reloader};
 use crate::side_listeners::{listener_config, AdminServer, MetricsServer};
+use crate::successor::Successor;
 
 /// How one router is started, beside its configuration.
 pub struct Launch {
@@ -48,11 +50,25 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// The binary: stopped by SIGTERM/SIGINT (drain) or SIGQUIT (hand over to an upgrade).
-    pub fn process(upgrade: bool) -> Self {
+    /// The binary's `run`: stopped by SIGTERM/SIGINT (drain) or SIGQUIT (hand over to an
+    /// upgrade); SIGUSR2 starts the upgrade itself ([`crate::successor`]).
+    pub fn process(upgrade: bool, upgrade_socket: PathBuf) -> Self {
         Launch {
             upgrade,
-            stop: Box::new(ProcessSignals),
+            stop: Box::new(ProcessSignals {
+                successor: Some(Successor { upgrade_socket }),
+            }),
+            admin_listener: None,
+            metrics_listener: None,
+            per_thread_runtimes: true,
+        }
+    }
+
+    /// The demo: the process's signals, without SIGUSR2 (`demo` has no `--upgrade`).
+    pub fn demo() -> Self {
+        Launch {
+            upgrade: false,
+            stop: Box::new(ProcessSignals { successor: None }),
             admin_listener: None,
             metrics_listener: None,
             per_thread_runtimes: true,
@@ -62,8 +78,11 @@ impl Launch {
 
 /// Pingora treats SIGINT as an immediate stop. Operators (and Ctrl-C in the demo) expect both
 /// SIGTERM and SIGINT to drain in-flight requests, so both map to a graceful terminate.
-/// SIGQUIT keeps Pingora's meaning: hand the listeners to an upgraded process.
-struct ProcessSignals;
+/// SIGQUIT keeps Pingora's meaning: hand the listeners to an upgraded process. SIGUSR2 starts
+/// that process first.
+struct ProcessSignals {
+    successor: Option<Successor>,
+}
 
 #[async_trait]
 impl ShutdownSignalWatch for ProcessSignals {
@@ -71,10 +90,23 @@ impl ShutdownSignalWatch for ProcessSignals {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
         let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
-        tokio::select! {
-            _ = term.recv() => ShutdownSignal::GracefulTerminate,
-            _ = int.recv() => ShutdownSignal::GracefulTerminate,
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+        let mut usr2 = signal(SignalKind::user_defined2()).expect("SIGUSR2 handler");
+        loop {
+            tokio::select! {
+                _ = term.recv() => return ShutdownSignal::GracefulTerminate,
+                _ = int.recv() => return ShutdownSignal::GracefulTerminate,
+                _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
+                _ = usr2.recv() => {
+                    let Some(successor) = &self.successor else { continue };
+                    match successor.start().await {
+                        Ok(pid) => {
+                            tracing::info!(pid, "the successor waits for the listeners: handing over");
+                            return ShutdownSignal::GracefulUpgrade;
+                        }
+                        Err(e) => tracing::error!(error = %e, "upgrade not done; this process keeps serving"),
+                    }
+                }
+            }
         }
     }
 }
@@ -118,6 +150,7 @@ impl ShutdownSignalWatch for DrainOnStop {
     async fn recv(&self) -> ShutdownSignal {
         let signal = self.stop.recv().await;
         self.drain.start();
+        crate::notify::stopping();
         signal
     }
 }
@@ -177,6 +210,7 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     }
     let metrics = Metrics::register_in(registry);
     let (readiness, ready_latch) = Readiness::new();
+
     let drain = Drain::default();
     let ids = Arc::new(RequestIds::default());
 
@@ -197,6 +231,13 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     let control_socket = snapshot.server.control_socket.clone();
 
     let shared = state::shared(snapshot, &health, &metrics, &clock);
+    server.add_service(background_service(
+        "service manager",
+        crate::notify::NotifyReady {
+            readiness: readiness.clone(),
+            state: Arc::clone(&shared),
+        },
+    ));
     if let Some(addr) = listen.metrics {
         server.add_service(background_service(
             "metrics",
@@ -248,6 +289,7 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
                 .clone()
                 .map(|f| Arc::new(f) as Arc<dyn residency_admin::FleetRegistry>),
             readiness,
+            drain: drain.clone(),
             ids: Arc::clone(&ids),
         };
         let api = Arc::new(Api::new(Arc::new(admin)));

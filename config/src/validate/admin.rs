@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::code;
-use crate::file::ConfigFile;
+use crate::file::{ConfigFile, TokenFile, TokensFile};
 use crate::snapshot::{AdminSettings, AdminToken, AuditSettings, Role};
 use crate::tenant::tenant_id;
 
@@ -40,9 +40,85 @@ pub(super) fn admin_settings(
         }
         (Some(_), Some(admin)) => admin,
     };
-    let mut tokens: Vec<AdminToken> = Vec::new();
-    for (i, token) in admin.tokens.iter().enumerate() {
-        let at = |field: &str| format!("admin.tokens[{i}].{field}");
+    let mut tokens = Vec::new();
+    check_tokens(&admin.tokens, "admin.tokens", &mut tokens, problems);
+    // The file's problems are reported against it: its shape errors with their lines, its
+    // tokens at `tokens[i]`.
+    let tokens_file = admin.tokens_file.as_ref().map(|name| {
+        let path = relative_to(config_path, name);
+        let file = super::read(&path)
+            .map_err(|e| vec![e])
+            .and_then(|text| crate::schema::from_toml::<TokensFile>(&path, &text));
+        match file {
+            Ok(file) => {
+                let mut in_file = Problems {
+                    file: &path,
+                    errors: &mut *problems.errors,
+                };
+                check_tokens(&file.tokens, "tokens", &mut tokens, &mut in_file);
+            }
+            Err(errors) => problems.errors.extend(errors),
+        }
+        path
+    });
+    let tokens = tokens.into_iter().map(|t| t.token).collect();
+    let max_file_bytes = positive(
+        admin.audit_max_file_bytes,
+        64 << 20,
+        "admin.audit_max_file_bytes",
+        "use a size in bytes of at least 65536, e.g. 67108864",
+        problems,
+    );
+    if max_file_bytes < 65536 {
+        problems.add(
+            code::OUT_OF_RANGE,
+            "admin.audit_max_file_bytes",
+            format!("{max_file_bytes} bytes would rotate every few entries"),
+            "use a size in bytes of at least 65536, e.g. 67108864",
+        );
+    }
+    let retention_days = positive(
+        admin.audit_retention_days,
+        DEFAULT_AUDIT_RETENTION_DAYS,
+        "admin.audit_retention_days",
+        "use a number of days, e.g. 2196 (six years)",
+        problems,
+    );
+    let max_body_bytes = positive(
+        admin.max_body_bytes,
+        64 << 10,
+        "admin.max_body_bytes",
+        "use a size in bytes, e.g. 65536",
+        problems,
+    );
+    Some(AdminSettings {
+        tokens,
+        tokens_file,
+        audit: AuditSettings {
+            path: relative_to(config_path, &admin.audit_log),
+            max_file_bytes,
+            retention: Duration::from_secs(u64::from(retention_days) * 86_400),
+        },
+        max_body_bytes,
+    })
+}
+
+/// A token as checked so far, with where it was written, for messages about a later one.
+struct Checked {
+    token: AdminToken,
+    place: String,
+}
+
+/// Checks the tokens listed at `place` (`admin.tokens`, or the tokens file's) against each
+/// other and against those checked before: names and tokens are unique over both.
+fn check_tokens(
+    listed: &[TokenFile],
+    place: &str,
+    tokens: &mut Vec<Checked>,
+    problems: &mut Problems<'_>,
+) {
+    for (i, token) in listed.iter().enumerate() {
+        let at = |field: &str| format!("{place}[{i}].{field}");
         if !is_name(&token.name) {
             problems.add(
                 code::INVALID_NAME,
@@ -50,11 +126,14 @@ pub(super) fn admin_settings(
                 format!("`{}` is not a usable name", token.name),
                 "use 1 to 32 characters of a-z, 0-9 and '-' (it is written to the audit log)",
             );
-        } else if let Some(j) = tokens.iter().position(|t| t.name == token.name) {
+        } else if let Some(j) = tokens.iter().position(|t| t.token.name == token.name) {
             problems.add(
                 code::DUPLICATE_NAME,
                 at("name"),
-                format!("`{}` is already the name of admin.tokens[{j}]", token.name),
+                format!(
+                    "`{}` is already the name of {}",
+                    token.name, tokens[j].place
+                ),
                 "give every token its own name",
             );
         }
@@ -78,11 +157,11 @@ pub(super) fn admin_settings(
                 "not 64 hexadecimal digits",
                 "store the SHA-256 of the token: `residency-router token hash` prints it",
             );
-        } else if let Some(j) = tokens.iter().position(|t| t.sha256 == sha256) {
+        } else if let Some(j) = tokens.iter().position(|t| t.token.sha256 == sha256) {
             problems.add(
                 code::DUPLICATE_ENTRY,
                 at("sha256"),
-                format!("the same token as admin.tokens[{j}]"),
+                format!("the same token as {}", tokens[j].place),
                 "give every caller its own token",
             );
         }
@@ -126,49 +205,14 @@ pub(super) fn admin_settings(
             ),
             (_, None) => {}
         }
-        tokens.push(AdminToken {
-            name: token.name.clone(),
-            role,
-            sha256,
-            tenants,
+        tokens.push(Checked {
+            token: AdminToken {
+                name: token.name.clone(),
+                role,
+                sha256,
+                tenants,
+            },
+            place: format!("{place}[{i}]"),
         });
     }
-    let max_file_bytes = positive(
-        admin.audit_max_file_bytes,
-        64 << 20,
-        "admin.audit_max_file_bytes",
-        "use a size in bytes of at least 65536, e.g. 67108864",
-        problems,
-    );
-    if max_file_bytes < 65536 {
-        problems.add(
-            code::OUT_OF_RANGE,
-            "admin.audit_max_file_bytes",
-            format!("{max_file_bytes} bytes would rotate every few entries"),
-            "use a size in bytes of at least 65536, e.g. 67108864",
-        );
-    }
-    let retention_days = positive(
-        admin.audit_retention_days,
-        DEFAULT_AUDIT_RETENTION_DAYS,
-        "admin.audit_retention_days",
-        "use a number of days, e.g. 2196 (six years)",
-        problems,
-    );
-    let max_body_bytes = positive(
-        admin.max_body_bytes,
-        64 << 10,
-        "admin.max_body_bytes",
-        "use a size in bytes, e.g. 65536",
-        problems,
-    );
-    Some(AdminSettings {
-        tokens,
-        audit: AuditSettings {
-            path: relative_to(config_path, &admin.audit_log),
-            max_file_bytes,
-            retention: Duration::from_secs(u64::from(retention_days) * 86_400),
-        },
-        max_body_bytes,
-    })
 }

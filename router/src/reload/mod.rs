@@ -533,16 +533,22 @@ type Stamp = Option<geoip::FileStamp>;
 /// The files a configuration was loaded from, as they were then.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Files {
-    /// The config file, then every certificate, key and CA file it names.
+    /// The config file, then every certificate, key and CA file it names, and the admin
+    /// tokens file.
     config: Vec<Stamp>,
     registry: Stamp,
 }
 
 fn files_of(snapshot: &Snapshot) -> Files {
     let tls_files = snapshot.tls_files().map(geoip::file_stamp);
+    let tokens_file = snapshot
+        .admin
+        .as_ref()
+        .and_then(|a| a.tokens_file.as_deref());
     Files {
         config: std::iter::once(geoip::file_stamp(&snapshot.config_path))
             .chain(tls_files)
+            .chain(tokens_file.map(geoip::file_stamp))
             .collect(),
         // In fleet mode the registry comes from etcd; its cache file is the router's own.
         registry: match snapshot.etcd {

@@ -47,6 +47,9 @@ pub struct Options {
     pub process: bool,
     /// `tenancy.registry` as TOML (fleet mode: `{ etcd = { ... } }`); the registry file.
     pub registry: Option<String>,
+    /// Listen as systemd does for what the router process tells it (`NOTIFY_SOCKET`): the
+    /// socket is [`Cluster::notify`]. Needs `process`.
+    pub notify: bool,
 }
 
 /// Bearer tokens of the test admin API, one per role. The tenant admin manages acme and initech.
@@ -149,6 +152,7 @@ impl Default for Options {
             h2c: false,
             process: false,
             registry: None,
+            notify: false,
         }
     }
 }
@@ -164,6 +168,8 @@ pub struct Cluster {
     pub sites: Vec<Vec<SiteBackend>>,
     pub router: Router,
     pub client: reqwest::Client,
+    /// What the router sends systemd, with [`Options::notify`].
+    pub notify: Option<std::os::unix::net::UnixDatagram>,
     pub dir: tempfile::TempDir,
 }
 
@@ -247,13 +253,24 @@ impl Cluster {
                 )
                 .unwrap();
             }
+            let notify_path = dir.path().join("notify.sock");
+            let notify = options.notify.then(|| {
+                let _ = std::fs::remove_file(&notify_path);
+                std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap()
+            });
             let started = if options.process {
                 let (_, _) = (
                     held_metrics.map(HeldPort::release),
                     held_admin.map(HeldPort::release),
                 );
-                RouterProcess::start(&config, listen, dir.path().join("router.log"))
-                    .map(Router::Process)
+                let notify_socket = notify.as_ref().map(|_| notify_path.as_path());
+                RouterProcess::start(
+                    &config,
+                    listen,
+                    dir.path().join("router.log"),
+                    notify_socket,
+                )
+                .map(Router::Process)
             } else {
                 InProcessRouter::start(
                     &config,
@@ -276,6 +293,7 @@ impl Cluster {
                         sites,
                         router,
                         client,
+                        notify,
                         dir,
                     };
                 }
@@ -293,9 +311,14 @@ impl Cluster {
         let _ = process.child.kill();
         let _ = process.child.wait();
         let log = self.dir.path().join("router-restarted.log");
-        self.router = RouterProcess::start(&self.config_path(), addr, log)
-            .map(Router::Process)
-            .unwrap_or_else(|log| panic!("router did not restart:\n{log}"));
+        let notify_socket = self
+            .notify
+            .as_ref()
+            .map(|_| self.dir.path().join("notify.sock"));
+        self.router =
+            RouterProcess::start(&self.config_path(), addr, log, notify_socket.as_deref())
+                .map(Router::Process)
+                .unwrap_or_else(|log| panic!("router did not restart:\n{log}"));
         if let Some(admin) = self.admin {
             wait_for_port(admin);
         }
@@ -516,9 +539,18 @@ pub struct RouterProcess {
 impl RouterProcess {
     /// Starts `residency-router run` and waits until it accepts connections.
     /// `Err` carries the log when it did not come up (e.g. the port was taken meanwhile).
-    pub fn start(config: &std::path::Path, addr: SocketAddr, log: PathBuf) -> Result<Self, String> {
+    pub fn start(
+        config: &std::path::Path,
+        addr: SocketAddr,
+        log: PathBuf,
+        notify_socket: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = router_command()
+        let mut command = router_command();
+        if let Some(socket) = notify_socket {
+            command.env("NOTIFY_SOCKET", socket);
+        }
+        let child = command
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,residency_router=debug")

@@ -28,6 +28,7 @@ mod prometheus;
 mod readme;
 mod reload;
 mod routing;
+mod service_manager;
 mod streaming;
 mod tls;
 mod upgrade;

@@ -1,0 +1,329 @@
+//! The router as deploy/ runs it: what it tells systemd (`Type=notify`), the upgrade it starts
+//! itself on SIGUSR2 (and `/readyz` of the process it replaces), and admin tokens kept in a
+//! file that is swapped as Kubernetes swaps a mounted Secret.
+
+use std::os::unix::fs::symlink;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// The service manager's side of `NOTIFY_SOCKET`: every message heard, in order.
+struct Manager {
+    socket: tokio::net::UnixDatagram,
+    heard: Vec<String>,
+}
+
+impl Manager {
+    fn of(cluster: &mut Cluster) -> Manager {
+        let socket = cluster.notify.take().expect("Options::notify");
+        socket.set_nonblocking(true).unwrap();
+        Manager {
+            socket: tokio::net::UnixDatagram::from_std(socket).unwrap(),
+            heard: Vec::new(),
+        }
+    }
+
+    /// The next message that `wanted` accepts, within 20 s.
+    async fn until(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.socket.recv(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    self.heard.push(message.clone());
+                    if wanted(&message) {
+                        return message;
+                    }
+                }
+                Ok(Err(e)) => panic!("notify socket: {e}"),
+                Err(_) => panic!("systemd never heard {what}; it heard {:?}", self.heard),
+            }
+        }
+    }
+}
+
+fn field<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn says(message: &str, line: &str) -> bool {
+    message.lines().any(|l| l == line)
+}
+
+/// A process this test did not spawn (the successor): SIGKILLed if the test ends early.
+struct Adopted(u32);
+
+impl Adopted {
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.0.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {}", self.0);
+    }
+
+    /// Gone, or a zombie nobody has reaped yet (its parent exited before it).
+    fn exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.0)).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+}
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        if !self.exited() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+async fn readyz(cluster: &Cluster) -> (u16, serde_json::Value) {
+    let url = format!("http://{}/readyz", cluster.admin.unwrap());
+    match cluster.client.get(url).send().await {
+        Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or_default()),
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_and_stopping_and_a_sigusr2_upgrade_moves_the_main_pid_without_failing_a_request(
+) {
+    let mut cluster = Cluster::start_with(Options {
+        process: true,
+        notify: true,
+        admin: true,
+        tables: FAST_SHUTDOWN.replace("shutdown_grace_seconds = 0", "shutdown_grace_seconds = 2"),
+        ..Options::default()
+    })
+    .await;
+    let mut systemd = Manager::of(&mut cluster);
+    let old_pid = cluster.router.process().child.id().to_string();
+
+    let ready = systemd.until("READY=1", |m| says(m, "READY=1")).await;
+    assert_eq!(field(&ready, "MAINPID"), Some(old_pid.as_str()), "{ready}");
+    assert_eq!(
+        field(&ready, "STATUS"),
+        Some("serving 4 tenants, configuration generation 1"),
+        "{ready}"
+    );
+    assert_eq!(
+        readyz(&cluster).await.0,
+        200,
+        "READY=1 is what /readyz says"
+    );
+
+    // SIGUSR2: the router starts its successor itself and hands it the listeners, under load.
+    let load = Load::start(&cluster, "acme", 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.router.process().signal("USR2");
+    let successor = systemd
+        .until("READY=1 from the successor", |m| {
+            says(m, "READY=1") && field(m, "MAINPID").is_some_and(|pid| pid != old_pid)
+        })
+        .await;
+    let successor = Adopted(field(&successor, "MAINPID").unwrap().parse().unwrap());
+    assert!(
+        systemd.heard.iter().any(|m| says(m, "STOPPING=1")),
+        "the old process said it is stopping: {:?}",
+        systemd.heard
+    );
+    // The old process holds the admin listener for a few seconds after the hand-over (the
+    // successor binds it once free), and its /readyz says it is going.
+    let (status, body) = readyz(&cluster).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "not_ready");
+    assert!(
+        body["message"].as_str().unwrap().contains("draining"),
+        "{body}"
+    );
+    let started = Instant::now();
+    while cluster
+        .router
+        .process_mut()
+        .child
+        .try_wait()
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the old process did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let outcomes = load.stop().await;
+    let failed = failures(&outcomes);
+    assert!(outcomes.len() > 50, "{} requests", outcomes.len());
+    assert!(
+        failed.is_empty(),
+        "requests failed during the upgrade: {:?}",
+        &failed[..failed.len().min(3)]
+    );
+    let served = cluster
+        .get("/", "acme")
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(served.ok(), Some(200), "the successor serves");
+
+    // The successor takes the admin listener once the old process let it go.
+    let started = Instant::now();
+    while readyz(&cluster).await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the successor's /readyz"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGTERM: STOPPING=1; the side listeners close at once, so probes fail from then on.
+    let heard_before = systemd.heard.len();
+    successor.signal("TERM");
+    systemd.until("STOPPING=1", |m| says(m, "STOPPING=1")).await;
+    let started = Instant::now();
+    while !successor.exited() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the successor did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(systemd.heard.len() > heard_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_cannot_start_leaves_the_router_serving() {
+    let cluster = Cluster::start_with(Options {
+        process: true,
+        ..Options::default()
+    })
+    .await;
+    // The files on disk no longer load (a bad deploy): the successor exits at once.
+    let config = cluster.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("[[regions]]", "[[regoins]]")).unwrap();
+    cluster.router.process().signal("USR2");
+    let started = Instant::now();
+    while !cluster
+        .router
+        .log_text()
+        .contains("upgrade not done; this process keeps serving")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no refused upgrade in the log:\n{}",
+            cluster.router.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cluster
+        .router
+        .log_text()
+        .contains("the successor exited first"));
+    let served = cluster
+        .get("/", "acme")
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(served.ok(), Some(200), "the old process keeps serving");
+}
+
+/// As the kubelet updates a mounted Secret: the files are symlinks through `..data` to a
+/// timestamped directory, and an update swaps `..data` in one rename.
+fn mount_secret(dir: &std::path::Path, version: &str, tokens: &str) {
+    let versioned = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&versioned).unwrap();
+    std::fs::write(versioned.join("tokens.toml"), tokens).unwrap();
+    let next = dir.join("..data_tmp");
+    symlink(format!("..{version}"), &next).unwrap();
+    std::fs::rename(&next, dir.join("..data")).unwrap();
+    let file = dir.join("tokens.toml");
+    if std::fs::symlink_metadata(&file).is_err() {
+        symlink("..data/tokens.toml", file).unwrap();
+    }
+}
+
+fn token_entry(name: &str, token: &str) -> String {
+    format!(
+        "[[tokens]]\nname = \"{name}\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
+        residency_admin::auth::token_hash(token)
+    )
+}
+
+#[tokio::test]
+async fn admin_tokens_in_a_mounted_secret_are_swapped_live() {
+    let cluster = Cluster::start_with(Options {
+        admin: true,
+        tables: format!("{FAST_SHUTDOWN}[reload]\nwatch_interval_ms = 100\n"),
+        ..Options::default()
+    })
+    .await;
+    let secret = cluster.dir.path().join("secret");
+    mount_secret(
+        &secret,
+        "2026_12_03_first",
+        &token_entry("dashboards", "first-secret"),
+    );
+    let status = |token: &'static str| {
+        let request = cluster
+            .client
+            .get(format!("http://{}/v1/tenants/acme", cluster.admin.unwrap()))
+            .bearer_auth(token);
+        async move {
+            request
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    // Each check waits for the reload (the generation `/readyz` reports) rather than polling
+    // with a token that is refused: refusals are rate limited per client.
+    let generation = || async { readyz(&cluster).await.1["generation"].as_u64().unwrap() };
+    let reloaded_after = |before: u64| async move {
+        let started = Instant::now();
+        while generation().await <= before {
+            assert!(started.elapsed() < Duration::from_secs(10), "no reload");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(status("first-secret").await, 401);
+    // The config starts naming the file: its token is accepted after the reload.
+    let config = cluster.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let before = generation().await;
+    std::fs::write(
+        &config,
+        text.replacen(
+            "[admin]\n",
+            "[admin]\ntokens_file = \"secret/tokens.toml\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    reloaded_after(before).await;
+    assert_eq!(status("first-secret").await, 200);
+    assert_eq!(status(VIEWER).await, 200, "the config's own tokens stay");
+
+    // Rotation: the Secret's new version replaces the token; the config did not change.
+    let before = generation().await;
+    mount_secret(
+        &secret,
+        "2026_12_03_second",
+        &token_entry("dashboards", "second-secret"),
+    );
+    reloaded_after(before).await;
+    assert_eq!(status("second-secret").await, 200);
+    assert_eq!(status("first-secret").await, 401, "the rotated-out token");
+}
