@@ -1,4 +1,4 @@
-//! `residency-router`: run, validate, demo, reload, audit verify, token new and token hash.
+//! `residency-router`: run, validate, demo, reload, audit, registry, token and probe.
 
 #![forbid(unsafe_code)]
 
@@ -70,6 +70,15 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// GET a plain-HTTP URL and exit 0 on a 2xx answer, 1 otherwise: the container image's
+    /// health check (`probe http://127.0.0.1:9901/livez`), which has no curl.
+    Probe {
+        /// e.g. http://127.0.0.1:9901/livez
+        url: String,
+        /// Connect, send and answer each within this.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
     },
     /// Start four demo site backends and the router, and print curl commands to try.
     Demo {
@@ -212,6 +221,19 @@ fn main() -> ExitCode {
         } => fleet_audit(&config, Some(&out)),
         Command::Registry { command } => registry(command),
         Command::Token { command } => token(command),
+        Command::Probe { url, timeout_ms } => {
+            match residency_router::probe::get(&url, std::time::Duration::from_millis(timeout_ms)) {
+                Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("{url}: {status}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo {
             listen,
             admin,

@@ -120,3 +120,39 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits() {
         .log_text()
         .contains("residency-router stopped"));
 }
+
+#[tokio::test]
+async fn probe_exits_zero_only_on_a_2xx_answer() {
+    let cluster = Cluster::start_with(Options {
+        admin: true,
+        ..Options::default()
+    })
+    .await;
+    let admin = cluster.admin.unwrap();
+    let probe = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            router_command()
+                .args(["probe", &url, "--timeout-ms", "1000"])
+                .output()
+                .unwrap()
+        })
+    };
+    let live = probe(format!("http://{admin}/livez")).await.unwrap();
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    // An authenticated route without a token: 401.
+    let refused = probe(format!("http://{admin}/v1/tenants")).await.unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(": 401"));
+    // Nothing listening, and a URL the probe does not speak.
+    let closed = crate::common::free_port();
+    let down = probe(format!("http://{closed}/livez")).await.unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot connect"));
+    let tls = probe(format!("https://{admin}/livez")).await.unwrap();
+    assert_eq!(tls.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&tls.stderr).contains("plain HTTP only"));
+}

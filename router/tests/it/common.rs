@@ -417,7 +417,7 @@ pub fn wait_for_port(addr: SocketAddr) {
 
 /// A loopback port for a listener the router binds itself: held by the registry until now,
 /// and never handed to another test of this binary.
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     residency_testkit::PortRegistry::hold().release()
 }
 
