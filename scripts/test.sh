@@ -24,6 +24,10 @@ cargo build --locked --quiet -p residency-router
 for config in config/examples/*.toml; do
     ./target/debug/residency-router validate --config "$config"
 done
+echo "== deploy/: hadolint, kubectl kustomize + kubernetes-validate, systemd-analyze"
+# (The configs shipped in deploy/ need their Secrets' files beside them: they are validated
+# by the binary in router/tests/it/deploy.rs.)
+scripts/check-deploy.sh
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== admin API conformance: schemathesis, every check, against docs/openapi.yaml"

@@ -17,6 +17,7 @@ mod admin_input;
 mod admin_storage_faults;
 mod cli;
 mod client_limits;
+mod deploy;
 mod failover;
 mod fleet;
 mod geoip;
