@@ -1,8 +1,10 @@
 //! What systemd hears of the router (`Type=notify`, see deploy/systemd/): `READY=1` when
-//! `/readyz` would answer 200 (the first health round is in and there is a registry), with
-//! `MAINPID` so that a successor started by an upgrade ([`crate::successor`]) becomes the
-//! service's main process; `STOPPING=1` when the drain begins. Without `NOTIFY_SOCKET` (not
-//! under systemd) nothing is sent.
+//! `/readyz` would answer 200 (the first health round is in and there is a registry);
+//! `STOPPING=1` when a drain for a stop begins. An upgrade started by SIGUSR2
+//! ([`crate::successor`]) is no stop: the old process names the successor as the main process
+//! (`MAINPID`) as it hands over its listeners, since from then on the successor is the one
+//! serving, and the successor says `READY=1` once it is. Without `NOTIFY_SOCKET` (not under
+//! systemd) nothing is sent.
 
 use std::time::Duration;
 
@@ -47,9 +49,19 @@ impl BackgroundService for NotifyReady {
     }
 }
 
-/// The drain began: systemd shows the unit as stopping while in-flight requests finish.
+/// The drain for a stop began: systemd shows the unit as stopping while in-flight requests
+/// finish.
 pub(crate) fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+}
+
+/// The listeners go to `successor`, which systemd follows from now on; this process drains.
+pub(crate) fn handing_over(successor: u32) {
+    let status = format!("handing over to the upgraded process {successor}");
+    send(&[
+        NotifyState::MainPid(successor),
+        NotifyState::Status(&status),
+    ]);
 }
 
 fn send(states: &[NotifyState<'_>]) {

@@ -101,6 +101,7 @@ impl ShutdownSignalWatch for ProcessSignals {
                     match successor.start().await {
                         Ok(pid) => {
                             tracing::info!(pid, "the successor waits for the listeners: handing over");
+                            crate::notify::handing_over(pid);
                             return ShutdownSignal::GracefulUpgrade;
                         }
                         Err(e) => tracing::error!(error = %e, "upgrade not done; this process keeps serving"),
@@ -150,7 +151,10 @@ impl ShutdownSignalWatch for DrainOnStop {
     async fn recv(&self) -> ShutdownSignal {
         let signal = self.stop.recv().await;
         self.drain.start();
-        crate::notify::stopping();
+        // An upgrade is no stop for systemd: the successor is the service now.
+        if !matches!(signal, ShutdownSignal::GracefulUpgrade) {
+            crate::notify::stopping();
+        }
         signal
     }
 }

@@ -127,15 +127,27 @@ async fn systemd_hears_ready_and_stopping_and_a_sigusr2_upgrade_moves_the_main_p
     let load = Load::start(&cluster, "acme", 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.router.process().signal("USR2");
-    let successor = systemd
-        .until("READY=1 from the successor", |m| {
-            says(m, "READY=1") && field(m, "MAINPID").is_some_and(|pid| pid != old_pid)
+    // The old process names the successor as the main process as it hands over, and is no
+    // stopping service: the successor then says it is ready.
+    let handing_over = systemd
+        .until("MAINPID of the successor", |m| {
+            field(m, "MAINPID").is_some_and(|pid| pid != old_pid)
         })
         .await;
-    let successor = Adopted(field(&successor, "MAINPID").unwrap().parse().unwrap());
+    assert!(!says(&handing_over, "READY=1"), "{handing_over}");
+    let successor_pid = field(&handing_over, "MAINPID").unwrap().to_owned();
+    let successor = Adopted(successor_pid.parse().unwrap());
+    let ready = systemd
+        .until("READY=1 from the successor", |m| says(m, "READY=1"))
+        .await;
+    assert_eq!(
+        field(&ready, "MAINPID"),
+        Some(successor_pid.as_str()),
+        "{ready}"
+    );
     assert!(
-        systemd.heard.iter().any(|m| says(m, "STOPPING=1")),
-        "the old process said it is stopping: {:?}",
+        !systemd.heard.iter().any(|m| says(m, "STOPPING=1")),
+        "an upgrade is no stop: {:?}",
         systemd.heard
     );
     // The old process holds the admin listener for a few seconds after the hand-over (the
