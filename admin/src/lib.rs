@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 use audit::{AuditTrail, Entry, Filter};
 use auth::Action;
-use residency_dataplane::lifecycle::{Drain, Readiness};
+use residency_dataplane::lifecycle::Readiness;
 use residency_dataplane::request_id::RequestIds;
 use residency_dataplane::state::{RouterState, SharedState};
 pub use writer::{
@@ -54,8 +54,6 @@ pub struct Admin {
     pub fleet: Option<Arc<dyn FleetRegistry>>,
     /// `/readyz`: ready once the first round of health checks is in.
     pub readiness: Readiness,
-    /// Draining: `/readyz` answers 503, so load balancers stop sending new connections.
-    pub drain: Drain,
     pub ids: Arc<RequestIds>,
 }
 
@@ -305,14 +303,6 @@ async fn livez() -> Response {
 }
 
 async fn readyz(State(admin): State<Arc<Api>>) -> Response {
-    if admin.drain.is_draining() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "draining: shutting down or handing over to an upgraded process",
-        )
-        .into_response();
-    }
     let state = admin.state.load();
     if !state.snapshot.registry_status.loaded {
         return ApiError::new(

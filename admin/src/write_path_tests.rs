@@ -162,7 +162,6 @@ fn fixture(fault: Fault, edited_on_disk: bool) -> Fixture {
         audit: Arc::new(audit::AuditLog::open(&settings).unwrap()),
         fleet: None,
         readiness: Readiness::new().0,
-        drain: Default::default(),
         ids: Arc::new(RequestIds::default()),
     };
     Fixture {

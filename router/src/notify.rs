@@ -15,7 +15,9 @@ use residency_dataplane::lifecycle::Readiness;
 use residency_dataplane::state::SharedState;
 use sd_notify::NotifyState;
 
-/// Sends `READY=1` once the router is ready, then nothing more.
+/// Sends `READY=1` once the router is ready, then nothing more. Started once the listening
+/// sockets are this process's (a successor's, after the hand-over), so that a successor never
+/// claims the service before it serves.
 pub(crate) struct NotifyReady {
     pub(crate) readiness: Readiness,
     pub(crate) state: SharedState,
@@ -26,25 +28,17 @@ impl BackgroundService for NotifyReady {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         // The readiness latch and the registry have no change notification of their own; a
         // one-off wait at start can poll.
-        loop {
-            if self.readiness.is_ready() && self.state.load().snapshot.registry_status.loaded {
-                break;
-            }
+        while !(self.readiness.is_ready() && self.state.load().snapshot.registry_status.loaded) {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
         let state = self.state.load();
-        let status = format!(
-            "serving {} tenants, configuration generation {}",
-            state.snapshot.registry.len(),
-            state.generation
-        );
         send(&[
             NotifyState::MainPid(std::process::id()),
             NotifyState::Ready,
-            NotifyState::Status(&status),
+            NotifyState::Status(&status(state.snapshot.registry.len(), state.generation)),
         ]);
     }
 }
@@ -56,12 +50,22 @@ pub(crate) fn stopping() {
 }
 
 /// The listeners go to `successor`, which systemd follows from now on; this process drains.
-pub(crate) fn handing_over(successor: u32) {
+/// Without a service manager there is no one to tell, and it is `Ok`.
+pub(crate) fn handing_over(successor: u32) -> std::io::Result<()> {
     let status = format!("handing over to the upgraded process {successor}");
-    send(&[
+    sd_notify::notify(&[
         NotifyState::MainPid(successor),
         NotifyState::Status(&status),
-    ]);
+    ])
+}
+
+/// A reload or a registry change applied: `systemctl status` shows what is served now.
+pub(crate) fn serving(tenants: usize, generation: u64) {
+    send(&[NotifyState::Status(&status(tenants, generation))]);
+}
+
+fn status(tenants: usize, generation: u64) -> String {
+    format!("serving {tenants} tenants, configuration generation {generation}")
 }
 
 fn send(states: &[NotifyState<'_>]) {

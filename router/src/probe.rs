@@ -12,13 +12,22 @@ const MAX_HEAD: usize = 8192;
 /// The status of `GET url`, or what went wrong.
 pub fn get(url: &str, timeout: Duration) -> Result<u16, String> {
     let (authority, path) = split_url(url)?;
-    let addr = authority
+    let addrs: Vec<_> = authority
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .collect();
+    // Every address in turn (`localhost` may be ::1 first and the listener IPv4 only).
+    let mut refused = Vec::new();
+    let (mut stream, addr) = addrs
+        .iter()
+        .find_map(|addr| match TcpStream::connect_timeout(addr, timeout) {
+            Ok(stream) => Some((stream, addr)),
+            Err(e) => {
+                refused.push(format!("{addr}: {e}"));
+                None
+            }
+        })
+        .ok_or_else(|| format!("cannot connect to {authority} ({})", refused.join("; ")))?;
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
@@ -53,7 +62,8 @@ fn split_url(url: &str) -> Result<(&str, &str), String> {
         format!("`{url}`: the probe speaks plain HTTP only; give an http:// URL (for a TLS admin listener, probe from outside with curl)")
     })?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.is_empty() || !authority.contains(':') {
+    let port = authority.rsplit_once(':').map(|(_, port)| port);
+    if port.is_none_or(|p| p.parse::<u16>().is_err()) {
         return Err(format!(
             "`{url}`: give the host and port, e.g. http://127.0.0.1:9901/livez"
         ));
@@ -63,7 +73,7 @@ fn split_url(url: &str) -> Result<(&str, &str), String> {
 
 /// The status code once the head has arrived whole; `None` while it is partial.
 fn status_of(head: &[u8]) -> Result<Option<u16>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(head) {
         Ok(httparse::Status::Complete(_)) => Ok(response.code),

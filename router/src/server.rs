@@ -53,22 +53,18 @@ impl Launch {
     /// The binary's `run`: stopped by SIGTERM/SIGINT (drain) or SIGQUIT (hand over to an
     /// upgrade); SIGUSR2 starts the upgrade itself ([`crate::successor`]).
     pub fn process(upgrade: bool, upgrade_socket: PathBuf) -> Self {
-        Launch {
-            upgrade,
-            stop: Box::new(ProcessSignals {
-                successor: Some(Successor { upgrade_socket }),
-            }),
-            admin_listener: None,
-            metrics_listener: None,
-            per_thread_runtimes: true,
-        }
+        Launch::with_signals(upgrade, Some(Successor { upgrade_socket }))
     }
 
     /// The demo: the process's signals, without SIGUSR2 (`demo` has no `--upgrade`).
     pub fn demo() -> Self {
+        Launch::with_signals(false, None)
+    }
+
+    fn with_signals(upgrade: bool, successor: Option<Successor>) -> Self {
         Launch {
-            upgrade: false,
-            stop: Box::new(ProcessSignals { successor: None }),
+            upgrade,
+            stop: Box::new(ProcessSignals { successor }),
             admin_listener: None,
             metrics_listener: None,
             per_thread_runtimes: true,
@@ -100,8 +96,7 @@ impl ShutdownSignalWatch for ProcessSignals {
                     let Some(successor) = &self.successor else { continue };
                     match successor.start().await {
                         Ok(pid) => {
-                            tracing::info!(pid, "the successor waits for the listeners: handing over");
-                            crate::notify::handing_over(pid);
+                            tracing::info!(pid, "the successor is ready for the listeners: handing over");
                             return ShutdownSignal::GracefulUpgrade;
                         }
                         Err(e) => tracing::error!(error = %e, "upgrade not done; this process keeps serving"),
@@ -203,7 +198,6 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
 
     // What this router owns, made once and handed to every part that uses it.
     let registry = prometheus::Registry::new();
@@ -222,6 +216,11 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     let (plans, supervisor) =
         health::supervisor(health::plan_for(&snapshot, &health), ready_latch, &clock);
     let health_checks = server.add_service(background_service("health checks", supervisor));
+    // Pingora's bootstrap takes over a running router's listeners (`--upgrade`). As a service
+    // after the first round of health checks: by the time a successor waits on the upgrade
+    // socket, and its predecessor hands over, it has loaded everything and knows its backends.
+    let bootstrap = server.bootstrap_as_a_service();
+    bootstrap.add_dependency(&health_checks);
     let config_path = snapshot.config_path.clone();
     let (access_log, access_log_writer) = snapshot
         .access_log
@@ -235,13 +234,15 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     let control_socket = snapshot.server.control_socket.clone();
 
     let shared = state::shared(snapshot, &health, &metrics, &clock);
-    server.add_service(background_service(
-        "service manager",
-        crate::notify::NotifyReady {
-            readiness: readiness.clone(),
-            state: Arc::clone(&shared),
-        },
-    ));
+    server
+        .add_service(background_service(
+            "service manager",
+            crate::notify::NotifyReady {
+                readiness: readiness.clone(),
+                state: Arc::clone(&shared),
+            },
+        ))
+        .add_dependency(&bootstrap);
     if let Some(addr) = listen.metrics {
         server.add_service(background_service(
             "metrics",
@@ -270,6 +271,11 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
         }
         None => None,
     };
+    // A successor without a registry (etcd unreachable, no valid cache) would refuse every
+    // tenant; the predecessor, which has one, keeps serving instead.
+    if launch.upgrade && !shared.load().snapshot.registry_status.loaded {
+        return Err("upgrade refused: no registry (etcd unreachable and no valid cache); the running router keeps serving".to_owned());
+    }
     server.add_service(background_service(
         "reload triggers",
         ReloadTriggers {
@@ -293,7 +299,6 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
                 .clone()
                 .map(|f| Arc::new(f) as Arc<dyn residency_admin::FleetRegistry>),
             readiness,
-            drain: drain.clone(),
             ids: Arc::clone(&ids),
         };
         let api = Arc::new(Api::new(Arc::new(admin)));
@@ -342,8 +347,9 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     if let Some((addr, settings)) = https {
         proxy.add_tls_with_settings(&addr.to_string(), None, settings);
     }
-    // The listener opens once the first round of health checks is in.
-    server.add_service(proxy).add_dependency(&health_checks);
+    // The listener opens once the first round of health checks is in, with the listening
+    // sockets of the predecessor when there is one.
+    server.add_service(proxy).add_dependency(&bootstrap);
 
     tracing::info!(http = ?listen.http, https = ?listen.https, "residency-router listening");
     server.run(RunArgs {

@@ -1,12 +1,14 @@
 //! A zero-downtime upgrade the router starts itself, on SIGUSR2 (as nginx's binary upgrade):
 //! it starts its successor, the binary now at its own path with its own arguments plus
 //! `--upgrade`, waits until the successor listens on the upgrade socket, and only then hands
-//! over its listeners (Pingora's SIGQUIT path). The successor is its child, so it stays in
-//! the service's cgroup, and tells systemd `MAINPID` once ready ([`crate::notify`]).
+//! over its listeners (Pingora's SIGQUIT path). A successor listens there once it has loaded
+//! everything and its first round of health checks is in (`server::run`). It is this
+//! process's child, so it stays in the service's cgroup, and systemd is told it is the main
+//! process now ([`crate::notify::handing_over`]).
 //!
 //! Pingora shuts the old process down even when the hand-over fails, so the hand-over starts
-//! only once the successor is there to receive: a successor that does not start (a bad binary,
-//! a config that no longer validates) leaves this process serving.
+//! only once the successor is there to receive: a successor that does not get there (a bad
+//! binary, a config that no longer validates, no registry) leaves this process serving.
 
 use std::ffi::OsString;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -23,8 +25,15 @@ pub(crate) struct Successor {
 }
 
 impl Successor {
-    /// Starts the successor and returns its pid once it waits on the upgrade socket.
+    /// Starts the successor and returns its pid once it waits on the upgrade socket and
+    /// systemd (if there is one) follows it.
     pub(crate) async fn start(&self) -> Result<u32, String> {
+        // In a container the router is process 1: the container ends with it, successor and all.
+        if std::process::id() == 1 {
+            return Err(
+                "the router is process 1 (a container): roll out a new image instead".into(),
+            );
+        }
         let before = socket_id(&self.upgrade_socket);
         let args = successor_args(std::env::args_os());
         let (program, args) = args.split_first().ok_or("no program name in argv")?;
@@ -41,6 +50,15 @@ impl Successor {
                 return Err(format!("the successor exited first ({status})"));
             }
             if receiving(before, socket_id(&self.upgrade_socket)) {
+                // Told before the hand-over: were the old process to exit as main, systemd
+                // would stop the unit, successor included.
+                if let Err(e) = crate::notify::handing_over(pid) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "systemd cannot be told of the successor ({e}); stopped it"
+                    ));
+                }
                 return Ok(pid);
             }
             if started.elapsed() > START_TIMEOUT {

@@ -157,8 +157,10 @@ impl Reloader {
         let families = Arc::clone(&current.families);
         let mut state = RouterState::new(snapshot, health, &families, &current.clock);
         state.generation = generation;
+        let tenants = state.snapshot.registry.len();
         self.shared.store(Arc::new(state));
         families.generation.set(generation as i64);
+        crate::notify::serving(tenants, generation);
         generation
     }
 
@@ -285,14 +287,14 @@ impl Reloader {
         let backends_removed = health.keys().filter(|a| !states.contains_key(a)).count();
         let plan = health::plan_for(&new, &states);
         let tenants = new.registry.len();
-        // Certificate files that only the new configuration names were not stamped above:
-        // stamp them now (the config and registry keep their stamps from before the load).
-        let files = if old.tls_files().eq(new.tls_files()) {
+        // Files that only the new configuration names were not stamped above: stamp them now
+        // (the config and registry keep their stamps from before the load).
+        let files = if watched_beside_config(old).eq(watched_beside_config(&new)) {
             files
         } else {
             Files {
                 config: std::iter::once(files.config[0])
-                    .chain(new.tls_files().map(geoip::file_stamp))
+                    .chain(watched_beside_config(&new).map(geoip::file_stamp))
                     .collect(),
                 registry: files.registry,
             }
@@ -539,16 +541,20 @@ struct Files {
     registry: Stamp,
 }
 
-fn files_of(snapshot: &Snapshot) -> Files {
-    let tls_files = snapshot.tls_files().map(geoip::file_stamp);
+/// The files a configuration names that are watched with it: every certificate, key and CA
+/// file, and the admin tokens file.
+fn watched_beside_config(snapshot: &Snapshot) -> impl Iterator<Item = &Path> {
     let tokens_file = snapshot
         .admin
         .as_ref()
         .and_then(|a| a.tokens_file.as_deref());
+    snapshot.tls_files().chain(tokens_file)
+}
+
+fn files_of(snapshot: &Snapshot) -> Files {
     Files {
         config: std::iter::once(geoip::file_stamp(&snapshot.config_path))
-            .chain(tls_files)
-            .chain(tokens_file.map(geoip::file_stamp))
+            .chain(watched_beside_config(snapshot).map(geoip::file_stamp))
             .collect(),
         // In fleet mode the registry comes from etcd; its cache file is the router's own.
         registry: match snapshot.etcd {

@@ -155,6 +155,31 @@ fn stages(steps: &[Step]) -> (&[Step], &[Step]) {
     steps.split_at(second_from)
 }
 
+/// A build-stage RUN makes `path` with `install` (`-d`: a directory): it is its last argument.
+fn made_by_install(build: &[Step], path: &str, directory: bool) -> bool {
+    build.iter().filter(|(i, _)| i == "RUN").any(|(_, run)| {
+        run.split("&&").any(|command| {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            words.first() == Some(&"install")
+                && words.last() == Some(&path)
+                && (!directory || words.contains(&"-d"))
+        })
+    })
+}
+
+/// The directories the running image's user may write: those copied in with
+/// `--chown=65532:...`, and /tmp (the base image's).
+fn writable_in_image(runtime: &[Step]) -> Vec<String> {
+    let mut writable = vec!["/tmp".to_owned()];
+    for (_, args) in runtime.iter().filter(|(i, _)| i == "COPY") {
+        let (flags, _, dest) = copy_parts(args);
+        if flags.iter().any(|f| f.starts_with("--chown=65532")) {
+            writable.push(dest.trim_end_matches('/').to_owned());
+        }
+    }
+    writable
+}
+
 /// A COPY's flags, sources and destination.
 fn copy_parts(args: &str) -> (Vec<&str>, Vec<&str>, &str) {
     let words: Vec<&str> = args.split_whitespace().collect();
@@ -184,11 +209,6 @@ fn the_container_image_is_pinned_non_root_and_copies_only_what_exists() {
     let ignore = read(".dockerignore");
     let steps = instructions(&dockerfile);
     let (build, _) = stages(&steps);
-    let build_steps: String = build
-        .iter()
-        .map(|(_, a)| a.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
     let mut from = 0;
     for (instruction, args) in &steps {
         match instruction.as_str() {
@@ -208,7 +228,7 @@ fn the_container_image_is_pinned_non_root_and_copies_only_what_exists() {
                 for source in sources {
                     if flags.iter().any(|f| f.starts_with("--from=")) {
                         assert!(
-                            build_steps.contains(source.trim_end_matches('/')),
+                            made_by_install(build, source, false),
                             "{source} is copied from the build stage, which never makes it"
                         );
                     } else if source != "." {
@@ -267,11 +287,10 @@ async fn the_image_s_config_validates_and_its_healthcheck_passes_against_a_route
     let dockerfile = read("deploy/container/Dockerfile");
     let steps = instructions(&dockerfile);
     let root = tempfile::tempdir().unwrap();
-    // The runtime stage's files from this repository, where the image puts them.
-    for (instruction, args) in stages(&steps).1 {
-        if instruction != "COPY" {
-            continue;
-        }
+    // The runtime stage's files from this repository, where the image puts them, and /tmp.
+    let (build, runtime) = stages(&steps);
+    std::fs::create_dir_all(root.path().join("tmp")).unwrap();
+    for (_, args) in runtime.iter().filter(|(i, _)| i == "COPY") {
         let (flags, sources, dest) = copy_parts(args);
         if flags.iter().any(|f| f.starts_with("--from=")) {
             continue;
@@ -288,6 +307,34 @@ async fn the_image_s_config_validates_and_its_healthcheck_passes_against_a_route
 
     let text = std::fs::read_to_string(&config_path).unwrap();
     let config = toml_of(&text);
+    // What the router writes, the image's user may write: the registry (rewritten by the
+    // admin API), the audit log, the upgrade socket.
+    let writable = writable_in_image(runtime);
+    let config_dir = "/etc/residency-router";
+    let registry = format!(
+        "{config_dir}/{}",
+        config["tenancy"]["registry"].as_str().unwrap()
+    );
+    for path in [
+        registry.as_str(),
+        config["admin"]["audit_log"].as_str().unwrap(),
+        config["server"]["upgrade_socket"].as_str().unwrap(),
+    ] {
+        let dir = Path::new(path).parent().unwrap().to_str().unwrap();
+        assert!(
+            writable.iter().any(|w| w == dir),
+            "{path}: {dir} is not writable in the image ({writable:?})"
+        );
+        let made = dir == "/tmp"
+            || dir == config_dir
+            || runtime.iter().filter(|(i, _)| i == "COPY").any(|(_, a)| {
+                let (flags, sources, dest) = copy_parts(a);
+                dest.trim_end_matches('/') == dir
+                    && flags.iter().any(|f| f.starts_with("--from="))
+                    && sources.iter().all(|s| made_by_install(build, s, true))
+            });
+        assert!(made, "{dir}: the build stage never makes it");
+    }
     let exposed: Vec<u16> = steps
         .iter()
         .filter(|(i, _)| i == "EXPOSE")
@@ -322,7 +369,6 @@ async fn the_image_s_config_validates_and_its_healthcheck_passes_against_a_route
     let new_admin = listeners(&toml_of(&running))["admin"].clone();
     // /tmp first: the temporary root itself is under /tmp.
     for writable in ["/tmp/", "/var/lib/residency-router"] {
-        std::fs::create_dir_all(root.path().join(writable.trim_start_matches('/'))).unwrap();
         let inside = format!(
             "{}/{}",
             root.path().display(),
@@ -351,26 +397,24 @@ async fn the_image_s_config_validates_and_its_healthcheck_passes_against_a_route
         "HEALTHCHECK failed: {}",
         String::from_utf8_lossy(&checked.stderr)
     );
-    // The audit log's lock is taken at start, in the directory the image made writable.
-    let state = root.path().join("var/lib/residency-router");
-    let written: Vec<_> = std::fs::read_dir(&state)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(
-        written
-            .iter()
-            .any(|name| name.to_string_lossy().starts_with("audit.log")),
-        "nothing of the audit log in {}: {written:?}",
-        state.display()
-    );
 }
 
 // ---- Kubernetes ----------------------------------------------------------------------------
 
+/// The pinned kubectl scripts/check-deploy.sh installs (scripts/prereqs.sh), else the one on
+/// the PATH.
+fn kubectl() -> Command {
+    let pinned = repo().join("target/deploy-venv/bin/kubectl");
+    Command::new(if pinned.exists() {
+        pinned
+    } else {
+        PathBuf::from("kubectl")
+    })
+}
+
 fn kustomize(overlay: &str) -> Vec<Value> {
     let dir = repo().join("deploy/kubernetes/overlays").join(overlay);
-    let out = Command::new("kubectl")
+    let out = kubectl()
         .arg("kustomize")
         .arg(&dir)
         .output()
@@ -623,6 +667,44 @@ fn every_region_s_manifests_agree_with_its_config_and_the_config_validates() {
                 "ClusterIP"
             );
         }
+        // The admin port only for labelled operator pods (any namespace), metrics only for
+        // the monitoring namespace, the client ports for everyone.
+        let policy = named(&objects, "NetworkPolicy", "residency-router");
+        let rules = policy["spec"]["ingress"].as_sequence().unwrap();
+        let rule_for = |port: &str| {
+            rules
+                .iter()
+                .find(|r| {
+                    r["ports"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .any(|p| p["port"] == port)
+                })
+                .unwrap_or_else(|| panic!("{region}: no ingress rule for {port}"))
+        };
+        for port in ["http", "https"] {
+            assert!(
+                rule_for(port).get("from").is_none(),
+                "{region}: {port} from anywhere"
+            );
+        }
+        let admin_from = serde_yaml::to_string(&rule_for("admin")["from"]).unwrap();
+        assert_eq!(
+            admin_from,
+            "- namespaceSelector: {}\n  podSelector:\n    matchLabels:\n      residency-router/admin-client: 'true'\n",
+            "{region}: who may call the admin API"
+        );
+        assert_eq!(
+            rule_for("metrics")["from"][0]["namespaceSelector"]["matchLabels"]
+                ["kubernetes.io/metadata.name"],
+            "monitoring"
+        );
+        // Each router says its region, on the pod (and so on its metrics, by relabelling).
+        assert_eq!(
+            spec["template"]["metadata"]["labels"]["residency.example.com/router-region"],
+            region.as_str()
+        );
         let pdb = named(&objects, "PodDisruptionBudget", "residency-router");
         assert_eq!(pdb["spec"]["maxUnavailable"], 1);
         // The ConfigMap is updated in place (no name hash), so the pods reload it live.
