@@ -219,6 +219,23 @@ async fn systemd_hears_ready_and_stopping_and_a_sigusr2_upgrade_moves_the_main_p
     }
 }
 
+/// Sends SIGUSR2 and returns the router's log once it says the upgrade was not done.
+async fn refused_upgrade(cluster: &Cluster) -> String {
+    cluster.router.process().signal("USR2");
+    let started = Instant::now();
+    loop {
+        let log = cluster.router.log_text();
+        if log.contains("upgrade not done; this process keeps serving") {
+            return log;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no refused upgrade in the log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successor_that_cannot_start_leaves_the_router_serving() {
     let cluster = Cluster::start_with(Options {
@@ -230,24 +247,8 @@ async fn a_successor_that_cannot_start_leaves_the_router_serving() {
     let config = cluster.config_path();
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("[[regions]]", "[[regoins]]")).unwrap();
-    cluster.router.process().signal("USR2");
-    let started = Instant::now();
-    while !cluster
-        .router
-        .log_text()
-        .contains("upgrade not done; this process keeps serving")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no refused upgrade in the log:\n{}",
-            cluster.router.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(cluster
-        .router
-        .log_text()
-        .contains("the successor exited first"));
+    let log = refused_upgrade(&cluster).await;
+    assert!(log.contains("the successor exited first"), "{log}");
     let served = cluster
         .get("/", "acme")
         .send()
@@ -268,25 +269,8 @@ async fn a_successor_without_a_registry_does_not_take_over() {
         ..Options::default()
     })
     .await;
-    cluster.router.process().signal("USR2");
-    let started = Instant::now();
-    while !cluster
-        .router
-        .log_text()
-        .contains("the successor exited first")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no refused upgrade in the log:\n{}",
-            cluster.router.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let log = cluster.router.log_text();
-    assert!(
-        log.contains("upgrade not done; this process keeps serving"),
-        "{log}"
-    );
+    let log = refused_upgrade(&cluster).await;
+    assert!(log.contains("the successor exited first"), "{log}");
     let socket = cluster.dir.path().join("upgrade.sock");
     assert!(
         !socket.exists(),
