@@ -208,7 +208,6 @@ pub fn run(snapshot: Snapshot, launch: Launch) -> Result<(), String> {
     }
     let metrics = Metrics::register_in(registry);
     let (readiness, ready_latch) = Readiness::new();
-
     let drain = Drain::default();
     let ids = Arc::new(RequestIds::default());
 

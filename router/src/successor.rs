@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a successor may take to load its configuration (a million tenants take about a
-/// second) and start waiting for the listeners.
+/// How long a successor may take to load its configuration and registry (a million tenants:
+/// about a second from a file, four from etcd), run its first health round and start waiting
+/// for the listeners.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) struct Successor {
