@@ -94,7 +94,14 @@ impl ShutdownSignalWatch for ProcessSignals {
                 _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
                 _ = usr2.recv() => {
                     let Some(successor) = &self.successor else { continue };
-                    match successor.start().await {
+                    // A stop while the successor starts is still a stop (the successor, never
+                    // handed the listeners, gives up on its own).
+                    let attempt = tokio::select! {
+                        attempt = successor.start() => attempt,
+                        _ = term.recv() => return ShutdownSignal::GracefulTerminate,
+                        _ = int.recv() => return ShutdownSignal::GracefulTerminate,
+                    };
+                    match attempt {
                         Ok(pid) => {
                             tracing::info!(pid, "the successor is ready for the listeners: handing over");
                             return ShutdownSignal::GracefulUpgrade;

@@ -285,6 +285,47 @@ async fn a_successor_without_a_registry_does_not_take_over() {
     assert_eq!(served.ok(), Some(503));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_a_successor_starts_is_still_a_stop() {
+    let mut cluster = Cluster::start_with(Options {
+        process: true,
+        ..Options::default()
+    })
+    .await;
+    // The successor reads a config whose upgrade socket is elsewhere: it never waits where the
+    // old process looks, and gives up only after some 5 s of waiting for the listeners.
+    let config = cluster.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("upgrade.sock", "elsewhere.sock")).unwrap();
+    cluster.router.process().signal("USR2");
+    let started = Instant::now();
+    while !cluster
+        .router
+        .log_text()
+        .contains("SIGUSR2: successor started")
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "no successor");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.router.process().signal("TERM");
+    let stopping = Instant::now();
+    while cluster
+        .router
+        .process_mut()
+        .child
+        .try_wait()
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            stopping.elapsed() < Duration::from_secs(3),
+            "SIGTERM waited for the successor:\n{}",
+            cluster.router.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// As the kubelet updates a mounted Secret: the files are symlinks through `..data` to a
 /// timestamped directory, and an update swaps `..data` in one rename.
 fn mount_secret(dir: &std::path::Path, version: &str, tokens: &str) {
