@@ -97,6 +97,26 @@ impl Drop for Adopted {
     }
 }
 
+/// Waits until the router process exits; panics with `what` and its log after `limit`.
+async fn exits_within(cluster: &mut Cluster, limit: Duration, what: &str) {
+    let started = Instant::now();
+    while cluster
+        .router
+        .process_mut()
+        .child
+        .try_wait()
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < limit,
+            "{what}:\n{}",
+            cluster.router.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn readyz(cluster: &Cluster) -> (u16, serde_json::Value) {
     let url = format!("http://{}/readyz", cluster.admin.unwrap());
     match cluster.client.get(url).send().await {
@@ -159,21 +179,12 @@ async fn systemd_hears_ready_and_stopping_and_a_sigusr2_upgrade_moves_the_main_p
         "an upgrade is no stop: {:?}",
         systemd.heard
     );
-    let started = Instant::now();
-    while cluster
-        .router
-        .process_mut()
-        .child
-        .try_wait()
-        .unwrap()
-        .is_none()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the old process did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    exits_within(
+        &mut cluster,
+        Duration::from_secs(20),
+        "the old process did not exit",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Its exit is no stop either.
     systemd.heard_so_far();
@@ -308,22 +319,12 @@ async fn a_stop_while_a_successor_starts_is_still_a_stop() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cluster.router.process().signal("TERM");
-    let stopping = Instant::now();
-    while cluster
-        .router
-        .process_mut()
-        .child
-        .try_wait()
-        .unwrap()
-        .is_none()
-    {
-        assert!(
-            stopping.elapsed() < Duration::from_secs(3),
-            "SIGTERM waited for the successor:\n{}",
-            cluster.router.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    exits_within(
+        &mut cluster,
+        Duration::from_secs(3),
+        "SIGTERM waited for the successor",
+    )
+    .await;
 }
 
 /// As the kubelet updates a mounted Secret: the files are symlinks through `..data` to a
